@@ -1,0 +1,5 @@
+import sys
+
+from pypause.main import main
+
+sys.exit(main())

@@ -1,0 +1,21 @@
+"""prctl(2) through ctypes: the two process attributes Python's os module lacks."""
+
+import ctypes
+import os
+
+PR_SET_PDEATHSIG = 1
+PR_SET_CHILD_SUBREAPER = 36
+
+
+def _prctl(option, arg):
+    # CDLL(None) is the running process itself: it finds prctl on glibc and musl,
+    # where ctypes.util.find_library("c") returns None.
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.prctl(option, ctypes.c_ulong(arg), 0, 0, 0) != 0:
+        err = ctypes.get_errno()
+        raise OSError(err, os.strerror(err))
+
+
+def set_child_subreaper():
+    """Make orphans of our descendants be reparented to us instead of to PID 1."""
+    _prctl(PR_SET_CHILD_SUBREAPER, 1)

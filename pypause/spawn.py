@@ -1,0 +1,63 @@
+"""Starting the main child exactly as pypause itself was started.
+
+An init must be transparent: the child gets the signal mask and the ignored
+signals that pypause inherited, not the ones pypause uses for its own work.
+`subprocess` cannot do this (it never resets the signal mask) and glibc's
+posix_spawn leaves its internal signals ignored, so the child is started with
+a plain fork(), a reset of the signal state, and exec().
+"""
+
+import errno
+import os
+import signal
+
+from pypause import log
+
+# Python sets these to SIG_IGN (SIGPIPE, SIGXFSZ) or to a handler (SIGINT)
+# before any of our code runs. What pypause's own parent gave is lost for the
+# first two; a handler shows that SIGINT was not ignored (CPython keeps an
+# inherited SIG_IGN for SIGINT).
+_PYTHON_TOUCHED = (signal.SIGPIPE, signal.SIGXFSZ, signal.SIGINT)
+
+
+class InheritedSignals:
+    """The signal state pypause was started with, to be handed to the child."""
+
+    def __init__(self):
+        self.mask = signal.pthread_sigmask(signal.SIG_BLOCK, ())
+        self.ignored_sigint = signal.getsignal(signal.SIGINT) == signal.SIG_IGN
+
+    def restore_in_child(self):
+        """Reset the calling (freshly forked) process to the inherited state."""
+        for signum in _PYTHON_TOUCHED:
+            keep_ignored = signum == signal.SIGINT and self.ignored_sigint
+            signal.signal(signum, signal.SIG_IGN if keep_ignored else signal.SIG_DFL)
+        signal.pthread_sigmask(signal.SIG_SETMASK, self.mask)
+
+
+def exec_status(err):
+    """Exit status for a failed exec, as a shell reports it: 127 not found, else 126."""
+    return 127 if err in (errno.ENOENT, errno.ENOTDIR) else 126
+
+
+def spawn(argv, inherited):
+    """Fork and exec `argv` (PATH is searched) with the inherited signal state.
+
+    Return the child's PID. If the exec fails, the child reports why on stderr
+    and exits with 127 (not found) or 126 (found but not runnable); the caller
+    learns of it as of any other exit status. Must be called while every
+    signal pypause waits for is blocked, so that no SIGCHLD can be missed.
+    """
+    pid = os.fork()
+    if pid:
+        return pid
+    status = 126
+    try:
+        inherited.restore_in_child()
+        try:
+            os.execvp(argv[0], argv)
+        except OSError as e:
+            status = exec_status(e.errno)
+            log.error("cannot run %r: %s" % (argv[0], e.strerror))
+    finally:
+        os._exit(status)
