@@ -1,0 +1,1 @@
+"""pypause side by side with tini, dumb-init, catatonit and the Python floor."""

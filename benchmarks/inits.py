@@ -1,0 +1,140 @@
+"""The inits under test: how to find them and how to start them in each mode.
+
+Modes (a mode an init lacks is None and shows as "—" in the table):
+- init mode: `INIT -- CMD...`, run CMD, forward signals, reap, exit with CMD;
+- pause mode: no command, sleep and reap until SIGTERM/SIGINT;
+- metrics mode: pause mode serving Prometheus metrics (pypause only; the
+  Python floor's counterpart only imports prometheus_client, the least
+  serving metrics from Python can cost).
+"""
+
+import os
+import shutil
+import subprocess
+import sys
+
+# The Python floor: the least any pure-Python init can do and cost. It
+# blocks every catchable signal, spawns the command (if any) with a clean
+# signal state, then sleeps in sigwaitinfo(): SIGCHLD drains every exited
+# child, any other signal goes to the child (or ends pause mode). Run with
+# -I: no environment variables, no user site, no current directory in path.
+FLOOR = """\
+import os, signal, sys
+S = signal.valid_signals() - {signal.SIGKILL, signal.SIGSTOP}
+signal.pthread_sigmask(signal.SIG_BLOCK, S)
+cmd = sys.argv[1:]
+child = cmd and os.posix_spawnp(cmd[0], cmd, os.environ, setsigmask=(),
+                                setsigdef=(signal.SIGPIPE, signal.SIGXFSZ, signal.SIGINT))
+while True:
+    sig = signal.sigwaitinfo(S).si_signo
+    if sig == signal.SIGCHLD:
+        while True:
+            try:
+                pid, status = os.waitpid(-1, os.WNOHANG)
+            except ChildProcessError:
+                break
+            if pid == 0:
+                break
+            if pid == child:
+                code = os.waitstatus_to_exitcode(status)
+                sys.exit(code if code >= 0 else 128 - code)
+    elif child:
+        os.kill(child, sig)
+    elif sig in (signal.SIGTERM, signal.SIGINT):
+        sys.exit(0)
+"""
+
+METRICS_ADDR = "127.0.0.1:0"  # port 0: the kernel picks a free port; procfs finds it
+
+
+class Init:
+    def __init__(self, name, init_argv, pause_argv=None, metrics_argv=None, version=""):
+        self.name = name
+        self._init_argv = init_argv
+        self.pause_argv = pause_argv        # list or None
+        self.metrics_argv = metrics_argv    # list or None
+        self.version = version
+
+    def init_argv(self, command):
+        return self._init_argv(list(command))
+
+
+def default_pypause():
+    """pip's console script next to the running interpreter (not a pyenv shim)."""
+    return os.path.join(os.path.dirname(sys.executable), "pypause")
+
+
+def interpreter_of(script):
+    """The interpreter named in `script`'s #! line: the Python floor must run on it."""
+    try:
+        with open(script, "rb") as f:
+            first = f.readline()
+    except OSError:
+        return None
+    if first.startswith(b"#!"):
+        parts = first[2:].split()
+        if parts and os.access(parts[0], os.X_OK):
+            return parts[0].decode()
+    return None
+
+
+def _version(argv):
+    try:
+        done = subprocess.run(argv, capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.TimeoutExpired):
+        return "?"
+    text = (done.stdout or done.stderr).strip()
+    return text.splitlines()[0] if text else "?"
+
+
+def pypause(script):
+    addr = ["--metrics-addr", METRICS_ADDR]
+    return Init(
+        "pypause",
+        lambda cmd: [script, "--"] + cmd,
+        pause_argv=[script],
+        metrics_argv=[script] + addr,
+        version=_version([script, "--version"]),
+    )
+
+
+def pypause_metrics_init_argv(script, command):
+    return [script, "--metrics-addr", METRICS_ADDR, "--"] + list(command)
+
+
+def python_floor(python):
+    return Init(
+        "python floor",
+        lambda cmd: [python, "-I", "-c", FLOOR] + cmd,
+        pause_argv=[python, "-I", "-c", FLOOR],
+        metrics_argv=[python, "-I", "-c", "import prometheus_client\n" + FLOOR],
+        version=_version([python, "-VV"]),
+    )
+
+
+# (name, how to start init mode, pause-mode flags or None)
+_PEERS = [
+    ("tini", lambda exe, cmd: [exe, "--"] + cmd, None),
+    ("dumb-init", lambda exe, cmd: [exe, "--"] + cmd, None),
+    ("catatonit", lambda exe, cmd: [exe, "--"] + cmd, ["-P"]),
+]
+INSTALL_HINT = "apt-get install tini dumb-init catatonit  (Debian/Ubuntu packages)"
+
+
+def peers(skip=()):
+    """The C inits found on PATH (or /usr/bin), and a note for each one missing."""
+    found, notes = [], []
+    for name, argv, pause_flags in _PEERS:
+        if name in skip:
+            continue
+        exe = shutil.which(name) or shutil.which(name, path="/usr/bin:/usr/sbin")
+        if exe is None:
+            notes.append("%s not found, skipped; install with: %s" % (name, INSTALL_HINT))
+            continue
+        found.append(Init(
+            name,
+            lambda cmd, exe=exe, argv=argv: argv(exe, cmd),
+            pause_argv=[exe] + pause_flags if pause_flags else None,
+            version=_version([exe, "--version"]),
+        ))
+    return found, notes

@@ -1,0 +1,313 @@
+"""The six measurements. Each runs every init in the same way, in one run.
+
+Every function returns plain numbers; `Results` gathers them by figure and
+init. Every process is started through a `Session`, which ends them all by
+PID when the measurement is done or has failed.
+"""
+
+import math
+import os
+import random
+import signal
+import socket
+import statistics
+import threading
+import time
+
+from benchmarks import inits, pidns, procfs
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+STORM_CHILD = os.path.join(HERE, "storm_child.py")
+SIGNAL_CHILD = os.path.join(HERE, "signal_child.py")
+NO_INIT = "no init"
+
+
+def p99(values):
+    """Nearest-rank 99th percentile."""
+    ordered = sorted(values)
+    return ordered[max(0, math.ceil(0.99 * len(ordered)) - 1)]
+
+
+class Results:
+    """Figures by key, then by init name; notes say what was skipped and why."""
+
+    def __init__(self):
+        self.values = {}
+        self.notes = []
+
+    def set(self, key, init_name, value):
+        self.values.setdefault(key, {})[init_name] = value
+
+    def get(self, key, init_name):
+        return self.values.get(key, {}).get(init_name)
+
+
+class Session:
+    """Starts inits as PID 1 and guarantees that each one is ended."""
+
+    def __init__(self, log_fd):
+        self.log_fd = log_fd
+        self._running = []
+
+    def start(self, argv, pipes=False):
+        proc = pidns.Pid1(argv, self.log_fd, pipes=pipes)
+        self._running.append(proc)
+        return proc
+
+    def stop(self, proc):
+        proc.stop()
+        self._running.remove(proc)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        while self._running:
+            self.stop(self._running[-1])
+
+
+def _wait_for_port(proc, timeout):
+    """The TCP port the init listens on, or None if none within `timeout`."""
+    deadline = time.monotonic() + timeout
+    while proc.alive():
+        ports = procfs.listening_tcp_ports(proc.pid)
+        if ports:
+            return ports[0]
+        if time.monotonic() > deadline:
+            return None
+        time.sleep(0.02)
+    return None
+
+
+def _wait_for_child(proc, timeout):
+    deadline = time.monotonic() + timeout
+    while not procfs.children(proc.pid):
+        if not proc.alive() or time.monotonic() > deadline:
+            raise RuntimeError("%s did not start its child" % " ".join(proc.argv))
+        time.sleep(0.01)
+
+
+def startup(all_inits, runs, warmup, log_fd, results):
+    """1. Median wall time of `INIT -- true` as PID 1, runs interleaved across inits.
+
+    Interleaving (in a new random order each round) spreads any drift of the
+    machine over all inits alike. The no-init row runs `true` alone as PID 1:
+    the cost of spawn, exit and namespace teardown that every row contains.
+    """
+    true = "/bin/true" if os.path.exists("/bin/true") else "/usr/bin/true"
+    subjects = [(i.name, i.init_argv(["true"])) for i in all_inits] + [(NO_INIT, [true])]
+    times = {name: [] for name, _ in subjects}
+    for round_no in range(warmup + runs):
+        random.shuffle(subjects)
+        for name, argv in subjects:
+            elapsed, code = pidns.time_as_pid1(argv, log_fd)
+            if code != 0:
+                raise RuntimeError("%s exited %d instead of 0" % (" ".join(argv[:3]), code))
+            if round_no >= warmup:
+                times[name].append(elapsed)
+    for name, samples in times.items():
+        results.set("startup_ms", name, statistics.median(samples) * 1e3)
+
+
+def idle(all_inits, seconds, settle, log_fd, results):
+    """2 and 3. Memory and context switches of every init idle in every mode.
+
+    All of them idle at the same time, over one window: the window costs
+    `seconds` once rather than once per init and mode.
+    """
+    with Session(log_fd) as session:
+        running = []  # (mode, init name, Pid1)
+        for init in all_inits:
+            running.append(("init", init.name, session.start(init.init_argv(["sleep", "infinity"]))))
+            if init.pause_argv:
+                running.append(("pause", init.name, session.start(init.pause_argv)))
+            if init.metrics_argv:
+                running.append(("metrics", init.name, session.start(init.metrics_argv)))
+        for mode, name, proc in running:
+            if mode == "init":
+                _wait_for_child(proc, timeout=10)
+            elif mode == "metrics" and name == "pypause":
+                if _wait_for_port(proc, timeout=10) is None:
+                    raise RuntimeError("pypause --metrics-addr stopped serving")
+        time.sleep(settle)
+        before = {id(p): (procfs.context_switches(p.pid), procfs.thread_count(p.pid))
+                  for _, _, p in running}
+        time.sleep(seconds)
+        for mode, name, proc in running:
+            if not proc.alive():
+                raise RuntimeError("%s exited while idle (code %s)"
+                                   % (" ".join(proc.argv[:3]), proc.exit_code))
+            switches, threads = before[id(proc)]
+            if procfs.thread_count(proc.pid) != threads:
+                results.notes.append("%s (%s mode) started or ended threads while idle: "
+                                     "its wake-ups may be undercounted" % (name, mode))
+            results.set("wakeups_" + mode, name, procfs.context_switches(proc.pid) - switches)
+            results.set("rss_" + mode, name, procfs.rss_kib(proc.pid) / 1024)
+            results.set("uss_" + mode, name, procfs.uss_kib(proc.pid) / 1024)
+
+
+def _scrape(port):
+    """One scrape of /metrics on a new connection; return the body's length."""
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as s:
+        s.sendall(b"GET /metrics HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
+        chunks = []
+        while True:
+            chunk = s.recv(65536)
+            if not chunk:
+                break
+            chunks.append(chunk)
+    response = b"".join(chunks)
+    head, _, body = response.partition(b"\r\n\r\n")
+    if not head.startswith(b"HTTP/1.") or head.split()[1] != b"200":
+        raise RuntimeError("scrape failed: %r" % head[:80])
+    return len(body)
+
+
+class _Scraper(threading.Thread):
+    """Scrapes /metrics every `interval` seconds until stopped."""
+
+    def __init__(self, port, interval):
+        super().__init__(daemon=True)
+        self.port = port
+        self.interval = interval
+        self.done = 0
+        self.failed = 0
+        self._stop_event = threading.Event()
+
+    def run(self):
+        next_at = time.monotonic()
+        while not self._stop_event.wait(max(0.0, next_at - time.monotonic())):
+            next_at += self.interval
+            try:
+                _scrape(self.port)
+                self.done += 1
+            except (OSError, RuntimeError):
+                self.failed += 1
+
+    def stop(self):
+        """Idempotent: the storm stops it once measured, and again on any failure."""
+        self._stop_event.set()
+        if self.is_alive():
+            self.join()
+
+
+def _storm_once(session, argv, orphans, scrape_interval=None):
+    """One storm behind one init: (init CPU ns per orphan, zombies 0.5 s after, scraper).
+
+    With `scrape_interval`, /metrics is scraped that often from just before
+    the release until the figures are taken.
+    """
+    proc = session.start(argv, pipes=True)
+    scraper = None
+    try:
+        if proc.out.readline(timeout=120) != "ready":
+            raise RuntimeError("storm child did not get ready")
+        if scrape_interval is not None:
+            port = _wait_for_port(proc, timeout=10)
+            if port is None:
+                raise RuntimeError("pypause --metrics-addr served nothing in init mode")
+            scraper = _Scraper(port, scrape_interval)
+        cpu_before = procfs.cpu_ns(proc.pid)
+        if scraper:
+            scraper.start()
+        proc.send("go")
+        if proc.out.readline(timeout=120) != "exited":
+            raise RuntimeError("storm child did not see its orphans exit")
+        time.sleep(0.5)
+        zombies = procfs.zombie_children(proc.pid)
+        cpu = procfs.cpu_ns(proc.pid) - cpu_before
+        if scraper:
+            scraper.stop()
+        proc.send("exit")
+        code = proc.wait(timeout=10)
+        if code != 0:
+            raise RuntimeError("%s exited %d after the storm" % (argv[0], code))
+        return cpu / orphans, zombies, scraper
+    finally:
+        if scraper:
+            scraper.stop()
+        session.stop(proc)
+
+
+def reap_storm(all_inits, python, orphans, repeats, log_fd, results):
+    """4. Init CPU per orphan reaped in a storm, and zombies left 0.5 s after it.
+
+    CPU time is that of the whole init process (all threads, alive or gone)
+    from just before the orphans are released until 0.5 s after the last one
+    exited. Repeats are interleaved across inits; the median is kept.
+    """
+    command = [python, "-I", "-S", STORM_CHILD, str(orphans)]
+    per_orphan = {i.name: [] for i in all_inits}
+    zombies = {i.name: 0 for i in all_inits}
+    with Session(log_fd) as session:
+        for _ in range(repeats):
+            for init in random.sample(all_inits, len(all_inits)):
+                cpu, left, _ = _storm_once(session, init.init_argv(command), orphans)
+                per_orphan[init.name].append(cpu)
+                zombies[init.name] = max(zombies[init.name], left)
+    for name in per_orphan:
+        results.set("reap_us", name, statistics.median(per_orphan[name]) / 1e3)
+        results.set("zombies", name, zombies[name])
+
+
+def signal_latency(all_inits, python, samples, warmup, log_fd, results):
+    """5. Time from kill(init, SIGUSR1) until the child woke up with it.
+
+    All inits run at once, each with the same child; each round signals them
+    one at a time in a new random order, waiting for the child's answer
+    before the next signal, so no two measurements overlap.
+    """
+    child = [python, "-I", "-S", SIGNAL_CHILD]
+    with Session(log_fd) as session:
+        subjects = [(i.name, session.start(i.init_argv(child), pipes=True)) for i in all_inits]
+        subjects.append((NO_INIT, session.start(child, pipes=True)))
+        for name, proc in subjects:
+            if proc.out.readline(timeout=10) != "ready":
+                raise RuntimeError("signal child behind %s did not get ready" % name)
+        latencies = {name: [] for name, _ in subjects}
+        for round_no in range(warmup + samples):
+            random.shuffle(subjects)
+            for name, proc in subjects:
+                sent = time.monotonic_ns()
+                os.kill(proc.pid, signal.SIGUSR1)
+                received = int(proc.out.readline(timeout=5))
+                if round_no >= warmup:
+                    latencies[name].append(received - sent)
+    for name, values in latencies.items():
+        results.set("signal_median_us", name, statistics.median(values) / 1e3)
+        results.set("signal_p99_us", name, p99(values) / 1e3)
+
+
+def metrics_served(script, timeout, log_fd):
+    """Whether `pypause --metrics-addr` listens within `timeout` seconds: tried, not assumed."""
+    with Session(log_fd) as session:
+        return _wait_for_port(session.start([script, "--metrics-addr", inits.METRICS_ADDR]),
+                              timeout) is not None
+
+
+def metrics_cost(script, python, scrapes, orphans, log_fd, results):
+    """6. /metrics scrape latency, and reap cost while scraped 10 times a second."""
+    with Session(log_fd) as session:
+        proc = session.start([script, "--metrics-addr", inits.METRICS_ADDR])
+        port = _wait_for_port(proc, timeout=10)
+        if port is None:
+            raise RuntimeError("pypause --metrics-addr stopped serving")
+        _scrape(port)  # the first scrape may import or build what later ones reuse
+        latencies = []
+        for _ in range(scrapes):
+            started = time.perf_counter_ns()
+            _scrape(port)
+            latencies.append(time.perf_counter_ns() - started)
+        session.stop(proc)
+        results.set("scrape_median_ms", "pypause", statistics.median(latencies) / 1e6)
+        results.set("scrape_p99_ms", "pypause", p99(latencies) / 1e6)
+
+        command = [python, "-I", "-S", STORM_CHILD, str(orphans)]
+        cpu, zombies, scraper = _storm_once(
+            session, inits.pypause_metrics_init_argv(script, command), orphans,
+            scrape_interval=0.1)
+        results.set("reap_scraped_us", "pypause", cpu / 1e3)
+        results.set("zombies_scraped", "pypause", zombies)
+        if scraper.failed or not scraper.done:
+            results.notes.append("during the scraped storm %d scrapes succeeded, %d failed"
+                                 % (scraper.done, scraper.failed))

@@ -1,0 +1,147 @@
+"""The Markdown table, the targets verdict and the chart."""
+
+from benchmarks.measure import NO_INIT
+
+FLOOR = "python floor"
+
+# (key, label, decimals); a row shows only if some init has the figure.
+ROWS = [
+    ("startup_ms", "start-up, `INIT -- true` as PID 1 (ms, median)", 2),
+    ("rss_pause", "idle RSS, pause mode (MiB)", 2),
+    ("uss_pause", "idle USS, pause mode (MiB)", 2),
+    ("rss_init", "idle RSS, init mode, child sleeping (MiB)", 2),
+    ("uss_init", "idle USS, init mode, child sleeping (MiB)", 2),
+    ("rss_metrics", "idle RSS, metrics on (MiB; floor: + `import prometheus_client`)", 2),
+    ("uss_metrics", "idle USS, metrics on (MiB; floor: + `import prometheus_client`)", 2),
+    ("wakeups_pause", "wake-ups while idle, pause mode", 0),
+    ("wakeups_init", "wake-ups while idle, init mode", 0),
+    ("wakeups_metrics", "wake-ups while idle, metrics on", 0),
+    ("reap_us", "reap CPU per orphan (µs, storm)", 2),
+    ("zombies", "zombies 0.5 s after the storm", 0),
+    ("signal_median_us", "signal latency, median (µs)", 1),
+    ("signal_p99_us", "signal latency, p99 (µs)", 1),
+    ("scrape_median_ms", "`/metrics` scrape latency, median (ms)", 2),
+    ("scrape_p99_ms", "`/metrics` scrape latency, p99 (ms)", 2),
+    ("reap_scraped_us", "reap CPU per orphan while scraped 10×/s (µs)", 2),
+    ("zombies_scraped", "zombies 0.5 s after the scraped storm", 0),
+]
+
+
+def ratio(results, key, against):
+    mine, theirs = results.get(key, "pypause"), results.get(key, against)
+    if mine is None or not theirs:
+        return None
+    return mine / theirs
+
+
+def targets(results):
+    """[(target, measured, verdict)]: verdict is "pass", "miss" or "skipped"."""
+    rows = []
+
+    def by_ratio(text, key, against, limit):
+        r = ratio(results, key, against)
+        if r is None:
+            rows.append((text, "—", "skipped"))
+        else:
+            rows.append((text, "%.2f×" % r, "pass" if r <= limit else "miss"))
+
+    def by_count(text, keys):
+        counts = [results.get(k, "pypause") for k in keys]
+        counts = [c for c in counts if c is not None]
+        if not counts:
+            rows.append((text, "—", "skipped"))
+        else:
+            rows.append((text, "max %d" % max(counts), "pass" if max(counts) == 0 else "miss"))
+
+    by_ratio("start-up ≤ 1.3× Python floor", "startup_ms", FLOOR, 1.3)
+    by_ratio("idle RSS, pause mode ≤ 1.1× Python floor", "rss_pause", FLOOR, 1.1)
+    by_ratio("idle RSS, metrics on ≤ 1.1× (floor + import prometheus_client)",
+             "rss_metrics", FLOOR, 1.1)
+    by_count("0 wake-ups while idle, every mode",
+             ["wakeups_pause", "wakeups_init", "wakeups_metrics"])
+    by_ratio("reap CPU per orphan ≤ 1.5× tini", "reap_us", "tini", 1.5)
+    by_count("0 zombies left after a storm", ["zombies", "zombies_scraped"])
+    by_ratio("signal latency median ≤ 1.5× tini", "signal_median_us", "tini", 1.5)
+    by_ratio("signal latency p99 ≤ 2× tini", "signal_p99_us", "tini", 2.0)
+    return rows
+
+
+def _cell(value, decimals):
+    if value is None:
+        return "—"
+    return "{:,.{}f}".format(value, decimals)
+
+
+def markdown(results, columns, header_lines, settings_lines, chart_name=None):
+    """The whole results page: what ran where, the table, the targets, the notes."""
+    out = list(header_lines) + [""]
+    head = ["figure"] + columns + ["pypause ÷ floor", "pypause ÷ tini"]
+    out.append("| " + " | ".join(head) + " |")
+    out.append("|" + "|".join(["---"] + ["---:"] * (len(head) - 1)) + "|")
+    for key, label, decimals in ROWS:
+        if key not in results.values:
+            continue
+        cells = [label] + [_cell(results.get(key, c), decimals) for c in columns]
+        for against in (FLOOR, "tini"):
+            r = ratio(results, key, against)
+            cells.append("—" if r is None else "%.2f×" % r)
+        out.append("| " + " | ".join(cells) + " |")
+    out += ["", "— : the init has no such mode, or the figure does not apply to it.", ""]
+    out += ["## Targets", "", "| target | pypause | verdict |", "|---|---:|---|"]
+    for text, measured, verdict in targets(results):
+        out.append("| %s | %s | %s |" % (text, measured, "**MISS**" if verdict == "miss" else verdict))
+    out += ["", "## How this run was made", ""] + ["- " + line for line in settings_lines]
+    if results.notes:
+        out += ["", "## Notes", ""] + ["- " + n for n in results.notes]
+    if chart_name:
+        out += ["", "![chart](%s)" % chart_name]
+    return "\n".join(out) + "\n"
+
+
+# Panels of the chart: (title, [(key, bar label)]).
+_PANELS = [
+    ("start-up (ms, median)", [("startup_ms", None)]),
+    ("idle RSS (MiB)", [("rss_pause", "pause"), ("rss_init", "init"), ("rss_metrics", "metrics")]),
+    ("idle USS (MiB)", [("uss_pause", "pause"), ("uss_init", "init"), ("uss_metrics", "metrics")]),
+    ("wake-ups while idle", [("wakeups_pause", "pause"), ("wakeups_init", "init"),
+                             ("wakeups_metrics", "metrics")]),
+    ("reap CPU per orphan (µs)", [("reap_us", None)]),
+    ("signal latency (µs)", [("signal_median_us", "median"), ("signal_p99_us", "p99")]),
+]
+
+
+def chart(results, columns, path, title):
+    """Write a PNG of the main figures; return None, or why there is no chart."""
+    try:
+        import matplotlib
+    except ImportError:
+        return "matplotlib is not installed (pip install matplotlib, or the `bench` extra): no chart"
+    matplotlib.use("Agg")
+    from matplotlib import pyplot
+
+    figure, axes = pyplot.subplots(2, 3, figsize=(15, 8.5))
+    palette = pyplot.get_cmap("tab10")
+    colours = {name: palette(i) for i, name in enumerate(columns)}
+    for ax, (panel_title, series) in zip(axes.flat, _PANELS):
+        names = [c for c in columns if any(results.get(k, c) is not None for k, _ in series)]
+        width = 0.8 / len(series)
+        for s, (key, label) in enumerate(series):
+            for n, name in enumerate(names):
+                value = results.get(key, name)
+                if value is None:
+                    continue
+                x = n + (s - (len(series) - 1) / 2) * width
+                ax.bar(x, value, width * 0.95, color=colours[name],
+                       alpha=1.0 if s == 0 else 0.55,
+                       edgecolor="black" if name == "pypause" else "none")
+                if label:
+                    ax.text(x, value, label, ha="center", va="bottom", fontsize=6, rotation=90)
+        ax.set_xticks(range(len(names)))
+        ax.set_xticklabels(names, rotation=20, fontsize=8)
+        ax.set_title(panel_title, fontsize=10)
+        ax.margins(y=0.2)
+    figure.suptitle(title, fontsize=11)
+    figure.tight_layout()
+    figure.savefig(path, dpi=90)
+    pyplot.close(figure)
+    return None

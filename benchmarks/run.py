@@ -1,0 +1,168 @@
+"""Entry point: `python -m benchmarks [--quick]` (see benchmarks/README.md)."""
+
+import argparse
+import datetime
+import os
+import platform
+import signal
+import sys
+import tempfile
+import time
+
+from benchmarks import inits, measure, pidns, report
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+
+class Plan:
+    """How much of each measurement a run does."""
+
+    def __init__(self, quick):
+        self.startup_runs, self.startup_warmup = (10, 2) if quick else (200, 10)
+        self.idle_seconds, self.settle = (1.0, 0.5) if quick else (10.0, 1.0)
+        self.orphans, self.storm_repeats = (300, 1) if quick else (5000, 3)
+        self.signal_samples, self.signal_warmup = (100, 10) if quick else (2000, 50)
+        self.scrapes = 50 if quick else 1000
+        # How long `pypause --metrics-addr` may take to listen before the
+        # metrics figures are skipped as not implemented.
+        self.metrics_probe = 1.5 if quick else 5.0
+
+
+def parse_args(argv):
+    p = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__)
+    p.add_argument("--quick", action="store_true",
+                   help="a few seconds with small counts: checks the benchmark, "
+                        "not the numbers (writes results/quick.md by default)")
+    p.add_argument("--out", help="where to write the Markdown table; the chart goes "
+                                 "next to it as .png (default: results/latest.md)")
+    p.add_argument("--pypause", default=inits.default_pypause(),
+                   help="pypause command to measure (default: %(default)s, pip's "
+                        "console script next to this Python)")
+    p.add_argument("--skip", action="append", default=[], metavar="INIT",
+                   help="leave out tini, dumb-init or catatonit (repeatable)")
+    return p.parse_args(argv)
+
+
+def machine_line():
+    model = "?"
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    model = line.partition(":")[2].strip()
+                    break
+    except OSError:
+        pass
+    return "%s, %d cores, Linux %s" % (model, os.cpu_count(), platform.release())
+
+
+def _raise_exit(signum, frame):
+    raise SystemExit(128 + signum)
+
+
+def main(argv=None):
+    args = parse_args(sys.argv[1:] if argv is None else argv)
+    plan = Plan(args.quick)
+    default_out = os.path.join(HERE, "results", "quick.md" if args.quick else "latest.md")
+    out_md = os.path.abspath(args.out or default_out)
+    out_png = os.path.splitext(out_md)[0] + ".png"
+
+    try:
+        pidns.check_supported()
+    except OSError as e:
+        print("benchmarks: %s" % e.strerror, file=sys.stderr)
+        return 2
+    if not os.access(args.pypause, os.X_OK):
+        print("benchmarks: no pypause at %s (pip install -e . ?)" % args.pypause, file=sys.stderr)
+        return 2
+    python = inits.interpreter_of(args.pypause) or sys.executable
+
+    peers, notes = inits.peers(skip=args.skip)
+    for note in notes:
+        print("benchmarks: " + note, file=sys.stderr)
+    pypause = inits.pypause(args.pypause)
+    all_inits = [pypause, inits.python_floor(python)] + peers
+    columns = [i.name for i in all_inits] + [measure.NO_INIT]
+
+    # SIGTERM must unwind through the cleanup code, as ^C does.
+    signal.signal(signal.SIGTERM, _raise_exit)
+    results = measure.Results()
+    results.notes.extend(notes)
+    started = time.monotonic()
+    with tempfile.TemporaryDirectory(prefix="pypause-bench-") as tmp:
+        log_path = os.path.join(tmp, "inits.log")
+        log_fd = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        # A pypause without metrics yet starts fine and serves nothing: try it.
+        metrics_on = measure.metrics_served(args.pypause, plan.metrics_probe, log_fd)
+        if not metrics_on:
+            pypause.metrics_argv = None
+            results.notes.append(
+                "`pypause --metrics-addr %s` served nothing within %.0f s: pypause's "
+                "metrics figures are skipped" % (inits.METRICS_ADDR, plan.metrics_probe))
+        steps = [
+            ("start-up", lambda: measure.startup(
+                all_inits, plan.startup_runs, plan.startup_warmup, log_fd, results)),
+            ("idle memory and wake-ups", lambda: measure.idle(
+                all_inits, plan.idle_seconds, plan.settle, log_fd, results)),
+            ("signal latency", lambda: measure.signal_latency(
+                all_inits, python, plan.signal_samples, plan.signal_warmup, log_fd, results)),
+            ("reap storm", lambda: measure.reap_storm(
+                all_inits, python, plan.orphans, plan.storm_repeats, log_fd, results)),
+        ]
+        if metrics_on:
+            steps.append(("metrics cost", lambda: measure.metrics_cost(
+                args.pypause, python, plan.scrapes, plan.orphans, log_fd, results)))
+        try:
+            for name, step in steps:
+                t = time.monotonic()
+                print("benchmarks: %s ..." % name, end=" ", file=sys.stderr, flush=True)
+                step()
+                print("%.1f s" % (time.monotonic() - t), file=sys.stderr)
+        except BaseException:
+            print("\nbenchmarks: failed; output of the inits:", file=sys.stderr)
+            with open(log_path, errors="replace") as f:
+                sys.stderr.write(f.read()[-4000:])
+            raise
+        finally:
+            os.close(log_fd)
+    elapsed = time.monotonic() - started
+
+    date = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    header = [
+        "# pypause vs tini, dumb-init, catatonit and the Python floor%s"
+        % (" (quick run: small counts, not for comparison)" if args.quick else ""),
+        "",
+        "Run on %s on %s, in %.0f s." % (date, machine_line(), elapsed),
+        "Command: `python -m benchmarks%s`." % (" --quick" if args.quick else ""),
+    ]
+    settings = [
+        "pypause: `%s` (%s), started as PID 1 of a new PID namespace, as every init here"
+        % (args.pypause, all_inits[0].version),
+        "Python floor: `%s -I -c FLOOR`, FLOOR being the minimal init in benchmarks/inits.py "
+        "(%s)" % (python, all_inits[1].version),
+    ] + ["%s: %s" % (i.name, i.version) for i in peers] + [
+        "start-up: median of %d runs of each, interleaved in random order; "
+        "\"no init\" runs `true` alone as PID 1" % plan.startup_runs,
+        "idle: memory after, and context switches during, %.0f s in which all inits "
+        "idle side by side" % plan.idle_seconds,
+        "reap storm: %d orphans released at once behind each init; %d storm(s) each, "
+        "the median kept"
+        % (plan.orphans, plan.storm_repeats),
+        "signal latency: %d SIGUSR1 per init, one at a time; \"no init\" signals the child "
+        "directly" % plan.signal_samples,
+        "metrics: %d scrapes, each on a new connection; the scraped storm has %d orphans"
+        % (plan.scrapes, plan.orphans),
+    ]
+    os.makedirs(os.path.dirname(out_md), exist_ok=True)
+    why_no_chart = report.chart(results, columns, out_png,
+                                "pypause benchmark, %s, %s" % (date, machine_line()))
+    if why_no_chart:
+        results.notes.append(why_no_chart)
+    text = report.markdown(results, columns, header, settings,
+                           chart_name=None if why_no_chart else os.path.basename(out_png))
+    with open(out_md, "w") as f:
+        f.write(text)
+    sys.stdout.write(text)
+    print("benchmarks: wrote %s%s" % (out_md, "" if why_no_chart else " and " + out_png),
+          file=sys.stderr)
+    return 0
