@@ -1,0 +1,50 @@
+# pypause as a pod's pause (sandbox) image.
+#
+#   podman build -t pypause .            # or: docker build -t pypause .
+#
+# The final image is assembled from the base image's own Python: the
+# interpreter, the standard library an init can need, the shared libraries
+# they load, and pypause with its two dependencies. No shell, no pip, no
+# package manager. Any glibc base with Python 3.9+ works, whether Python lives
+# in /usr/local (official python images) or in /usr (Debian's python3):
+#
+#   podman build --build-arg BASE_IMAGE=localhost/my-python:3.11 ...
+#
+# Wheels come from the `wheels` stage below, which needs pip in the base and
+# an index. Without them, build the wheels elsewhere for the base's Python
+# version and hand them in as a build context that replaces the stage (a
+# directory holding wheels/ with pypause-init, its dependencies and pip):
+#
+#   pip wheel --no-deps -w ctx/wheels . &&
+#   pip download --only-binary=:all: --python-version 3.11 -d ctx/wheels ctx/wheels/pypause_init-*.whl pip
+#   podman build --build-context wheels=ctx --build-arg BASE_IMAGE=... -t pypause .
+#
+# Every RUN uses the exec form, so that bases without a shell work too.
+
+ARG BASE_IMAGE=python:3.11-slim-bookworm
+
+FROM ${BASE_IMAGE} AS wheels
+COPY pyproject.toml README.md /src/
+COPY pypause /src/pypause
+# pip's own wheel too: the build stage runs pip from it.
+RUN ["python3", "-m", "pip", "wheel", "--no-cache-dir", "--wheel-dir", "/wheels", "/src", "pip"]
+
+FROM ${BASE_IMAGE} AS build
+COPY --from=wheels /wheels /wheels
+COPY deploy/image/assemble_rootfs.py /assemble_rootfs.py
+RUN ["python3", "-I", "/assemble_rootfs.py", "/wheels", "/out"]
+
+FROM scratch
+ARG BASE_IMAGE
+COPY --from=build /out/runtime/ /
+COPY --from=build /out/pypause/ /
+ENV PATH=/usr/local/bin:/usr/bin:/bin
+LABEL org.opencontainers.image.title="pypause" \
+      org.opencontainers.image.description="A pure-Python init for containers: pod pause container and image init" \
+      org.opencontainers.image.licenses="Apache-2.0" \
+      org.opencontainers.image.base.name="${BASE_IMAGE}"
+# The Kubernetes pause image's user: no name, no home, owns nothing.
+USER 65535:65535
+STOPSIGNAL SIGTERM
+# No CMD: without arguments pypause runs in pause mode.
+ENTRYPOINT ["pypause"]

@@ -1,0 +1,224 @@
+"""Assemble the pause image's two layers from the build stage's own Python.
+
+The Dockerfile's build stage runs this with the base image's interpreter:
+
+    python3 -I assemble_rootfs.py WHEELS OUT
+
+and the final stage copies each tree onto `scratch` as one layer:
+
+    OUT/runtime   the interpreter, its standard library less what an init never
+                  uses, and every shared library they load, at the paths they
+                  have in the base image (so /usr/local for the official python
+                  images, /usr for Debian's python3: both come from the running
+                  interpreter, nothing is hard-coded);
+    OUT/pypause   pypause and its dependencies installed from the wheels in
+                  WHEELS by the pip wheel found there, the `pypause` command in
+                  /usr/local/bin, and /pause (CRI-O runs /pause whatever the
+                  image's ENTRYPOINT says).
+
+Everything is compiled to bytecode here: a pod sandbox runs on a read-only root
+filesystem, where Python cannot cache what it compiles, and pypause with
+prometheus-client then starts ~600 ms slower. The .pyc files are
+"unchecked-hash" ones: used without comparing them with the source, so no copy
+that changes file times (COPY, image export) can make Python ignore them.
+"""
+
+import compileall
+import glob
+import os
+import py_compile
+import shutil
+import site
+import struct
+import subprocess
+import sys
+import sysconfig
+
+# Top-level names in the standard library that an init never imports: tests,
+# GUI and interactive tools, packaging and build tooling (no pip in the image).
+EXCLUDED_STDLIB = {
+    "__pycache__", "site-packages", "dist-packages", "test", "idlelib", "tkinter",
+    "turtle.py", "turtledemo", "ensurepip", "venv", "distutils", "lib2to3",
+    "pydoc_data", "curses", "sqlite3", "dbm",
+}
+# Directories of tests inside stdlib packages (ctypes/test, unittest/test, ...).
+EXCLUDED_DIRS_ANYWHERE = {"__pycache__", "test", "tests", "idle_test"}
+# Extension modules left out with the shared libraries only they need:
+# readline/curses (ncurses), dbm (Berkeley DB, gdbm), sqlite3, tk, nis (libnsl,
+# Kerberos), crypt, audio, and CPython's own test modules.
+EXCLUDED_EXTENSIONS = (
+    "readline", "_curses", "_curses_panel", "_dbm", "_gdbm", "_sqlite3", "_tkinter",
+    "nis", "_crypt", "ossaudiodev", "audioop", "_test", "_ctypes_test", "_xxtestfuzz",
+    "xxlimited", "xxsubtype",
+)
+
+LAUNCHER = """\
+#!{python} -I
+import sys
+from pypause.main import main
+sys.exit(main())
+"""
+
+
+def copy_path(path, root):
+    """Copy `path` into the tree `root` as it is seen in this filesystem.
+
+    Every symbolic link met on the way (python3 -> python3.11, /lib64 ->
+    usr/lib64 on a merged-/usr system) is recreated as a link and its target
+    copied too, so the path resolves the same way in the image.
+    """
+    parts = path.strip("/").split("/")
+    for i in range(1, len(parts) + 1):
+        current = "/" + "/".join(parts[:i])
+        dest = root + current
+        if os.path.islink(current):
+            target = os.readlink(current)
+            if not os.path.lexists(dest):
+                os.makedirs(os.path.dirname(dest), exist_ok=True)
+                os.symlink(target, dest)
+            resolved = os.path.join(os.path.dirname(current), target)
+            copy_path(os.path.normpath(resolved + "/" + "/".join(parts[i:])), root)
+            return
+    if not os.path.lexists(root + path):
+        os.makedirs(os.path.dirname(root + path), exist_ok=True)
+        shutil.copy2(path, root + path)
+
+
+def elf_interpreter(path):
+    """The dynamic loader named in the PT_INTERP header of an ELF executable."""
+    with open(path, "rb") as f:
+        ident = f.read(16)
+        if ident[:4] != b"\x7fELF":
+            raise SystemExit("%s is not an ELF file" % path)
+        is64, little = ident[4] == 2, ident[5] == 1
+        end = "<" if little else ">"
+        if is64:
+            f.seek(0x20)
+            (phoff,) = struct.unpack(end + "Q", f.read(8))
+            f.seek(0x36)
+        else:
+            f.seek(0x1C)
+            (phoff,) = struct.unpack(end + "I", f.read(4))
+            f.seek(0x2A)
+        phentsize, phnum = struct.unpack(end + "HH", f.read(4))
+        for i in range(phnum):
+            f.seek(phoff + i * phentsize)
+            header = f.read(phentsize)
+            p_type = struct.unpack(end + "I", header[:4])[0]
+            if p_type == 3:  # PT_INTERP
+                if is64:
+                    offset, _, _, size = struct.unpack(end + "QQQQ", header[8:40])
+                else:
+                    offset, _, _, size = struct.unpack(end + "IIII", header[4:20])
+                f.seek(offset)
+                return f.read(size).rstrip(b"\0").decode()
+    return None  # statically linked
+
+
+def is_elf(path):
+    with open(path, "rb") as f:
+        return f.read(4) == b"\x7fELF"
+
+
+def shared_libraries(loader, elf):
+    """Paths of the shared libraries `elf` loads, as the loader resolves them here."""
+    out = subprocess.run([loader, "--list", elf], check=True, capture_output=True,
+                         text=True).stdout
+    paths = []
+    for line in out.splitlines():
+        name, arrow, rest = line.strip().partition("=>")
+        if arrow:
+            target = rest.split(" (")[0].strip()
+            if target == "not found":
+                raise SystemExit("%s needs %s, which is not in the base image" % (elf, name))
+            if target:  # "linux-vdso.so.1 =>  (0x...)" on old loaders: in the kernel
+                paths.append(target)
+        elif name.startswith("/"):
+            paths.append(name.split(" (")[0])
+    return paths
+
+
+def ignore_in_stdlib(stdlib):
+    def ignore(directory, names):
+        skipped = {n for n in names if n in EXCLUDED_DIRS_ANYWHERE}
+        if directory == stdlib:
+            skipped |= {n for n in names if n in EXCLUDED_STDLIB or n.startswith("config-")}
+        skipped |= {n for n in names if n.endswith(".so")
+                    and n.split(".")[0].startswith(EXCLUDED_EXTENSIONS)}
+        return skipped
+    return ignore
+
+
+def compile_tree(tree, shown_as):
+    """Compile every .py under `tree`; tracebacks name the file under `shown_as`."""
+    ok = compileall.compile_dir(
+        tree, ddir=shown_as, quiet=1, workers=0,
+        invalidation_mode=py_compile.PycInvalidationMode.UNCHECKED_HASH)
+    if not ok:
+        raise SystemExit("compiling %s failed" % tree)
+
+
+def build_runtime(root):
+    python = sys.executable
+    copy_path(python, root)
+    stdlib = sysconfig.get_path("stdlib")
+    os.makedirs(os.path.dirname(root + stdlib), exist_ok=True)
+    shutil.copytree(stdlib, root + stdlib, symlinks=True, ignore=ignore_in_stdlib(stdlib))
+    compile_tree(root + stdlib, stdlib)
+    # Libraries found through /etc/ld.so.conf (e.g. /usr/local/lib) are found
+    # in the image only through the base's cache.
+    if os.path.exists("/etc/ld.so.cache"):
+        copy_path("/etc/ld.so.cache", root)
+
+
+def install_pypause(wheels, root):
+    site_dir = sysconfig.get_path("purelib")
+    # site.py puts this directory on sys.path at start-up (once it exists).
+    if site_dir not in site.getsitepackages():
+        raise SystemExit("%s is not a site-packages directory of %s" % (site_dir, sys.executable))
+    pip = glob.glob(os.path.join(wheels, "pip-*.whl"))
+    if len(pip) != 1:
+        raise SystemExit("%s must hold exactly one pip wheel, found %r" % (wheels, pip))
+    # pip runs straight from its wheel: the base image needs no pip of its own.
+    subprocess.run(
+        [sys.executable, "-I", os.path.join(pip[0], "pip"), "install", "--no-index",
+         "--find-links", wheels, "--no-compile", "--no-cache-dir",
+         "--disable-pip-version-check", "--target", root + site_dir, "pypause-init"],
+        check=True)
+    # pip's console script imports re and lets PYTHON* variables steer the
+    # interpreter; PID 1 gets a launcher in isolated mode (-I) instead.
+    shutil.rmtree(root + site_dir + "/bin")
+    compile_tree(root + site_dir, site_dir)
+    launcher = root + "/usr/local/bin/pypause"
+    os.makedirs(os.path.dirname(launcher), exist_ok=True)
+    with open(launcher, "w") as f:
+        f.write(LAUNCHER.format(python=sys.executable))
+    os.chmod(launcher, 0o755)
+    os.symlink("/usr/local/bin/pypause", root + "/pause")
+
+
+def add_shared_libraries(runtime, trees):
+    loader = elf_interpreter(os.path.realpath(sys.executable))
+    elves = [os.path.realpath(sys.executable)]
+    for tree in trees:
+        for directory, _, names in os.walk(tree):
+            elves += [os.path.join(directory, n) for n in names
+                      if n.endswith(".so") and is_elf(os.path.join(directory, n))]
+    if loader is None:  # a static interpreter loads no extension module either
+        return
+    libraries = {loader}
+    for elf in elves:
+        libraries.update(shared_libraries(loader, elf))
+    for library in sorted(libraries):
+        copy_path(library, runtime)
+
+
+def main(wheels, out):
+    runtime, app = out + "/runtime", out + "/pypause"
+    build_runtime(runtime)
+    install_pypause(wheels, app)
+    add_shared_libraries(runtime, [runtime, app])
+
+
+if __name__ == "__main__":
+    main(*sys.argv[1:])

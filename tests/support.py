@@ -1,0 +1,175 @@
+"""Black-box helpers: find the installed pypause, observe processes through /proc."""
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+HELPERS = os.path.join(os.path.dirname(__file__), "helpers")
+
+
+def _installed_pypause():
+    # The console script next to this interpreter, not a pyenv shim in front of it.
+    script = os.path.join(os.path.dirname(sys.executable), "pypause")
+    return script if os.access(script, os.X_OK) else shutil.which("pypause")
+
+
+PYPAUSE = _installed_pypause()
+
+
+def helper(name, *args):
+    """argv that runs tests/helpers/NAME.py with this interpreter."""
+    return [sys.executable, os.path.join(HELPERS, name + ".py"), *map(str, args)]
+
+
+def wait_for(condition, timeout=10.0, interval=0.01, what="condition"):
+    """Poll `condition` until it returns a true value, and return that value."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = condition()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError("timed out waiting for %s" % what)
+        time.sleep(interval)
+
+
+def stat_fields(pid):
+    """(comm, state, ppid) of `pid` from /proc, or None if it is gone."""
+    try:
+        with open("/proc/%d/stat" % pid) as f:
+            text = f.read()
+    except (FileNotFoundError, ProcessLookupError):
+        return None
+    comm = text[text.index("(") + 1:text.rindex(")")]
+    state, ppid = text[text.rindex(")") + 2:].split()[:2]
+    return comm, state, int(ppid)
+
+
+def processes():
+    """{pid: (comm, state, ppid)} of every process visible in our /proc."""
+    result = {}
+    for name in os.listdir("/proc"):
+        if name.isdigit():
+            fields = stat_fields(int(name))
+            if fields:
+                result[int(name)] = fields
+    return result
+
+
+def children_of(pid, comm=None):
+    return [p for p, (c, _, ppid) in processes().items()
+            if ppid == pid and (comm is None or c == comm)]
+
+
+def zombies_of(pid):
+    return [p for p, (_, state, ppid) in processes().items() if ppid == pid and state == "Z"]
+
+
+def context_switches(pid):
+    """Voluntary + involuntary context switches of every thread of `pid`."""
+    total = 0
+    for tid in os.listdir("/proc/%d/task" % pid):
+        with open("/proc/%d/task/%s/status" % (pid, tid)) as f:
+            for line in f:
+                if line.startswith(("voluntary_ctxt_switches", "nonvoluntary_ctxt_switches")):
+                    total += int(line.split()[1])
+    return total
+
+
+# rt_sigtimedwait, which sigwaitinfo() uses, by machine
+_SIGWAIT_SYSCALL = {"x86_64": "128", "aarch64": "137"}
+
+
+def wait_until_idle(pid, timeout=10.0):
+    """Wait until `pid` sleeps in sigwaitinfo(), i.e. its start-up is over."""
+    number = _SIGWAIT_SYSCALL.get(os.uname().machine)
+
+    def idle():
+        try:
+            with open("/proc/%d/syscall" % pid) as f:
+                fields = f.read().split()
+        except OSError:
+            return False
+        return fields and (fields[0] == number if number else fields[0] != "running")
+    wait_for(idle, timeout, what="pypause %d to wait for signals" % pid)
+
+
+
+def stop(proc):
+    """End a Popen we started, by PID, if it still runs, and reap it.
+
+    SIGTERM first, so that a pypause in init mode takes its child with it.
+    """
+    for signum in (signal.SIGTERM, signal.SIGKILL):
+        if proc.poll() is not None:
+            return
+        try:
+            os.kill(proc.pid, signum)
+            proc.wait(5)
+        except (ProcessLookupError, subprocess.TimeoutExpired):
+            pass
+    proc.wait(10)
+
+
+def pid1_of(unshare_proc):
+    """Host PID of the PID 1 that `unshare --fork` started."""
+    def child():
+        try:
+            with open("/proc/%d/task/%d/children" % (unshare_proc.pid, unshare_proc.pid)) as f:
+                pids = f.read().split()
+        except OSError:
+            return None
+        return int(pids[0]) if pids else None
+    return wait_for(child, what="unshare to fork PID 1")
+
+
+def _can_unshare():
+    if shutil.which("unshare") is None:
+        return "unshare(1) is not installed"
+    r = subprocess.run(["unshare", "--pid", "--fork", "--mount-proc", "true"],
+                       capture_output=True)
+    return None if r.returncode == 0 else "unshare --pid not permitted: %s" % r.stderr.decode().strip()
+
+
+UNSHARE_PROBLEM = _can_unshare()
+needs_pidns = pytest.mark.skipif(UNSHARE_PROBLEM is not None, reason=UNSHARE_PROBLEM or "")
+
+
+class PidNamespace:
+    """pypause (or any argv) run as PID 1 of a fresh PID namespace."""
+
+    def __init__(self, argv, **kwargs):
+        self.unshare = subprocess.Popen(
+            ["unshare", "--pid", "--fork", "--mount-proc", "--kill-child"] + argv, **kwargs)
+        self.pid = pid1_of(self.unshare)
+
+    def nsenter(self, argv, **kwargs):
+        """Run `argv` inside the namespace, as a second container of a pod would."""
+        return subprocess.run(["nsenter", "--target", str(self.pid), "--pid", "--mount"] + argv,
+                              **kwargs)
+
+    def members(self):
+        """{pid: (comm, state, ppid)} of the processes in the namespace (host PIDs)."""
+        try:
+            ns = os.readlink("/proc/%d/ns/pid" % self.pid)
+        except OSError:
+            return {}
+        result = {}
+        for pid, fields in processes().items():
+            try:
+                if os.readlink("/proc/%d/ns/pid" % pid) == ns:
+                    result[pid] = fields
+            except OSError:
+                pass
+        return result
+
+    def zombies(self):
+        return [p for p, (_, state, _) in self.members().items() if state == "Z"]
+
+    def close(self):
+        stop(self.unshare)

@@ -1,0 +1,95 @@
+"""Exit status rules: the child's code, 128+N, 127/126, and 2 for usage errors."""
+
+import subprocess
+
+import pytest
+
+from support import PYPAUSE
+
+pytestmark = pytest.mark.timeout(30)
+
+
+def run(*args, **kwargs):
+    return subprocess.run([PYPAUSE, *args], capture_output=True, text=True, timeout=20, **kwargs)
+
+
+@pytest.mark.parametrize("script, code", [
+    ("exit 0", 0),
+    ("exit 4", 4),
+    ("exit 255", 255),
+    ("kill -KILL $$", 137),
+    ("kill -TERM $$", 143),
+    ("kill -SEGV $$", 139),
+])
+def test_child_status_becomes_pypause_status(script, code):
+    assert run("--", "sh", "-c", script).returncode == code
+
+
+def test_option_parsing_stops_at_first_non_option():
+    # -c belongs to sh, not to pypause
+    assert run("sh", "-c", "exit 4").returncode == 4
+    assert run("-v", "sh", "-c", "exit 5").returncode == 5
+
+
+def test_everything_after_double_dash_belongs_to_the_child():
+    r = run("--", "sh", "-c", 'echo "$@"', "sh", "--version", "-h")
+    assert r.returncode == 0
+    assert r.stdout == "--version -h\n"
+
+
+def test_command_not_found_is_127():
+    r = run("--", "no-such-command-pypause")
+    assert r.returncode == 127
+    assert "no-such-command-pypause" in r.stderr
+
+
+def test_command_not_executable_is_126(tmp_path):
+    script = tmp_path / "script"
+    script.write_text("#!/bin/sh\nexit 0\n")
+    script.chmod(0o644)
+    r = run("--", str(script))
+    assert r.returncode == 126
+    assert "Permission denied" in r.stderr
+
+
+def test_directory_as_command_is_126(tmp_path):
+    assert run("--", str(tmp_path)).returncode == 126
+
+
+@pytest.mark.parametrize("args, env, word", [
+    (["--bogus"], {}, "--bogus"),
+    (["-x"], {}, "-x"),
+    (["--metrics-addr"], {}, "--metrics-addr"),
+    (["--metrics-addr", "no-port"], {}, "no-port"),
+    (["--metrics-addr", "host:70000"], {}, "70000"),
+    (["--metrics-addr", "::1:80"], {}, "::1:80"),
+    (["--version=3"], {}, "--version"),
+    ([], {"PYPAUSE_VERBOSITY": "loud"}, "PYPAUSE_VERBOSITY"),
+    ([], {"PYPAUSE_METRICS_ADDR": "x:y"}, "PYPAUSE_METRICS_ADDR"),
+])
+def test_usage_error_is_one_line_and_exit_2(args, env, word):
+    r = run(*args, "--", "true", env={"PATH": "/usr/bin:/bin", **env})
+    assert r.returncode == 2
+    assert r.stderr.count("\n") == 1, r.stderr
+    assert word in r.stderr
+    assert "Traceback" not in r.stderr
+
+
+def test_version_and_help():
+    from pypause import __version__
+    r = run("-V")
+    assert (r.returncode, r.stdout) == (0, "pypause %s\n" % __version__)
+    r = run("--help")
+    assert r.returncode == 0
+    for word in ("--metrics-addr", "PYPAUSE_METRICS_ADDR", "PYPAUSE_VERBOSITY", "--subreaper"):
+        assert word in r.stdout
+
+
+def test_subreaper_flag_is_accepted():
+    assert run("-s", "--", "sh", "-c", "exit 3").returncode == 3
+
+
+def test_python_dash_m_runs_pypause():
+    import sys
+    r = subprocess.run([sys.executable, "-m", "pypause", "--", "sh", "-c", "exit 6"], timeout=20)
+    assert r.returncode == 6

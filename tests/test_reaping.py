@@ -1,0 +1,81 @@
+"""Orphans are adopted and reaped: as subreaper, as PID 1, in storms."""
+
+import os
+import signal
+import subprocess
+
+import pytest
+
+from support import (PYPAUSE, children_of, context_switches, helper, needs_pidns,
+                      wait_for, wait_until_idle, zombies_of)
+
+pytestmark = pytest.mark.timeout(60)
+
+
+def test_subreaper_adopts_and_reaps_50_orphans(procs):
+    p = procs([PYPAUSE, "--", *helper("orphans", 50, 3, "--stay")],
+              stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+    assert p.stdout.readline() == b"orphaned\n"
+    # The orphans belong to pypause, not to this test or to the host's init.
+    wait_for(lambda: len(children_of(p.pid, "sleep")) == 50, what="50 orphans adopted")
+    wait_for(lambda: not children_of(p.pid, "sleep"), what="the orphans to exit")
+    assert zombies_of(p.pid) == []
+    p.stdin.close()
+    assert p.wait(10) == 0
+
+
+@needs_pidns
+def test_pid1_adopts_and_reaps_50_orphans(pidns):
+    ns = pidns([PYPAUSE, "--", *helper("orphans", 50, 3, "--stay")],
+               stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+    assert ns.unshare.stdout.readline() == b"orphaned\n"
+    wait_for(lambda: len(children_of(ns.pid, "sleep")) == 50, what="50 orphans adopted")
+    wait_for(lambda: not children_of(ns.pid, "sleep"), what="the orphans to exit")
+    assert ns.zombies() == []
+    ns.unshare.stdin.close()
+    assert ns.unshare.wait(10) == 0
+
+
+@needs_pidns
+def test_pause_mode_reaps_orphans_of_a_process_that_entered_the_namespace(pidns):
+    ns = pidns([PYPAUSE])
+    wait_until_idle(ns.pid)
+    r = ns.nsenter(helper("orphans", 50, 3), capture_output=True, timeout=20)
+    assert r.stdout == b"orphaned\n"
+    wait_for(lambda: len(children_of(ns.pid, "sleep")) == 50, what="50 orphans adopted")
+    wait_for(lambda: len(ns.members()) == 1, what="only PID 1 to be left")
+    assert ns.zombies() == []
+    os.kill(ns.pid, signal.SIGTERM)
+    assert ns.unshare.wait(5) == 0
+
+
+@needs_pidns
+def test_storm_of_3000_orphans_leaves_no_zombie(pidns):
+    ns = pidns([PYPAUSE])
+    wait_until_idle(ns.pid)
+    r = ns.nsenter(helper("orphans", 3000, 0), capture_output=True, timeout=40)
+    assert r.stdout == b"orphaned\n"
+    wait_for(lambda: len(ns.members()) == 1, timeout=20, what="every orphan to be reaped")
+    assert ns.zombies() == []
+    os.kill(ns.pid, signal.SIGTERM)
+    assert ns.unshare.wait(5) == 0
+
+
+@pytest.mark.timeout(20)
+def test_idle_pause_mode_never_wakes_up(procs):
+    p = procs([PYPAUSE])
+    wait_until_idle(p.pid)
+    before = context_switches(p.pid)
+    with pytest.raises(subprocess.TimeoutExpired):
+        p.wait(3)
+    assert context_switches(p.pid) == before
+
+
+@pytest.mark.timeout(20)
+def test_idle_init_mode_never_wakes_up(procs):
+    p = procs([PYPAUSE, "--", "sleep", "30"])
+    wait_until_idle(p.pid)
+    before = context_switches(p.pid)
+    with pytest.raises(subprocess.TimeoutExpired):
+        p.wait(3)
+    assert context_switches(p.pid) == before

@@ -1,0 +1,105 @@
+"""Forwarding in init mode, and the pause-mode rules for SIGTERM/SIGINT/others."""
+
+import os
+import signal
+import subprocess
+import time
+
+import pytest
+
+from support import PYPAUSE, helper, wait_until_idle
+
+pytestmark = pytest.mark.timeout(30)
+
+FORWARDED = [
+    signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGUSR1, signal.SIGUSR2,
+    signal.SIGWINCH, signal.SIGQUIT, signal.SIGALRM, signal.SIGCONT, signal.SIGPIPE,
+    signal.SIGXFSZ, signal.SIGTSTP, signal.SIGRTMIN, signal.SIGRTMIN + 3, signal.SIGRTMAX,
+]
+
+
+def name(signum):
+    try:
+        return signal.Signals(signum).name
+    except ValueError:
+        return "SIG%d" % signum
+
+
+@pytest.fixture
+def echo_child(procs):
+    """pypause running signal_echo.py; returns (pypause, readline)."""
+    def start(*pypause_args, child_args=(0,)):
+        p = procs([PYPAUSE, *pypause_args, "--", *helper("signal_echo", *child_args)],
+                  stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+        assert p.stdout.readline() == b"ready\n"
+        wait_until_idle(p.pid)
+        return p, lambda: p.stdout.readline().decode().strip()
+    return start
+
+
+def test_each_signal_is_forwarded_to_the_child(echo_child):
+    p, readline = echo_child()
+    for signum in FORWARDED:
+        os.kill(p.pid, signum)
+        assert readline() == name(signum)
+    p.stdin.close()
+    assert p.wait(10) == 0
+
+
+def test_job_control_input_signals_are_not_forwarded(echo_child):
+    # Until the compat issue decides, as tini: SIGTTIN/SIGTTOU are dropped.
+    p, readline = echo_child()
+    os.kill(p.pid, signal.SIGTTIN)
+    os.kill(p.pid, signal.SIGTTOU)
+    os.kill(p.pid, signal.SIGUSR1)  # a marker: the two before it would come first
+    assert readline() == "SIGUSR1"
+
+
+def test_child_killed_by_forwarded_sigterm_gives_143(procs):
+    p = procs([PYPAUSE, "--", "sleep", "30"])
+    wait_until_idle(p.pid)
+    os.kill(p.pid, signal.SIGTERM)
+    assert p.wait(5) == 143
+
+
+def test_child_that_ignores_sigterm_keeps_pypause_waiting(echo_child):
+    p, readline = echo_child(child_args=(7, "--ignore", "SIGTERM"))
+    os.kill(p.pid, signal.SIGTERM)
+    os.kill(p.pid, signal.SIGUSR1)  # proves the SIGTERM before it was handled
+    assert readline() == "SIGUSR1"
+    assert p.poll() is None
+    p.stdin.close()
+    assert p.wait(10) == 7
+
+
+def test_sigint_is_forwarded_not_raised_in_pypause(echo_child):
+    p, readline = echo_child()
+    for _ in range(3):
+        os.kill(p.pid, signal.SIGINT)
+        assert readline() == "SIGINT"
+    assert p.poll() is None
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+def test_pause_mode_exits_0_on_shutdown_signal(procs, signum):
+    p = procs([PYPAUSE], stderr=subprocess.PIPE)
+    wait_until_idle(p.pid)
+    t0 = time.monotonic()
+    os.kill(p.pid, signum)
+    assert p.wait(1) == 0
+    assert time.monotonic() - t0 < 1
+    assert b"Shutting down, got signal: " + signal.strsignal(signum).encode() in p.stderr.read()
+
+
+def test_pause_mode_ignores_other_signals(procs):
+    p = procs([PYPAUSE, "-v"], stderr=subprocess.PIPE)
+    wait_until_idle(p.pid)
+    ignored = [signal.SIGHUP, signal.SIGUSR1, signal.SIGUSR2, signal.SIGQUIT,
+               signal.SIGWINCH, signal.SIGPIPE, signal.SIGALRM, signal.SIGRTMIN]
+    for signum in ignored:
+        os.kill(p.pid, signum)
+        while b"ignored signal" not in p.stderr.readline():
+            pass
+    assert p.poll() is None
+    os.kill(p.pid, signal.SIGTERM)
+    assert p.wait(5) == 0
