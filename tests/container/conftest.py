@@ -19,18 +19,14 @@ only processes these tests started are ended, by PID.
 
 import glob
 import os
-import platform
 import shutil
-import signal
 import subprocess
 import sys
-import time
 
 import pytest
 
-REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-BASE_IMAGE = "localhost/pypause-test-base:bookworm"
-IMAGE = "localhost/pypause:test"
+from runtimes import BASE_IMAGE, IMAGE, MEASURED, REPO, Podman, podman_problem, run
+
 # Debian's python3 with the full standard library (ssl, http.server, ctypes...).
 BASE_PACKAGES = ["python3-minimal", "libpython3-stdlib"]
 # In the closure through Depends only for dpkg's, perl's and mailcap's
@@ -40,145 +36,6 @@ NOT_NEEDED_PACKAGES = {
     "libperl5.36", "mailcap", "mime-support", "libgdbm-compat4",
 }
 
-#: Numbers the tests measured, printed at the end of the run.
-MEASURED = {}
-
-
-def run(argv, env=None, timeout=120, check=True):
-    """Run a command; on failure, raise with its output in the message."""
-    r = subprocess.run(argv, env=env, timeout=timeout, stdin=subprocess.DEVNULL,
-                       capture_output=True, text=True)
-    if check and r.returncode != 0:
-        raise AssertionError("%s exited %d\nstdout: %s\nstderr: %s"
-                             % (" ".join(argv), r.returncode, r.stdout, r.stderr))
-    return r
-
-
-def wait_for(condition, timeout=10.0, what="condition"):
-    """Poll `condition` until it returns a true value, and return that value."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = condition()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError("timed out after %.0f s waiting for %s" % (timeout, what))
-        time.sleep(0.02)
-
-
-# ---------------------------------------------------------------- /proc
-
-def proc_stat(pid):
-    """(comm, state, ppid) of `pid` as the host sees it, or None if it is gone."""
-    try:
-        with open("/proc/%d/stat" % pid) as f:
-            text = f.read()
-    except OSError:
-        return None
-    comm = text[text.index("(") + 1:text.rindex(")")]
-    state, ppid = text[text.rindex(")") + 2:].split()[:2]
-    return comm, state, int(ppid)
-
-
-def pidns_members(init_pid):
-    """{host pid: (comm, state, ppid)} of every process in the PID namespace of `init_pid`."""
-    try:
-        ns = os.readlink("/proc/%d/ns/pid" % init_pid)
-    except OSError:
-        return {}
-    members = {}
-    for name in os.listdir("/proc"):
-        if not name.isdigit():
-            continue
-        try:
-            if os.readlink("/proc/%s/ns/pid" % name) != ns:
-                continue
-        except OSError:
-            continue
-        fields = proc_stat(int(name))
-        if fields:
-            members[int(name)] = fields
-    return members
-
-
-def proc_status(pid, key):
-    with open("/proc/%d/status" % pid) as f:
-        for line in f:
-            if line.startswith(key + ":"):
-                return line.split()[1:]
-    raise KeyError(key)
-
-
-def wait_until_waiting_for_signals(pid, timeout=10.0):
-    """Wait until `pid` sleeps in sigwaitinfo(): pypause's start-up is over."""
-    def waiting():
-        try:
-            with open("/proc/%d/wchan" % pid) as f:
-                return "sigtimedwait" in f.read()
-        except OSError:
-            return False
-    wait_for(waiting, timeout, "pid %d to wait for signals" % pid)
-
-
-def root_is_read_only(pid):
-    with open("/proc/%d/mountinfo" % pid) as f:
-        for line in f:
-            fields = line.split()
-            if fields[4] == "/":
-                root_options = fields[5].split(",")
-    return "ro" in root_options
-
-
-# A second container of the pod runs this with our image's python3: a middle
-# process forks N children and exits, so the children are orphans that the
-# pod's PID 1 must adopt. They rename themselves, so that the host can tell
-# them apart, and wait until the test kills them.
-ORPHAN_MAKER = """\
-import os, signal, sys
-middle = os.fork()
-if middle == 0:
-    for _ in range(int(sys.argv[1])):
-        if os.fork() == 0:
-            with open("/proc/self/comm", "w") as f:
-                f.write("pp-orphan")
-            signal.pause()
-    os._exit(0)
-os.waitpid(middle, 0)
-signal.pause()
-"""
-ORPHAN_COMM = "pp-orphan"
-
-
-def orphans_of(init_pid):
-    return {pid: fields for pid, fields in pidns_members(init_pid).items()
-            if fields[0] == ORPHAN_COMM}
-
-
-def adopt_then_kill_orphans(init_pid, count):
-    """Wait until `count` orphans are children of `init_pid`, then SIGKILL them all at once.
-
-    The orphans die together, so their SIGCHLDs coalesce. Returns their host PIDs.
-    """
-    def adopted():
-        orphans = orphans_of(init_pid)
-        return len(orphans) == count and all(ppid == init_pid for _, _, ppid in orphans.values())
-    try:
-        wait_for(adopted, 20, "%d orphans adopted by pid %d" % (count, init_pid))
-    except AssertionError:
-        found = sorted((ppid, state) for _, state, ppid in orphans_of(init_pid).values())
-        raise AssertionError("expected %d orphans with parent %d; found (ppid, state): %s"
-                             % (count, init_pid, found)) from None
-    pids = list(orphans_of(init_pid))
-    for pid in pids:
-        os.kill(pid, signal.SIGKILL)
-    return pids
-
-
-def zombies(init_pid):
-    return [pid for pid, (_, state, _) in pidns_members(init_pid).items() if state == "Z"]
-
-
-# ---------------------------------------------------------------- cgroups
 
 def _cgroup_dirs():
     found = set()
@@ -200,53 +57,105 @@ def cgroup_leftovers():
             pass  # still in use: not ours to remove
 
 
-# ---------------------------------------------------------------- podman
-
-def _podman_problem():
-    if os.geteuid() != 0:
-        return "needs root: rootful podman with runc, and /proc of the containers' processes"
-    missing = [t for t in ("podman", "runc", "conmon", "apt-get", "apt-cache", "dpkg-deb")
-               if shutil.which(t) is None]
-    if missing:
-        return "not installed: %s (see .ci/run)" % ", ".join(missing)
-    return None
+@pytest.fixture(scope="session")
+def workdir(tmp_path_factory):
+    path = str(tmp_path_factory.mktemp("container"))
+    yield path
+    with open("/proc/mounts") as f:
+        mounted = [line.split()[1] for line in f if line.split()[1].startswith(path)]
+    assert not mounted, "mounts left under %s: %s" % (path, mounted)
+    shutil.rmtree(path, ignore_errors=True)
 
 
-class Podman:
-    def __init__(self, workdir):
-        self.dir = workdir
-        os.makedirs(os.path.join(workdir, "networks"))
-        storage = os.path.join(workdir, "storage.conf")
-        with open(storage, "w") as f:
-            f.write('[storage]\ndriver = "overlay"\ngraphroot = "%s/storage"\n'
-                    'runroot = "%s/run"\n' % (workdir, workdir))
-        # podman's default rlimits (nofile and nproc 1048576) exceed what runc
-        # may set without CAP_SYS_RESOURCE on these machines ("error setting
-        # rlimit type 7"): use the caller's hard limit. runc, because crun
-        # 1.8 refuses hybrid cgroup hosts.
-        nofile = min(1048576, os.sysconf("SC_OPEN_MAX") if False else _hard_nofile())
-        conf = os.path.join(workdir, "containers.conf")
-        with open(conf, "w") as f:
-            f.write('[containers]\ndefault_ulimits = ["nofile=%d:%d", "nproc=4096:4096"]\n'
-                    '[engine]\nruntime = "runc"\ncgroup_manager = "cgroupfs"\n'
-                    'events_logger = "file"\ntmp_dir = "%s/tmp"\n'
-                    '[network]\nnetwork_config_dir = "%s/networks"\n'
-                    % (nofile, nofile, workdir, workdir))
-        self.env = dict(os.environ, CONTAINERS_CONF=conf, CONTAINERS_STORAGE_CONF=storage)
-
-    def __call__(self, *args, timeout=120, check=True):
-        return run(["podman"] + list(args), env=self.env, timeout=timeout, check=check)
-
-    def inspect(self, name, template):
-        return self("inspect", name, "--format", template).stdout.strip()
-
-    def remove_everything(self):
-        """Remove every pod and container in this private store."""
-        self("pod", "rm", "--all", "--force", "--time", "0", check=False)
-        self("rm", "--all", "--force", "--time", "0", check=False)
+@pytest.fixture(scope="session")
+def podman(workdir, cgroup_leftovers):
+    problem = podman_problem()
+    if problem:
+        pytest.skip(problem)
+    engine = Podman(os.path.join(workdir, "podman"))
+    yield engine
+    engine.remove_everything()
+    engine("rmi", "--all", "--force", check=False)
 
 
-def _hard_nofile():
-    import resource
-    hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
-    return 1048576 if hard == resource.RLIM_INFINITY else hard
+def debian_python_rootfs(workdir):
+    """Unpack Debian's python3 and the closure of its dependencies into a directory."""
+    closure = run(["apt-cache", "depends", "--recurse", "--no-recommends", "--no-suggests",
+                   "--no-conflicts", "--no-breaks", "--no-replaces", "--no-enhances"]
+                  + BASE_PACKAGES).stdout
+    packages = sorted({line for line in closure.splitlines()
+                       if line and not line.startswith((" ", "<"))} - NOT_NEEDED_PACKAGES)
+    assert "python3-minimal" in packages, "apt knows no python3-minimal: run apt-get update"
+    debs, rootfs = os.path.join(workdir, "debs"), os.path.join(workdir, "rootfs")
+    os.makedirs(debs)
+    subprocess.run(["apt-get", "download", "-q", "-o", "APT::Sandbox::User=root"] + packages,
+                   cwd=debs, check=True, capture_output=True, timeout=300)
+    for deb in sorted(glob.glob(os.path.join(debs, "*.deb"))):
+        run(["dpkg-deb", "-x", deb, rootfs])
+    for doc in ("doc", "man", "info", "locale", "lintian"):
+        shutil.rmtree(os.path.join(rootfs, "usr/share", doc), ignore_errors=True)
+    os.mkdir(os.path.join(rootfs, "tmp"))
+    os.chmod(os.path.join(rootfs, "tmp"), 0o1777)
+    return rootfs
+
+
+@pytest.fixture(scope="session")
+def base_image(podman, workdir):
+    """A registry-free stand-in for a slim Python base image (Debian layout: /usr/bin/python3)."""
+    base = os.path.join(workdir, "base")
+    rootfs = debian_python_rootfs(base)
+    tarball = os.path.join(base, "rootfs.tar")
+    run(["tar", "-C", rootfs, "--numeric-owner", "-cf", tarball, "."])
+    podman("import", "--change", "ENV PATH=/usr/local/bin:/usr/bin:/bin",
+           "--change", 'CMD ["python3"]', tarball, BASE_IMAGE)
+    return BASE_IMAGE
+
+
+def _manylinux_platforms(glibc, machine):
+    """pip's --platform values for a glibc: pip does not expand them to older ones itself."""
+    major, minor = map(int, glibc.split(".")[:2])
+    tags = ["manylinux_%d_%d_%s" % (major, m, machine) for m in range(minor, 4, -1)]
+    tags += ["manylinux2014_" + machine, "manylinux2010_" + machine, "manylinux1_" + machine]
+    return [arg for tag in tags for arg in ("--platform", tag)]
+
+
+@pytest.fixture(scope="session")
+def wheel_context(podman, base_image, workdir):
+    """Directory with wheels/: pypause, its dependencies and pip, for the base's Python."""
+    version, glibc, machine = podman(
+        "run", "--rm", "--network", "none", base_image, "python3", "-c",
+        "import platform, sys; print('%d.%d' % sys.version_info[:2], "
+        "platform.libc_ver()[1], platform.machine())").stdout.split()
+    # Build from a copy: an in-tree build would leave build/ in the repository.
+    src = os.path.join(workdir, "src")
+    os.makedirs(src)
+    for name in ("pyproject.toml", "README.md"):
+        if os.path.exists(os.path.join(REPO, name)):
+            shutil.copy(os.path.join(REPO, name), src)
+    shutil.copytree(os.path.join(REPO, "pypause"), os.path.join(src, "pypause"),
+                    ignore=shutil.ignore_patterns("__pycache__"))
+    context = os.path.join(workdir, "wheel-context")
+    wheels = os.path.join(context, "wheels")
+    pip = [sys.executable, "-m", "pip", "--disable-pip-version-check", "-q"]
+    run(pip + ["wheel", "--no-deps", "--wheel-dir", wheels, src], timeout=300)
+    (own,) = glob.glob(os.path.join(wheels, "pypause_init-*.whl"))
+    run(pip + ["download", "--only-binary=:all:", "--python-version", version,
+               "--dest", wheels, own, "pip"] + _manylinux_platforms(glibc, machine), timeout=300)
+    return context
+
+
+@pytest.fixture(scope="session")
+def image(podman, base_image, wheel_context):
+    """The repository's Dockerfile built on the Debian base, offline."""
+    podman("build", "--pull=never", "--network", "none",
+           "--build-context", "wheels=" + wheel_context,
+           "--build-arg", "BASE_IMAGE=" + base_image,
+           "-t", IMAGE, "-f", os.path.join(REPO, "Dockerfile"), REPO, timeout=600)
+    return IMAGE
+
+
+def pytest_terminal_summary(terminalreporter):
+    if MEASURED:
+        terminalreporter.section("pause image measurements")
+        for key, value in MEASURED.items():
+            terminalreporter.write_line("%s: %s" % (key, value))
