@@ -37,7 +37,17 @@ def main(argv=None):
     # An init must not keep a mount busy through its working directory.
     os.chdir("/")
     _set_title(argv)
-    return loop.run(main_pid)
+    events = loop.Events()
+    if config.metrics_addr:
+        events = _start_metrics(config.metrics_addr, "init" if main_pid else "pause") or events
+    return loop.run(main_pid, events)
+
+
+def _start_metrics(addr, mode):
+    """Metrics, or None if they cannot be served (pypause goes on without)."""
+    from pypause import metrics  # only now: prometheus_client is heavy
+    collected = metrics.Metrics(mode)
+    return collected if metrics.serve(collected, *addr) else None
 
 
 def _become_subreaper():

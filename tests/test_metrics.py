@@ -1,0 +1,260 @@
+"""--metrics-addr: /metrics, /healthz and 404, scraped over HTTP as Prometheus would."""
+
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import threading
+import urllib.error
+import urllib.request
+
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from support import PYPAUSE, helper, needs_pidns, wait_for, wait_until_idle
+
+pytestmark = pytest.mark.timeout(60)
+
+
+def port_from(stderr):
+    """Read pypause's stderr up to the line that says where metrics are served."""
+    while True:
+        line = stderr.readline().decode()
+        assert line, "pypause ended before serving metrics"
+        m = re.search(r"serving metrics on http://\S+:(\d+)/metrics", line)
+        if m:
+            return int(m.group(1))
+
+
+def get(port, path="/metrics", headers=None):
+    req = urllib.request.Request("http://127.0.0.1:%d%s" % (port, path), headers=headers or {})
+    try:
+        with urllib.request.urlopen(req, timeout=10) as r:
+            return r.status, r.headers, r.read().decode()
+    except urllib.error.HTTPError as e:
+        return e.code, e.headers, e.read().decode()
+
+
+def samples(port):
+    """{(name, frozenset(labels)): value} of one scrape."""
+    status, _, text = get(port)
+    assert status == 200
+    return {(s.name, frozenset(s.labels.items())): s.value
+            for family in text_string_to_metric_families(text) for s in family.samples}
+
+
+def reaped(port, comm):
+    return samples(port).get(("pypause_zombies_reaped_total", frozenset({("comm", comm)})), 0)
+
+
+@pytest.fixture
+def init_with_metrics(procs):
+    """pypause --metrics-addr 127.0.0.1:0 running orphans.py --stay; returns (proc, port)."""
+    def start(n=0, hold=1, extra=()):
+        p = procs([PYPAUSE, "--metrics-addr", "127.0.0.1:0", *extra, "--",
+                   *helper("orphans", n, hold, "--stay")],
+                  stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        port = port_from(p.stderr)
+        assert p.stdout.readline() == b"orphaned\n"
+        return p, port
+    return start
+
+
+def test_init_mode_counts_reaped_orphans_by_comm(init_with_metrics):
+    p, port = init_with_metrics(50, 0.2)
+    wait_for(lambda: reaped(port, "sleep") == 50, what="50 orphans counted")
+    got = samples(port)
+    assert got[("pypause_zombies", frozenset())] == 0
+    assert got[("pypause_child_running", frozenset())] == 1
+    assert got[("pypause_info", frozenset({("mode", "init"), ("version", _version())}))] == 1
+    assert got[("pypause_processes", frozenset())] >= 2
+    assert ("process_resident_memory_bytes", frozenset()) in got
+    assert not any(name.startswith(("python_gc", "python_info")) for name, _ in got)
+    p.stdin.close()
+    assert p.wait(10) == 0
+
+
+def _version():
+    from pypause import __version__
+    return __version__
+
+
+def test_signals_received_and_forwarded_are_counted(procs):
+    p = procs([PYPAUSE, "--metrics-addr", "127.0.0.1:0", "--", *helper("signal_echo", 0)],
+              stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    port = port_from(p.stderr)
+    assert p.stdout.readline() == b"ready\n"
+    for _ in range(3):
+        os.kill(p.pid, signal.SIGUSR1)
+        assert p.stdout.readline() == b"SIGUSR1\n"
+    os.kill(p.pid, signal.SIGHUP)
+    assert p.stdout.readline() == b"SIGHUP\n"
+    got = samples(port)
+    usr1 = frozenset({("signal", "SIGUSR1")})
+    assert got[("pypause_signals_received_total", usr1)] == 3
+    assert got[("pypause_signals_forwarded_total", usr1)] == 3
+    assert got[("pypause_signals_forwarded_total", frozenset({("signal", "SIGHUP")}))] == 1
+
+
+def test_healthz_and_unknown_paths(init_with_metrics):
+    _, port = init_with_metrics()
+    status, _, body = get(port, "/healthz")
+    assert (status, body) == (200, "ok\n")
+    assert get(port, "/")[0] == 404
+    assert get(port, "/metricsx")[0] == 404
+
+
+def test_healthz_reports_whether_the_loop_answers(monkeypatch):
+    """Pure logic: /healthz depends on a loop heartbeat, not on the HTTP thread."""
+    from pypause import metrics
+    monkeypatch.setattr(metrics, "HEALTH_TIMEOUT", 0.2)
+    m = metrics.Metrics("pause")
+    assert m.loop_alive() is False  # no loop beats here: 503
+    beating = threading.Timer(0.05, m.heartbeat)
+    beating.start()
+    assert m.loop_alive() is True
+    beating.join()
+
+
+def test_openmetrics_when_asked_for(init_with_metrics):
+    _, port = init_with_metrics()
+    status, headers, text = get(port, headers={"Accept": "application/openmetrics-text; version=1.0.0"})
+    assert status == 200
+    assert headers["Content-Type"].startswith("application/openmetrics-text")
+    assert text.endswith("# EOF\n")
+
+
+def test_secret_in_an_orphans_command_line_never_appears(procs):
+    p = procs([PYPAUSE, "--metrics-addr", "127.0.0.1:0", "--", "sh", "-c",
+               "(sh -c 'sleep 0.1; : s3cr3t-token' &); exec sleep 30"], stderr=subprocess.PIPE)
+    port = port_from(p.stderr)
+    wait_for(lambda: reaped(port, "sh") == 1, what="the orphan to be counted")
+    assert "s3cr3t" not in get(port)[2]
+
+
+def test_comm_labels_are_bounded(procs, tmp_path):
+    # 80 distinct command names: symlinks to true named c0..c79
+    true = shutil.which("true")
+    for i in range(80):
+        os.symlink(true, tmp_path / ("c%d" % i))
+    p = procs([PYPAUSE, "--metrics-addr", "127.0.0.1:0", "--", "sh", "-c",
+               'sh -c \'for i in $(seq 0 79); do "$0/c$i" & done\' "$0"; exec sleep 30',
+               str(tmp_path)], stderr=subprocess.PIPE)
+    port = port_from(p.stderr)
+
+    def counted():
+        got = {dict(labels)["comm"]: v for (name, labels), v in samples(port).items()
+               if name == "pypause_zombies_reaped_total"}
+        return got if sum(got.values()) == 80 else None
+    got = wait_for(counted, what="80 orphans counted")
+    assert len(got) == 65  # 64 names + "other"
+    assert got["other"] == 80 - 64
+
+
+def test_busy_port_is_logged_and_pypause_goes_on():
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        r = subprocess.run([PYPAUSE, "--metrics-addr", "127.0.0.1:%d" % port, "--",
+                            "sh", "-c", "exit 5"], capture_output=True, text=True, timeout=20)
+    assert r.returncode == 5
+    assert "metrics disabled" in r.stderr and str(port) in r.stderr
+    assert "Traceback" not in r.stderr
+
+
+@needs_pidns
+def test_idle_connections_do_not_delay_reaping(pidns):
+    ns = pidns([PYPAUSE, "--metrics-addr", "127.0.0.1:0"], stderr=subprocess.PIPE)
+    port = port_from(ns.unshare.stderr)
+    idle = [socket.create_connection(("127.0.0.1", port)) for _ in range(20)]
+    try:
+        wait_until_idle(ns.pid)
+        r = ns.nsenter(helper("orphans", 200, 0), capture_output=True, timeout=20)
+        assert r.returncode == 0
+        wait_for(lambda: len(ns.members()) == 1, what="every orphan reaped")
+        assert ns.zombies() == []
+        assert get(port, "/healthz")[0] == 200
+        assert reaped(port, "python3") == 200
+    finally:
+        for s in idle:
+            s.close()
+
+
+def test_bad_address_is_a_usage_error():
+    r = subprocess.run([PYPAUSE, "--metrics-addr", "nope", "--", "true"],
+                       capture_output=True, text=True, timeout=20)
+    assert r.returncode == 2
+    assert "--metrics-addr" in r.stderr
+
+
+def test_metrics_on_ipv6_any(procs):
+    if not socket.has_ipv6:
+        pytest.skip("no IPv6")
+    p = procs([PYPAUSE, "--metrics-addr", "[::]:0"], stderr=subprocess.PIPE)
+    port = port_from(p.stderr)
+    with urllib.request.urlopen("http://[::1]:%d/healthz" % port, timeout=10) as r:
+        assert r.status == 200
+
+
+@needs_pidns
+def test_pause_mode_as_pid1_counts_orphans_of_a_second_container(pidns):
+    ns = pidns([PYPAUSE, "--metrics-addr", "127.0.0.1:0"], stderr=subprocess.PIPE)
+    port = port_from(ns.unshare.stderr)
+    wait_until_idle(ns.pid)
+    assert ns.nsenter(helper("orphans", 30, 0.3), capture_output=True, timeout=20).returncode == 0
+    wait_for(lambda: reaped(port, "sleep") == 30, what="30 orphans counted")
+    got = samples(port)
+    assert got[("pypause_info", frozenset({("mode", "pause"), ("version", _version())}))] == 1
+    assert ("pypause_child_running", frozenset()) not in got
+    assert got[("pypause_zombies", frozenset())] == 0
+    assert got[("pypause_processes", frozenset())] == 1
+    os.kill(ns.pid, signal.SIGTERM)
+    assert ns.unshare.wait(5) == 0
+
+
+@pytest.mark.skipif(not shutil.which("promtool"), reason="promtool (Debian package prometheus) not installed")
+def test_promtool_accepts_a_real_scrape(init_with_metrics):
+    _, port = init_with_metrics(5, 0.1)
+    wait_for(lambda: reaped(port, "sleep") == 5, what="orphans counted")
+    text = get(port)[2]
+    r = subprocess.run(["promtool", "check", "metrics"], input=text, capture_output=True,
+                       text=True, timeout=20)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert r.stdout + r.stderr == ""  # no lint warnings either
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.skipif(not shutil.which("prometheus"), reason="prometheus (Debian package) not installed")
+def test_a_real_prometheus_scrapes_pypause(init_with_metrics, procs, tmp_path):
+    import json
+    _, port = init_with_metrics(7, 0.1)
+    wait_for(lambda: reaped(port, "sleep") == 7, what="orphans counted")
+    config = tmp_path / "prometheus.yml"
+    config.write_text(
+        "global: {scrape_interval: 1s}\n"
+        "scrape_configs:\n"
+        "  - job_name: pypause\n"
+        "    static_configs: [{targets: ['127.0.0.1:%d']}]\n" % port)
+    web = free_port()
+    procs(["prometheus", "--config.file=%s" % config, "--storage.tsdb.path=%s" % (tmp_path / "data"),
+           "--web.listen-address=127.0.0.1:%d" % web], stdout=subprocess.DEVNULL,
+          stderr=subprocess.DEVNULL)
+
+    def query():
+        url = ("http://127.0.0.1:%d/api/v1/query?query=pypause_zombies_reaped_total" % web)
+        try:
+            with urllib.request.urlopen(url, timeout=5) as r:
+                result = json.load(r)["data"]["result"]
+        except (OSError, ValueError):
+            return None
+        return {m["metric"]["comm"]: float(m["value"][1]) for m in result} or None
+    assert wait_for(query, timeout=60, interval=0.5, what="Prometheus to scrape pypause") == {"sleep": 7}
