@@ -258,3 +258,11 @@ def test_a_real_prometheus_scrapes_pypause(init_with_metrics, procs, tmp_path):
             return None
         return {m["metric"]["comm"]: float(m["value"][1]) for m in result} or None
     assert wait_for(query, timeout=60, interval=0.5, what="Prometheus to scrape pypause") == {"sleep": 7}
+
+
+@pytest.mark.skipif(not shutil.which("promtool"), reason="promtool (Debian package prometheus) not installed")
+def test_the_documented_alert_rule_is_valid():
+    rules = os.path.join(os.path.dirname(__file__), "..", "docs", "prometheus", "alerts.yml")
+    r = subprocess.run(["promtool", "check", "rules", rules], capture_output=True, text=True,
+                       timeout=20)
+    assert r.returncode == 0, r.stdout + r.stderr
