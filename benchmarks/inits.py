@@ -64,6 +64,47 @@ def default_pypause():
     return os.path.join(os.path.dirname(sys.executable), "pypause")
 
 
+def clean_environment(directory, script):
+    """A fresh venv where pypause runs as from a plain install.
+
+    Return (python, script, pypause's source directory).
+
+    Any interpreter start runs the .pth files of its site-packages, and a
+    development machine has some that a container image does not (an
+    editable install's import hook, a CA-bundle patch): they would weigh on
+    pypause and the Python floor alike and hide pypause's own cost. Here
+    site-packages holds one .pth of plain directory lines, which add
+    pypause's and its dependencies' directories to sys.path without running
+    anything, and `script` is pip's console script for pypause (import re
+    and all), copied with its #! pointed at the venv.
+    """
+    import importlib.util
+    import venv
+
+    venv.EnvBuilder(with_pip=False, symlinks=True).create(directory)
+    python = os.path.join(directory, "bin", "python")
+    site_packages = subprocess.run(
+        [python, "-I", "-c", "import sysconfig; print(sysconfig.get_path('purelib'))"],
+        capture_output=True, text=True, check=True).stdout.strip()
+    paths = []
+    source = os.path.dirname(importlib.util.find_spec("pypause").origin)
+    for name in ("pypause", "setproctitle", "prometheus_client"):
+        spec = importlib.util.find_spec(name)
+        if spec and spec.submodule_search_locations:
+            parent = os.path.dirname(list(spec.submodule_search_locations)[0])
+            if parent not in paths:
+                paths.append(parent)
+    with open(os.path.join(site_packages, "benchmark-paths.pth"), "w") as f:
+        f.write("".join(p + "\n" for p in paths))
+    with open(script) as f:
+        wrapper = f.read().split("\n", 1)[1]
+    clean_script = os.path.join(directory, "bin", "pypause")
+    with open(clean_script, "w") as f:
+        f.write("#!%s\n%s" % (python, wrapper))
+    os.chmod(clean_script, 0o755)
+    return python, clean_script, source
+
+
 def interpreter_of(script):
     """The interpreter named in `script`'s #! line: the Python floor must run on it."""
     try:

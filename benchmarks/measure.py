@@ -191,16 +191,18 @@ class _Scraper(threading.Thread):
             self.join()
 
 
-def _storm_once(session, argv, orphans, scrape_interval=None):
-    """One storm behind one init: (init CPU ns per orphan, zombies 0.5 s after, scraper).
+def _storm_once(session, argv, orphans, grace, scrape_interval=None):
+    """One storm behind one init; return (CPU ns per orphan, context switches, zombies).
 
-    With `scrape_interval`, /metrics is scraped that often from just before
-    the release until the figures are taken.
+    CPU time is that of the whole init process (all threads, alive or gone)
+    from just before the storm until `grace` seconds after its last orphan exited, when
+    the zombies not yet reaped are counted. With `scrape_interval`, /metrics
+    is scraped that often over the same window.
     """
     proc = session.start(argv, pipes=True)
     scraper = None
     try:
-        if proc.out.readline(timeout=120) != "ready":
+        if proc.readline(timeout=120) != "ready":
             raise RuntimeError("storm child did not get ready")
         if scrape_interval is not None:
             port = _wait_for_port(proc, timeout=10)
@@ -208,46 +210,59 @@ def _storm_once(session, argv, orphans, scrape_interval=None):
                 raise RuntimeError("pypause --metrics-addr served nothing in init mode")
             scraper = _Scraper(port, scrape_interval)
         cpu_before = procfs.cpu_ns(proc.pid)
+        switches_before = procfs.context_switches(proc.pid)
         if scraper:
             scraper.start()
         proc.send("go")
-        if proc.out.readline(timeout=120) != "exited":
+        if proc.readline(timeout=120) != "exited":
             raise RuntimeError("storm child did not see its orphans exit")
-        time.sleep(0.5)
+        time.sleep(grace)
         zombies = procfs.zombie_children(proc.pid)
         cpu = procfs.cpu_ns(proc.pid) - cpu_before
+        switches = procfs.context_switches(proc.pid) - switches_before
         if scraper:
             scraper.stop()
+            if scraper.failed or not scraper.done:
+                raise RuntimeError("scrapes during the storm: %d done, %d failed"
+                                   % (scraper.done, scraper.failed))
         proc.send("exit")
         code = proc.wait(timeout=10)
         if code != 0:
             raise RuntimeError("%s exited %d after the storm" % (argv[0], code))
-        return cpu / orphans, zombies, scraper
+        return cpu / orphans, switches, zombies
     finally:
         if scraper:
             scraper.stop()
         session.stop(proc)
 
 
-def reap_storm(all_inits, python, orphans, repeats, log_fd, results):
-    """4. Init CPU per orphan reaped in a storm, and zombies left 0.5 s after it.
+def storm_command(python, kind, orphans):
+    return [python, "-I", "-S", STORM_CHILD, kind, str(orphans)]
 
-    CPU time is that of the whole init process (all threads, alive or gone)
-    from just before the orphans are released until 0.5 s after the last one
-    exited. Repeats are interleaved across inits; the median is kept.
+
+def reap_storm(all_inits, python, orphans, repeats, grace, log_fd, results):
+    """4. Init CPU per orphan reaped in two kinds of storm, and zombies left after.
+
+    See storm_child.py for the two kinds. Repeats are interleaved across
+    inits and kinds; the median of each figure is kept, and the worst count
+    of zombies.
     """
-    command = [python, "-I", "-S", STORM_CHILD, str(orphans)]
-    per_orphan = {i.name: [] for i in all_inits}
-    zombies = {i.name: 0 for i in all_inits}
+    kinds = ("zombies", "exits")
+    runs = {(i.name, k): [] for i in all_inits for k in kinds}
     with Session(log_fd) as session:
         for _ in range(repeats):
-            for init in random.sample(all_inits, len(all_inits)):
-                cpu, left, _ = _storm_once(session, init.init_argv(command), orphans)
-                per_orphan[init.name].append(cpu)
-                zombies[init.name] = max(zombies[init.name], left)
-    for name in per_orphan:
-        results.set("reap_us", name, statistics.median(per_orphan[name]) / 1e3)
-        results.set("zombies", name, zombies[name])
+            order = [(i, k) for i in all_inits for k in kinds]
+            random.shuffle(order)
+            for init, kind in order:
+                argv = init.init_argv(storm_command(python, kind, orphans))
+                runs[init.name, kind].append(_storm_once(session, argv, orphans, grace))
+    for (name, kind), outcomes in runs.items():
+        suffix = "" if kind == "zombies" else "_exits"
+        results.set("reap_us" + suffix, name, statistics.median(o[0] for o in outcomes) / 1e3)
+        if kind == "exits":
+            results.set("switches_exits", name, statistics.median(o[1] for o in outcomes))
+        worst = max(o[2] for o in outcomes)
+        results.set("zombies", name, max(worst, results.get("zombies", name) or 0))
 
 
 def signal_latency(all_inits, python, samples, warmup, log_fd, results):
@@ -262,7 +277,7 @@ def signal_latency(all_inits, python, samples, warmup, log_fd, results):
         subjects = [(i.name, session.start(i.init_argv(child), pipes=True)) for i in all_inits]
         subjects.append((NO_INIT, session.start(child, pipes=True)))
         for name, proc in subjects:
-            if proc.out.readline(timeout=10) != "ready":
+            if proc.readline(timeout=10) != "ready":
                 raise RuntimeError("signal child behind %s did not get ready" % name)
         latencies = {name: [] for name, _ in subjects}
         for round_no in range(warmup + samples):
@@ -270,7 +285,7 @@ def signal_latency(all_inits, python, samples, warmup, log_fd, results):
             for name, proc in subjects:
                 sent = time.monotonic_ns()
                 os.kill(proc.pid, signal.SIGUSR1)
-                received = int(proc.out.readline(timeout=5))
+                received = int(proc.readline(timeout=5))
                 if round_no >= warmup:
                     latencies[name].append(received - sent)
     for name, values in latencies.items():
@@ -285,7 +300,7 @@ def metrics_served(script, timeout, log_fd):
                               timeout) is not None
 
 
-def metrics_cost(script, python, scrapes, orphans, log_fd, results):
+def metrics_cost(script, python, scrapes, orphans, grace, log_fd, results):
     """6. /metrics scrape latency, and reap cost while scraped 10 times a second."""
     with Session(log_fd) as session:
         proc = session.start([script, "--metrics-addr", inits.METRICS_ADDR])
@@ -302,12 +317,7 @@ def metrics_cost(script, python, scrapes, orphans, log_fd, results):
         results.set("scrape_median_ms", "pypause", statistics.median(latencies) / 1e6)
         results.set("scrape_p99_ms", "pypause", p99(latencies) / 1e6)
 
-        command = [python, "-I", "-S", STORM_CHILD, str(orphans)]
-        cpu, zombies, scraper = _storm_once(
-            session, inits.pypause_metrics_init_argv(script, command), orphans,
-            scrape_interval=0.1)
+        argv = inits.pypause_metrics_init_argv(script, storm_command(python, "exits", orphans))
+        cpu, _, zombies = _storm_once(session, argv, orphans, grace, scrape_interval=0.1)
         results.set("reap_scraped_us", "pypause", cpu / 1e3)
         results.set("zombies_scraped", "pypause", zombies)
-        if scraper.failed or not scraper.done:
-            results.notes.append("during the scraped storm %d scrapes succeeded, %d failed"
-                                 % (scraper.done, scraper.failed))

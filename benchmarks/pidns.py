@@ -93,7 +93,7 @@ class Pid1:
     """An init running as PID 1 of its own PID namespace.
 
     `pid` is its PID as the harness sees it. With pipes=True, `send()` writes
-    to its stdin and `out` reads its stdout: both are inherited by its child,
+    to its stdin and `readline()` reads its stdout: both are inherited by its child,
     which is how the harness talks to the test programs behind each init.
     """
 
@@ -119,6 +119,14 @@ class Pid1:
             raise RuntimeError("could not start %s" % " ".join(argv)) from None
         finally:
             os.close(report_r)
+
+    def readline(self, timeout):
+        """The next line of the init's stdout; a clear error if it exits or stalls."""
+        try:
+            return self.out.readline(timeout)
+        except (EOFError, TimeoutError) as e:
+            state = "exited %s" % self.exit_code if not self.alive() else "still running"
+            raise RuntimeError("%s (%s): %s" % (" ".join(self.argv[:2]), state, e)) from None
 
     def send(self, line):
         os.write(self._stdin_w, line.encode() + b"\n")

@@ -21,7 +21,9 @@ class Plan:
         self.startup_runs, self.startup_warmup = (10, 2) if quick else (200, 10)
         self.idle_seconds, self.settle = (1.0, 0.5) if quick else (10.0, 1.0)
         self.orphans, self.storm_repeats = (300, 1) if quick else (5000, 3)
-        self.signal_samples, self.signal_warmup = (100, 10) if quick else (2000, 50)
+        # How long after a storm the zombies are counted.
+        self.storm_grace = 0.1 if quick else 0.5
+        self.signal_samples, self.signal_warmup = (100, 10) if quick else (5000, 50)
         self.scrapes = 50 if quick else 1000
         # How long `pypause --metrics-addr` may take to listen before the
         # metrics figures are skipped as not implemented.
@@ -36,8 +38,11 @@ def parse_args(argv):
     p.add_argument("--out", help="where to write the Markdown table; the chart goes "
                                  "next to it as .png (default: results/latest.md)")
     p.add_argument("--pypause", default=inits.default_pypause(),
-                   help="pypause command to measure (default: %(default)s, pip's "
-                        "console script next to this Python)")
+                   help="pip's console script for pypause (default: %(default)s)")
+    p.add_argument("--as-installed", action="store_true",
+                   help="run --pypause and its #! interpreter as they are, with "
+                        "whatever their site-packages runs at start-up, instead of "
+                        "from a clean venv")
     p.add_argument("--skip", action="append", default=[], metavar="INIT",
                    help="leave out tini, dumb-init or catatonit (repeatable)")
     return p.parse_args(argv)
@@ -75,44 +80,53 @@ def main(argv=None):
     if not os.access(args.pypause, os.X_OK):
         print("benchmarks: no pypause at %s (pip install -e . ?)" % args.pypause, file=sys.stderr)
         return 2
-    python = inits.interpreter_of(args.pypause) or sys.executable
-
     peers, notes = inits.peers(skip=args.skip)
     for note in notes:
         print("benchmarks: " + note, file=sys.stderr)
-    pypause = inits.pypause(args.pypause)
-    all_inits = [pypause, inits.python_floor(python)] + peers
-    columns = [i.name for i in all_inits] + [measure.NO_INIT]
-
     # SIGTERM must unwind through the cleanup code, as ^C does.
     signal.signal(signal.SIGTERM, _raise_exit)
+
     results = measure.Results()
     results.notes.extend(notes)
     started = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="pypause-bench-") as tmp:
+        if args.as_installed:
+            script = args.pypause
+            python = inits.interpreter_of(script) or sys.executable
+            how = "as installed"
+        else:
+            python, script, source = inits.clean_environment(
+                os.path.join(tmp, "venv"), args.pypause)
+            how = "from a clean venv (see README), code from %s" % source
+        pypause = inits.pypause(script)
+        floor = inits.python_floor(python)
+        all_inits = [pypause, floor] + peers
         log_path = os.path.join(tmp, "inits.log")
         log_fd = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
-        # A pypause without metrics yet starts fine and serves nothing: try it.
-        metrics_on = measure.metrics_served(args.pypause, plan.metrics_probe, log_fd)
-        if not metrics_on:
-            pypause.metrics_argv = None
-            results.notes.append(
-                "`pypause --metrics-addr %s` served nothing within %.0f s: pypause's "
-                "metrics figures are skipped" % (inits.METRICS_ADDR, plan.metrics_probe))
-        steps = [
-            ("start-up", lambda: measure.startup(
-                all_inits, plan.startup_runs, plan.startup_warmup, log_fd, results)),
-            ("idle memory and wake-ups", lambda: measure.idle(
-                all_inits, plan.idle_seconds, plan.settle, log_fd, results)),
-            ("signal latency", lambda: measure.signal_latency(
-                all_inits, python, plan.signal_samples, plan.signal_warmup, log_fd, results)),
-            ("reap storm", lambda: measure.reap_storm(
-                all_inits, python, plan.orphans, plan.storm_repeats, log_fd, results)),
-        ]
-        if metrics_on:
-            steps.append(("metrics cost", lambda: measure.metrics_cost(
-                args.pypause, python, plan.scrapes, plan.orphans, log_fd, results)))
         try:
+            # A pypause without metrics starts fine and serves nothing: try it.
+            metrics_on = measure.metrics_served(script, plan.metrics_probe, log_fd)
+            if not metrics_on:
+                pypause.metrics_argv = None
+                results.notes.append(
+                    "`pypause --metrics-addr %s` served nothing within %.0f s: pypause's "
+                    "metrics figures are skipped" % (inits.METRICS_ADDR, plan.metrics_probe))
+            steps = [
+                ("start-up", lambda: measure.startup(
+                    all_inits, plan.startup_runs, plan.startup_warmup, log_fd, results)),
+                ("idle memory and wake-ups", lambda: measure.idle(
+                    all_inits, plan.idle_seconds, plan.settle, log_fd, results)),
+                ("signal latency", lambda: measure.signal_latency(
+                    all_inits, python, plan.signal_samples, plan.signal_warmup, log_fd,
+                    results)),
+                ("reap storms", lambda: measure.reap_storm(
+                    all_inits, python, plan.orphans, plan.storm_repeats, plan.storm_grace,
+                    log_fd, results)),
+            ]
+            if metrics_on:
+                steps.append(("metrics cost", lambda: measure.metrics_cost(
+                    script, python, plan.scrapes, plan.orphans, plan.storm_grace, log_fd,
+                    results)))
             for name, step in steps:
                 t = time.monotonic()
                 print("benchmarks: %s ..." % name, end=" ", file=sys.stderr, flush=True)
@@ -133,27 +147,29 @@ def main(argv=None):
         % (" (quick run: small counts, not for comparison)" if args.quick else ""),
         "",
         "Run on %s on %s, in %.0f s." % (date, machine_line(), elapsed),
-        "Command: `python -m benchmarks%s`." % (" --quick" if args.quick else ""),
+        "Command: `python -m benchmarks%s`." % "".join(
+            " " + a for a in (sys.argv[1:] if argv is None else argv)),
     ]
     settings = [
-        "pypause: `%s` (%s), started as PID 1 of a new PID namespace, as every init here"
-        % (args.pypause, all_inits[0].version),
-        "Python floor: `%s -I -c FLOOR`, FLOOR being the minimal init in benchmarks/inits.py "
-        "(%s)" % (python, all_inits[1].version),
+        "every init runs as PID 1 of a new PID namespace, as in a container",
+        "pypause: pip's console script, run %s (%s)" % (how, pypause.version),
+        "Python floor: `python -I -c FLOOR` on the same interpreter, FLOOR being the "
+        "minimal init in benchmarks/inits.py (%s)" % floor.version,
     ] + ["%s: %s" % (i.name, i.version) for i in peers] + [
         "start-up: median of %d runs of each, interleaved in random order; "
         "\"no init\" runs `true` alone as PID 1" % plan.startup_runs,
         "idle: memory after, and context switches during, %.0f s in which all inits "
         "idle side by side" % plan.idle_seconds,
-        "reap storm: %d orphans released at once behind each init; %d storm(s) each, "
-        "the median kept"
-        % (plan.orphans, plan.storm_repeats),
+        "reap storms: %d orphans behind each init, %d storm(s) of each kind (see README), "
+        "medians; zombies counted %.1f s after each storm"
+        % (plan.orphans, plan.storm_repeats, plan.storm_grace),
         "signal latency: %d SIGUSR1 per init, one at a time; \"no init\" signals the child "
         "directly" % plan.signal_samples,
-        "metrics: %d scrapes, each on a new connection; the scraped storm has %d orphans"
+        "metrics: %d scrapes, each on a new connection; the scraped exit storm has %d orphans"
         % (plan.scrapes, plan.orphans),
     ]
     os.makedirs(os.path.dirname(out_md), exist_ok=True)
+    columns = [i.name for i in all_inits] + [measure.NO_INIT]
     why_no_chart = report.chart(results, columns, out_png,
                                 "pypause benchmark, %s, %s" % (date, machine_line()))
     if why_no_chart:

@@ -1,46 +1,76 @@
-"""The main child of the reap-storm test: makes N orphans, then lets them die at once.
+"""The main child of the reap-storm tests: leaves N orphans to the init at once.
 
-Run behind the init under test (so its orphans go to the init, PID 1 of the
-namespace). Talks to the harness on stdin/stdout, one line each way:
+Run behind the init under test, whose orphans it becomes as PID 1 of the
+namespace. Two kinds of storm (argv: KIND N):
 
-  <- "ready"    N orphans exist, all blocked, all reparented to the init
-  -> "go"       every orphan exits at the same moment (a storm of SIGCHLDs)
-  <- "exited"   every orphan has exited (whether the init reaped it or not)
+- "zombies": a parent forks N children that exit at once, without reaping
+  them, then dies itself: N zombies are reparented to the init in one go.
+  Each wait() finds a zombie first in the init's child list, so the CPU per
+  orphan is the init's own cost of reaping one.
+- "exits": N live orphans, already reparented to the init, are released at
+  the same moment and exit while the init reaps. Closer to a crashing worker
+  pool, but noisy: the kernel's wait() walks the init's list of children,
+  alive ones included, so its cost depends on how the exits and the init's
+  wake-ups interleave.
+
+Talks to the harness on stdin/stdout, one line each way:
+
+  <- "ready"    the orphans-to-be exist and wait
+  -> "go"       the storm starts
+  <- "exited"   every orphan has exited (reaped by the init or not)
   -> "exit"     this program exits 0, and so should the init
-
-Orphans are made by an intermediate process that forks them and exits. They
-wait on a "release" pipe whose only write end this program holds, and each
-holds a write end of a "done" pipe that closes when it exits: EOF on "done"
-means all have exited, without polling.
 """
 
 import os
 import sys
 
 
-def main(count):
+def zombies(count):
+    go_r, go_w = os.pipe()
+    parent = os.fork()
+    if parent == 0:
+        os.close(go_w)
+        kids = []
+        for _ in range(count):
+            pid = os.fork()
+            if pid == 0:
+                os._exit(0)
+            kids.append(pid)
+        for pid in kids:  # each one has exited; WNOWAIT leaves it a zombie
+            os.waitid(os.P_PID, pid, os.WEXITED | os.WNOWAIT)
+        answer("ready")
+        os.read(go_r, 1)
+        os._exit(0)  # the zombies go to the init
+    os.close(go_r)
+    expect("go")
+    os.close(go_w)
+    os.waitpid(parent, 0)
+    answer("exited")
+
+
+def exits(count):
+    # Orphans wait on "release", whose only write end this program holds,
+    # and each holds a write end of "done": EOF on "done" means all exited.
     release_r, release_w = os.pipe()
     done_r, done_w = os.pipe()
-    intermediate = os.fork()
-    if intermediate == 0:
+    parent = os.fork()
+    if parent == 0:
         os.close(release_w)
         os.close(done_r)
         for _ in range(count):
             if os.fork() == 0:
                 os.read(release_r, 1)  # EOF when the release pipe closes
                 os._exit(0)
-        os._exit(0)
+        os._exit(0)  # the live children go to the init
     os.close(release_r)
     os.close(done_w)
-    os.waitpid(intermediate, 0)
+    os.waitpid(parent, 0)
     answer("ready")
     expect("go")
     os.close(release_w)
     while os.read(done_r, 4096):
         pass
     answer("exited")
-    expect("exit")
-    return 0
 
 
 def answer(line):
@@ -54,4 +84,5 @@ def expect(word):
 
 
 if __name__ == "__main__":
-    sys.exit(main(int(sys.argv[1])))
+    {"zombies": zombies, "exits": exits}[sys.argv[1]](int(sys.argv[2]))
+    expect("exit")
