@@ -7,10 +7,11 @@ stops at `--` or at the first argument that is not an option, as dumb-init
 and POSIX getopt do, so `pypause sh -c 'exit 4'` runs `sh -c 'exit 4'`.
 
 Every option can also come from a PYPAUSE_* environment variable; a flag on
-the command line wins over its variable.
+the command line wins over its variable (for repeatable options, the flags
+replace the variable's list).
 """
 
-from pypause import __version__
+from pypause import __version__, signals
 
 
 class UsageError(Exception):
@@ -20,20 +21,31 @@ class UsageError(Exception):
 class Config:
     """What the user asked for. (dataclasses would import inspect and re.)"""
 
-    def __init__(self, command, verbosity=0, metrics_addr=None):
+    def __init__(self, command, verbosity=0, metrics_addr=None, pgroup=False,
+                 rewrite=(), expect_exit=(), pdeathsig=None, warn_on_reap=False,
+                 grace_period=None, log_format="text"):
         self.command = command            # [] means pause mode
         self.verbosity = verbosity
         self.metrics_addr = metrics_addr  # (host, port) or None
+        self.pgroup = pgroup              # forward to the child's process group
+        self.rewrite = dict(rewrite)      # {signal: signal, or 0 to drop}
+        self.expect_exit = frozenset(expect_exit)  # child codes reported as 0
+        self.pdeathsig = pdeathsig        # signal asked for when our parent dies
+        self.warn_on_reap = warn_on_reap
+        self.grace_period = grace_period  # seconds, or None: exit at once
+        self.log_format = log_format
 
 
 class Option:
-    def __init__(self, short, long, dest, env=None, metavar=None, convert=None, help=""):
+    def __init__(self, short, long, dest, env=None, metavar=None, convert=None,
+                 repeat=False, help=""):
         self.short = short
         self.long = long
         self.dest = dest
         self.env = env
         self.metavar = metavar  # None: a flag without a value
-        self.convert = convert  # None: a flag; else str -> value, ValueError if bad
+        self.convert = convert  # str -> value, ValueError if bad (None: a boolean)
+        self.repeat = repeat    # values collect into a list (variable: comma-separated)
         self.help = help
 
 
@@ -49,16 +61,53 @@ def parse_metrics_addr(text):
             host = "0.0.0.0"
         elif not host or ":" in host:
             raise ValueError(text)
-    if not port.isascii() or not port.isdigit() or int(port) > 65535:
+    return host, _number(port, 0, 65535)
+
+
+def _number(text, low, high):
+    """An integer written in ASCII digits, within [low, high]."""
+    if not (text.isascii() and text.isdigit()) or not low <= int(text) <= high:
         raise ValueError(text)
-    return host, int(port)
+    return int(text)
 
 
 def _verbosity(text):
-    value = int(text)
-    if value < 0:
+    return _number(text, 0, 99)
+
+
+def _rewrite(text):
+    """`FROM:TO` signals; TO may be 0 to drop FROM."""
+    source, sep, target = text.partition(":")
+    if not sep:
+        raise ValueError(text)
+    return signals.parse(source), 0 if target.strip() == "0" else signals.parse(target)
+
+
+def _exit_code(text):
+    return _number(text.strip(), 0, 255)
+
+
+def _seconds(text):
+    value = float(text)
+    if not 0 <= value < 1e9:  # also rejects nan and inf
         raise ValueError(text)
     return value
+
+
+def _log_format(text):
+    if text not in ("text", "json"):
+        raise ValueError(text)
+    return text
+
+
+def _boolean(text):
+    """For variables of flags: 1/true/yes or 0/false/no."""
+    value = text.strip().lower()
+    if value in ("1", "true", "yes", "on"):
+        return True
+    if value in ("0", "false", "no", "off", ""):
+        return False
+    raise ValueError(text)
 
 
 OPTIONS = [
@@ -66,9 +115,28 @@ OPTIONS = [
     Option("V", "version", "version", help="print the version and exit"),
     Option("v", "verbose", "verbosity", env="PYPAUSE_VERBOSITY", convert=_verbosity,
            help="log more; repeat for more detail (variable: a number)"),
-    Option("s", "subreaper", "subreaper",
+    Option("s", "subreaper", "subreaper", env="PYPAUSE_SUBREAPER",
            help="accepted for tini compatibility: pypause becomes a child "
                 "subreaper by itself whenever it is not PID 1"),
+    Option("g", "pgroup", "pgroup", env="PYPAUSE_PGROUP",
+           help="forward signals to the child's whole process group"),
+    Option("r", "rewrite", "rewrite", env="PYPAUSE_REWRITE", metavar="SIG:SIG",
+           convert=_rewrite, repeat=True,
+           help="forward the second signal when the first arrives; 0 drops it "
+                "(repeatable; names or numbers)"),
+    Option("e", "expect-exit", "expect_exit", env="PYPAUSE_EXPECT_EXIT", metavar="CODE",
+           convert=_exit_code, repeat=True,
+           help="report this exit code of the child as 0 (repeatable)"),
+    Option("p", "pdeathsig", "pdeathsig", env="PYPAUSE_PDEATHSIG", metavar="SIG",
+           convert=signals.parse, help="ask the kernel for SIG when pypause's parent dies"),
+    Option("w", "warn-on-reap", "warn_on_reap", env="PYPAUSE_WARN_ON_REAP",
+           help="log a warning for each orphan reaped"),
+    Option(None, "grace-period", "grace_period", env="PYPAUSE_GRACE_PERIOD",
+           metavar="SECONDS", convert=_seconds,
+           help="when the child exits, SIGTERM the rest, wait at most SECONDS, "
+                "SIGKILL what is left, then exit"),
+    Option(None, "log-format", "log_format", env="PYPAUSE_LOG_FORMAT", metavar="text|json",
+           convert=_log_format, help="log lines as text (default) or JSON"),
     Option(None, "metrics-addr", "metrics_addr", env="PYPAUSE_METRICS_ADDR",
            metavar="[HOST:]PORT", convert=parse_metrics_addr,
            help="serve Prometheus metrics on /metrics (PORT alone: all interfaces)"),
@@ -85,26 +153,92 @@ def help_text():
         "on SIGTERM or SIGINT. With COMMAND, init mode: run it, forward signals to",
         "it, reap orphans, and exit with its status.",
         "",
-        "options:",
+        "options (each also read from the variable named; a flag wins):",
     ]
     for o in OPTIONS:
         flag = ("-%s, " % o.short if o.short else "    ") + "--" + o.long
         if o.metavar:
             flag += " " + o.metavar
-        lines.append("  %-28s %s" % (flag, o.help))
+        lines.append("  %-30s %s" % (flag, o.help))
         if o.env:
-            lines.append("  %-28s   (or %s)" % ("", o.env))
+            lines.append("  %-30s   variable: %s%s" % (
+                "", o.env, "=1" if o.metavar is None and o.convert is None else ""))
     return "\n".join(lines) + "\n"
 
 
-def _set(values, option, raw, source):
-    if option.convert is None:
-        values[option.dest] = True
-        return
+def _convert(convert, raw, source):
     try:
-        values[option.dest] = option.convert(raw)
+        return convert(raw)
     except ValueError:
         raise UsageError("invalid value for %s: %r" % (source, raw)) from None
+
+
+def _from_flags(argv):
+    """Parse the options in `argv`: ({dest: value}, index of COMMAND)."""
+    values = {}
+
+    def take(option, raw, source):
+        if option.metavar is None:  # a flag; -v counts
+            count = option.dest == "verbosity"
+            values[option.dest] = values.get(option.dest, 0) + 1 if count else True
+        elif option.repeat:
+            values.setdefault(option.dest, []).append(_convert(option.convert, raw, source))
+        else:
+            values[option.dest] = _convert(option.convert, raw, source)
+
+    i = 0
+    while i < len(argv):
+        arg = argv[i]
+        i += 1
+        if arg == "--":
+            return values, i
+        if arg.startswith("--"):
+            key, eq, raw = arg[2:].partition("=")
+            option = _BY_LONG.get(key)
+            if option is None:
+                raise UsageError("unknown option --%s" % key)
+            if option.metavar is None and eq:
+                raise UsageError("option --%s takes no value" % key)
+            if option.metavar and not eq:
+                if i == len(argv):
+                    raise UsageError("option --%s needs a value" % key)
+                raw = argv[i]
+                i += 1
+            take(option, raw, "--" + key)
+        elif arg.startswith("-") and arg != "-":
+            cluster = arg[1:]
+            while cluster:
+                letter, cluster = cluster[0], cluster[1:]
+                option = _BY_SHORT.get(letter)
+                if option is None:
+                    raise UsageError("unknown option -%s" % letter)
+                raw = None
+                if option.metavar:  # the value is the rest of the cluster, or the next arg
+                    raw, cluster = cluster, ""
+                    if not raw:
+                        if i == len(argv):
+                            raise UsageError("option -%s needs a value" % letter)
+                        raw = argv[i]
+                        i += 1
+                take(option, raw, "-" + letter)
+        else:
+            return values, i - 1
+    return values, i
+
+
+def _from_environment(environ):
+    values = {}
+    for option in OPTIONS:
+        raw = environ.get(option.env) if option.env else None
+        if not raw:  # unset or empty: as if not given
+            continue
+        convert = option.convert or _boolean
+        if option.repeat:
+            values[option.dest] = [_convert(convert, item, option.env)
+                                   for item in raw.replace(",", " ").split()]
+        else:
+            values[option.dest] = _convert(convert, raw, option.env)
+    return values
 
 
 def parse(argv, environ):
@@ -113,70 +247,15 @@ def parse(argv, environ):
     Return a Config, or the string "help" or "version" when one of those was
     asked for. Raise UsageError for anything malformed.
     """
-    from_flags = {}
-    i = 0
-    while i < len(argv):
-        arg = argv[i]
-        i += 1
-        if arg == "--":
-            break
-        if arg.startswith("--"):
-            key, eq, raw = arg[2:].partition("=")
-            option = _BY_LONG.get(key)
-            if option is None:
-                raise UsageError("unknown option --%s" % key)
-            if option.metavar is None:
-                if eq:
-                    raise UsageError("option --%s takes no value" % key)
-                _count_or_set(from_flags, option)
-                continue
-            if not eq:
-                if i == len(argv):
-                    raise UsageError("option --%s needs a value" % key)
-                raw = argv[i]
-                i += 1
-            _set(from_flags, option, raw, "--" + key)
-        elif arg.startswith("-") and arg != "-":
-            cluster = arg[1:]
-            while cluster:
-                letter, cluster = cluster[0], cluster[1:]
-                option = _BY_SHORT.get(letter)
-                if option is None:
-                    raise UsageError("unknown option -%s" % letter)
-                if option.metavar is None:
-                    _count_or_set(from_flags, option)
-                    continue
-                raw = cluster
-                if not raw:
-                    if i == len(argv):
-                        raise UsageError("option -%s needs a value" % letter)
-                    raw = argv[i]
-                    i += 1
-                _set(from_flags, option, raw, "-" + letter)
-                cluster = ""
-        else:
-            i -= 1
-            break
-    if from_flags.get("help"):
+    flags, command_at = _from_flags(argv)
+    if flags.get("help"):
         return "help"
-    if from_flags.get("version"):
+    if flags.get("version"):
         return "version"
-
-    values = {}
-    for option in OPTIONS:
-        raw = environ.get(option.env) if option.env else None
-        if raw:
-            _set(values, option, raw, option.env)
-    values.update(from_flags)
-    values.pop("subreaper", None)
-    return Config(command=list(argv[i:]), **values)
-
-
-def _count_or_set(values, option):
-    if option.dest == "verbosity":
-        values["verbosity"] = values.get("verbosity", 0) + 1
-    else:
-        values[option.dest] = True
+    values = _from_environment(environ)
+    values.update(flags)
+    values.pop("subreaper", None)  # automatic; see Option "subreaper"
+    return Config(command=list(argv[command_at:]), **values)
 
 
 def version_text():

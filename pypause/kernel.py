@@ -19,3 +19,8 @@ def _prctl(option, arg):
 def set_child_subreaper():
     """Make orphans of our descendants be reparented to us instead of to PID 1."""
     _prctl(PR_SET_CHILD_SUBREAPER, 1)
+
+
+def set_pdeathsig(signum):
+    """Ask the kernel to send us `signum` when our parent dies."""
+    _prctl(PR_SET_PDEATHSIG, signum)

@@ -5,30 +5,19 @@ sigwaitinfo(), which sleeps in the kernel until one is pending: no handler
 runs asynchronously, nothing races with the loop, and an idle pypause never
 wakes up (tini wakes once a second to reap; pypause needs no timeout because
 SIGCHLD is among the signals it waits for).
-
-SIGCHLD coalesces: many children exiting together may raise it once. Each
-SIGCHLD therefore drains every exited child with waitpid(-1, WNOHANG), and
-the main child's status is picked out of that same drain, so it cannot be
-lost to it.
 """
 
 import os
 import signal
 
-from pypause import log, procfs, signals
+from pypause import log, shutdown, signals
+from pypause.reaper import Reaper
 
 SHUTDOWN_SIGNALS = (signal.SIGTERM, signal.SIGINT)
-# Until job control is settled: as tini, forward SIGTSTP, drop SIGTTIN/SIGTTOU.
-NOT_FORWARDED = frozenset({signal.SIGCHLD, signal.SIGTTIN, signal.SIGTTOU})
+JOB_CONTROL_STOPS = frozenset({signal.SIGTSTP, signal.SIGTTIN, signal.SIGTTOU})
 # si_code values (asm-generic/siginfo.h) of signals sent by kill() and tgkill()
 _SI_USER = 0
 _SI_TKILL = -6
-
-
-def exit_code(status):
-    """Map a wait status to a shell-style exit code: the code, or 128+N for signal N."""
-    code = os.waitstatus_to_exitcode(status)
-    return code if code >= 0 else 128 - code
 
 
 class Events:
@@ -56,63 +45,14 @@ class Events:
         pass
 
 
-def _next_exited(needs_comm, main_pid):
-    """Reap one exited child: (pid, wait status, comm), or None if none is left.
-
-    With `needs_comm`, the child is first looked at without being reaped
-    (waitid WNOWAIT) so that its /proc entry still exists to give its name.
-    """
-    try:
-        if not needs_comm:
-            pid, status = os.waitpid(-1, os.WNOHANG)
-            return (pid, status, None) if pid else None
-        info = os.waitid(os.P_ALL, 0, os.WEXITED | os.WNOHANG | os.WNOWAIT)
-        if info is None:
-            return None
-        comm = procfs.comm(info.si_pid) if info.si_pid != main_pid else None
-        pid, status = os.waitpid(info.si_pid, os.WNOHANG)
-        return pid, status, comm
-    except ChildProcessError:
-        return None
-
-
-def reap_all(main_pid, events):
-    """Reap every child that has exited. Return the main child's exit code, or None.
-
-    Never blocks. `main_pid` is None in pause mode.
-    """
-    main_code = None
-    while True:
-        exited = _next_exited(events.needs_comm, main_pid)
-        if exited is None:
-            return main_code
-        pid, status, comm = exited
-        if pid == main_pid:
-            main_code = exit_code(status)
-            events.child_exited(main_code)
-            log.debug("main child exited", pid=pid, status=main_code)
-        else:
-            events.orphan_reaped(comm)
-            log.debug("reaped orphan", pid=pid, status=exit_code(status))
-
-
-def forward(pid, signum, events):
-    """Send `signum` to the main child; a child that is already gone is no error."""
-    try:
-        os.kill(pid, signum)
-    except ProcessLookupError:
-        return
-    events.signal_forwarded(signum)
-    log.debug("forwarded signal", signal=signals.name(signum), pid=pid)
-
-
-def run(main_pid, events):
+def run(config, main_pid, events):
     """Serve as init until it is time to exit; return pypause's exit status.
 
     `main_pid` is the main child in init mode, None in pause mode; `events`
     hears of what happens. Every signal in signals.WAITED must already be blocked.
     """
     own_pid = os.getpid()
+    reaper = Reaper(main_pid, events, config.warn_on_reap)
     while True:
         try:
             info = signal.sigwaitinfo(signals.WAITED)
@@ -123,9 +63,11 @@ def run(main_pid, events):
             # Always reap on SIGCHLD, even one pypause sent itself: a child's
             # SIGCHLD may have been merged into it.
             if signum == signal.SIGCHLD:
-                code = reap_all(main_pid, events)
+                code, stop = reaper.reap_all()
                 if code is not None:
-                    return code
+                    return _finish(config, main_pid, reaper, code)
+                if stop in JOB_CONTROL_STOPS:
+                    _job_control_stop(config, main_pid, stop, own_pid)
             elif from_self:
                 pass  # a SIGPIPE from a log write, or /healthz waking us: not news
             elif main_pid is None:
@@ -133,9 +75,67 @@ def run(main_pid, events):
                     log.info("Shutting down, got signal: %s" % signals.describe(signum))
                     return 0
                 log.debug("ignored signal", signal=signals.name(signum))
-            elif signum not in NOT_FORWARDED:
-                forward(main_pid, signum, events)
+            else:
+                if signum == signal.SIGCONT:
+                    _give_terminal(main_pid)
+                _forward(config, main_pid, config.rewrite.get(signum, signum), events)
             events.heartbeat()
         except Exception as e:  # PID 1 must outlive its own bugs
             log.error("unexpected error in main loop: %r" % e)
 
+
+def _forward(config, main_pid, signum, events):
+    """Forward `signum` to the main child, or to its group with --pgroup."""
+    if signum == 0:
+        return  # dropped by a rewrite rule
+    if _send(config, main_pid, signum):
+        events.signal_forwarded(signum)
+        log.debug("forwarded signal", signal=signals.name(signum), pid=main_pid)
+
+
+def _send(config, main_pid, signum):
+    """Send `signum`; return False if the child is already gone (not an error)."""
+    try:
+        if config.pgroup:
+            os.killpg(main_pid, signum)
+        else:
+            os.kill(main_pid, signum)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+def _job_control_stop(config, main_pid, stop, own_pid):
+    """The main child was stopped by SIGTSTP, SIGTTIN or SIGTTOU.
+
+    Under a shell (not PID 1), pypause stops too, so that the shell sees its
+    job stopped and can resume it with `fg` (the SIGCONT is then forwarded).
+    As PID 1 nothing above could ever resume it, and the container would hang
+    stopped: the child is resumed at once.
+    """
+    if own_pid == 1:
+        log.warning("main child stopped by %s; resuming it: nothing can resume "
+                    "a stopped container's init" % signals.name(stop), pid=main_pid)
+        _send(config, main_pid, signal.SIGCONT)
+    else:
+        log.debug("main child stopped; stopping pypause too", signal=signals.name(stop))
+        os.kill(own_pid, signal.SIGSTOP)
+
+
+def _give_terminal(main_pid):
+    """After `fg` gave the terminal back to pypause's group, pass it on to the child's."""
+    try:
+        if os.isatty(0) and os.tcgetpgrp(0) == os.getpgrp():
+            os.tcsetpgrp(0, main_pid)
+    except OSError:
+        pass  # not our controlling terminal, or the child left its group
+
+
+def _finish(config, main_pid, reaper, code):
+    """The main child exited with `code`: deal with the rest, then say how to exit."""
+    if config.grace_period is not None:
+        shutdown.grace(main_pid, reaper, config.grace_period)
+    if code in config.expect_exit:
+        log.debug("expected exit code, reporting 0", status=code)
+        return 0
+    return code

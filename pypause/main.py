@@ -29,10 +29,12 @@ def main(argv=None):
     if config in ("help", "version"):
         _print(cli.help_text() if config == "help" else cli.version_text())
         return 0
-    log.configure(config.verbosity)
+    log.configure(config.verbosity, config.log_format)
 
     if os.getpid() != 1:
         _become_subreaper()
+    if config.pdeathsig:
+        _set_pdeathsig(config.pdeathsig)
     main_pid = spawn.spawn(config.command, inherited) if config.command else None
     # An init must not keep a mount busy through its working directory.
     os.chdir("/")
@@ -40,7 +42,7 @@ def main(argv=None):
     events = loop.Events()
     if config.metrics_addr:
         events = _start_metrics(config.metrics_addr, "init" if main_pid else "pause") or events
-    return loop.run(main_pid, events)
+    return loop.run(config, main_pid, events)
 
 
 def _start_metrics(addr, mode):
@@ -59,6 +61,16 @@ def _become_subreaper():
                     "orphans will go to the real init" % e.strerror)
     else:
         log.debug("not PID 1: registered as a child subreaper", pid=os.getpid())
+
+
+def _set_pdeathsig(signum):
+    from pypause import kernel
+    try:
+        kernel.set_pdeathsig(signum)
+    except OSError as e:
+        log.warning("cannot set the parent-death signal: %s" % e.strerror)
+    else:
+        log.debug("parent-death signal set", signal=signals.name(signum))
 
 
 def _reserve_closed_stdio():

@@ -40,19 +40,47 @@ def exec_status(err):
     return 127 if err in (errno.ENOENT, errno.ENOTDIR) else 126
 
 
+def _own_group(pid):
+    """Put `pid` (0: ourselves) in a process group of its own.
+
+    Signals for the child (a terminal's ^C, a -g forward) then reach its group
+    and not pypause; EACCES once the child has exec'd: it did it itself.
+    """
+    try:
+        os.setpgid(pid, 0)
+    except OSError:
+        pass
+
+
+def _in_foreground():
+    """True if stdin is a terminal whose foreground group is ours: ours to hand on."""
+    try:
+        return os.isatty(0) and os.tcgetpgrp(0) == os.getpgrp()
+    except OSError:
+        return False
+
+
 def spawn(argv, inherited):
     """Fork and exec `argv` (PATH is searched) with the inherited signal state.
 
-    Return the child's PID. If the exec fails, the child reports why on stderr
+    The child leads a new process group and, if pypause owns the terminal's
+    foreground, becomes the foreground group. Return the child's PID. If the exec fails, the child reports why on stderr
     and exits with 127 (not found) or 126 (found but not runnable); the caller
     learns of it as of any other exit status. Must be called while every
     signal pypause waits for is blocked, so that no SIGCHLD can be missed.
     """
     pid = os.fork()
     if pid:
+        _own_group(pid)  # also here: a -g forward may come before the child runs
         return pid
     status = 126
     try:
+        foreground = _in_foreground()
+        _own_group(0)
+        if foreground:
+            # So that shells and editors work (docker run -it). SIGTTOU is
+            # still blocked here, which lets a background group take the terminal.
+            os.tcsetpgrp(0, os.getpid())
         inherited.restore_in_child()
         try:
             os.execvp(argv[0], argv)

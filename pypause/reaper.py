@@ -1,0 +1,77 @@
+"""Reaping: collect every exited child in one pass, and pick out the main one.
+
+SIGCHLD coalesces: many children exiting together may raise it once. Each
+pass therefore drains every exited child until waitpid() says there is none
+left, and the main child's status is picked out of that same drain, so it
+cannot be lost to it.
+"""
+
+import os
+
+from pypause import log, procfs
+
+
+def exit_code(status):
+    """Map a wait status to a shell-style exit code: the code, or 128+N for signal N."""
+    code = os.waitstatus_to_exitcode(status)
+    return code if code >= 0 else 128 - code
+
+
+class Reaper:
+    """Reaps the children of pypause; tells the main child apart from orphans.
+
+    `main_pid` is None in pause mode. With `needs_comm`, each orphan is first
+    looked at without being reaped (waitid WNOWAIT) so that its /proc entry
+    still exists to give its command name.
+    """
+
+    def __init__(self, main_pid, events, warn_on_reap=False):
+        self.main_pid = main_pid
+        self.events = events
+        self.warn_on_reap = warn_on_reap
+        self.needs_comm = events.needs_comm or warn_on_reap
+        # Stops are only of interest for the main child (job control).
+        self._stopped = os.WUNTRACED if main_pid else 0
+
+    def reap_all(self):
+        """Reap every child that has exited; never blocks.
+
+        Return (exit code, stop signal) of the main child: the code if it
+        exited, else None; the signal that stopped it if it stopped, else None.
+        """
+        code = stop = None
+        while True:
+            reaped = self._next()
+            if reaped is None:
+                return code, stop
+            pid, status, comm = reaped
+            if os.WIFSTOPPED(status):
+                if pid == self.main_pid:
+                    stop = os.WSTOPSIG(status)
+            elif pid == self.main_pid:
+                code = exit_code(status)
+                self.events.child_exited(code)
+                log.debug("main child exited", pid=pid, status=code)
+            else:
+                self.events.orphan_reaped(comm)
+                if self.warn_on_reap:
+                    log.warning("reaped zombie", pid=pid, comm=comm, status=exit_code(status))
+                else:
+                    log.debug("reaped orphan", pid=pid, status=exit_code(status))
+
+    def _next(self):
+        """(pid, wait status, comm) of one child that changed state, or None."""
+        try:
+            if not self.needs_comm:
+                pid, status = os.waitpid(-1, os.WNOHANG | self._stopped)
+                return (pid, status, None) if pid else None
+            info = os.waitid(os.P_ALL, 0, os.WEXITED | os.WNOHANG | os.WNOWAIT |
+                             (os.WSTOPPED if self._stopped else 0))
+            if info is None:
+                return None
+            pid = info.si_pid
+            comm = procfs.comm(pid) if pid != self.main_pid else None
+            pid, status = os.waitpid(pid, os.WNOHANG | self._stopped)
+            return (pid, status, comm) if pid else None
+        except ChildProcessError:
+            return None
