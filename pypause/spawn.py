@@ -69,13 +69,14 @@ def spawn(argv, inherited):
     learns of it as of any other exit status. Must be called while every
     signal pypause waits for is blocked, so that no SIGCHLD can be missed.
     """
+    # Asked before fork: the parent's setpgid() below may run first.
+    foreground = _in_foreground()
     pid = os.fork()
     if pid:
         _own_group(pid)  # also here: a -g forward may come before the child runs
         return pid
     status = 126
     try:
-        foreground = _in_foreground()
         _own_group(0)
         if foreground:
             # So that shells and editors work (docker run -it). SIGTTOU is

@@ -14,7 +14,7 @@ pytestmark = pytest.mark.timeout(30)
 FORWARDED = [
     signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGUSR1, signal.SIGUSR2,
     signal.SIGWINCH, signal.SIGQUIT, signal.SIGALRM, signal.SIGCONT, signal.SIGPIPE,
-    signal.SIGXFSZ, signal.SIGTSTP, signal.SIGRTMIN, signal.SIGRTMIN + 3, signal.SIGRTMAX,
+    signal.SIGXFSZ, signal.SIGTSTP, signal.SIGTTIN, signal.SIGTTOU, signal.SIGRTMIN, signal.SIGRTMIN + 3, signal.SIGRTMAX,
 ]
 
 
@@ -44,15 +44,6 @@ def test_each_signal_is_forwarded_to_the_child(echo_child):
         assert readline() == name(signum)
     p.stdin.close()
     assert p.wait(10) == 0
-
-
-def test_job_control_input_signals_are_not_forwarded(echo_child):
-    # Until the compat issue decides, as tini: SIGTTIN/SIGTTOU are dropped.
-    p, readline = echo_child()
-    os.kill(p.pid, signal.SIGTTIN)
-    os.kill(p.pid, signal.SIGTTOU)
-    os.kill(p.pid, signal.SIGUSR1)  # a marker: the two before it would come first
-    assert readline() == "SIGUSR1"
 
 
 def test_child_killed_by_forwarded_sigterm_gives_143(procs):

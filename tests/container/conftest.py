@@ -25,7 +25,8 @@ import sys
 
 import pytest
 
-from runtimes import BASE_IMAGE, IMAGE, MEASURED, REPO, Podman, podman_problem, run
+from runtimes import (BASE_IMAGE, IMAGE, MEASURED, METRICS_DOCKERFILE, REPO, Podman,
+                      podman_problem, run)
 
 # Debian's python3 with the full standard library (ssl, http.server, ctypes...).
 BASE_PACKAGES = ["python3-minimal", "libpython3-stdlib"]
@@ -152,6 +153,14 @@ def image(podman, base_image, wheel_context):
            "--build-arg", "BASE_IMAGE=" + base_image,
            "-t", IMAGE, "-f", os.path.join(REPO, "Dockerfile"), REPO, timeout=600)
     return IMAGE
+
+
+@pytest.fixture(scope="session")
+def metrics_image(podman, image):
+    """deploy/image/metrics.Dockerfile on top: the variant whose sandboxes serve metrics."""
+    podman("build", "--pull=never", "--network", "none", "--build-arg", "PAUSE_IMAGE=" + image,
+           "-t", IMAGE + "-metrics", "-f", METRICS_DOCKERFILE, os.path.dirname(METRICS_DOCKERFILE))
+    return IMAGE + "-metrics"
 
 
 def pytest_terminal_summary(terminalreporter):

@@ -10,6 +10,7 @@ import time
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 BASE_IMAGE = "localhost/pypause-test-base:bookworm"
 IMAGE = "localhost/pypause:test"
+METRICS_DOCKERFILE = os.path.join(REPO, "deploy", "image", "metrics.Dockerfile")
 
 #: Numbers the tests measured, printed at the end of the run.
 MEASURED = {}

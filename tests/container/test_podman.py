@@ -1,13 +1,14 @@
 """The pause image under podman + runc: alone, and as the infra container of a pod."""
 
 import json
+import re
 import subprocess
 import sys
 import time
 
 import pytest
 
-from runtimes import (MEASURED, ORPHAN_MAKER, adopt_then_kill_orphans, orphans_of, proc_stat,
+from runtimes import (MEASURED, METRICS_DOCKERFILE, ORPHAN_COMM, ORPHAN_MAKER, adopt_then_kill_orphans, orphans_of, proc_stat,
                       proc_status, root_is_read_only, wait_for, wait_until_waiting_for_signals,
                       zombies)
 
@@ -156,27 +157,42 @@ def test_pod_infra_adopts_and_reaps_orphans_and_a_non_reaper_does_not(pods, imag
 FETCH = """\
 import json, sys, urllib.request
 result = {}
-for path in sys.argv[1:]:
-    with urllib.request.urlopen("http://127.0.0.1:9100" + path, timeout=2) as r:
+for path in sys.argv[2:]:
+    with urllib.request.urlopen("http://127.0.0.1:%s%s" % (sys.argv[1], path), timeout=2) as r:
         result[path] = [r.status, r.headers.get_content_type(), r.read().decode()]
 print(json.dumps(result))
 """
 
 
-def fetch_in_netns(pid, *paths):
-    """GET `paths` on port 9100 inside the network namespace of `pid`; None if refused."""
-    r = subprocess.run(["nsenter", "--net=/proc/%d/ns/net" % pid, sys.executable, "-c", FETCH]
-                       + list(paths), capture_output=True, text=True, timeout=10)
+def fetch_in_netns(pid, port, *paths):
+    """GET `paths` from 127.0.0.1:`port` in the network namespace of `pid`; None if refused."""
+    r = subprocess.run(["nsenter", "--net=/proc/%d/ns/net" % pid, sys.executable, "-c", FETCH,
+                        str(port)] + list(paths), capture_output=True, text=True, timeout=10)
     return json.loads(r.stdout) if r.returncode == 0 else None
 
 
-def test_pod_infra_serves_metrics_in_the_pod_network_namespace(pods, image):
-    infra = start_pod(pods, "pp-metrics", image, infra_command="pypause --metrics-addr 9100")
-    responses = wait_for(lambda: fetch_in_netns(infra, "/metrics", "/healthz"), 10,
+@pytest.mark.parametrize("enabled_by", ["flag", "image env"])
+def test_pod_infra_serves_metrics_in_the_pod_network_namespace(pods, image, metrics_image,
+                                                               enabled_by):
+    if enabled_by == "flag":
+        port = 9100
+        infra = start_pod(pods, "pp-metrics", image,
+                          infra_command="pypause --metrics-addr %d" % port)
+    else:  # as a CRI runtime runs a sandbox: the image's entrypoint and env, no arguments
+        with open(METRICS_DOCKERFILE) as f:
+            port = int(re.search(r"^ENV PYPAUSE_METRICS_ADDR=(\d+)$", f.read(), re.M).group(1))
+        infra = start_pod(pods, "pp-metrics", metrics_image)
+    start_orphan_maker(pods, "pp-metrics", image)
+    adopt_then_kill_orphans(infra, ORPHANS)
+    wait_for(lambda: not orphans_of(infra) and not zombies(infra), 10,
+             "pypause to reap %d orphans" % ORPHANS)
+
+    responses = wait_for(lambda: fetch_in_netns(infra, port, "/metrics", "/healthz"), 10,
                          "the metrics endpoint in the pod's network namespace")
     status, content_type, body = responses["/metrics"]
     assert (status, content_type) == (200, "text/plain")
-    assert any(line.startswith("pypause_") for line in body.splitlines()), body
+    reaped = 'pypause_zombies_reaped_total{comm="%s"} %d.0' % (ORPHAN_COMM, ORPHANS)
+    assert reaped in body.splitlines(), body
     assert responses["/healthz"][0] == 200
 
     pods("pod", "stop", "--time", "10", "pp-metrics")

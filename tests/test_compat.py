@@ -1,0 +1,270 @@
+"""What users of tini and dumb-init reach for: -g, -r, -e, -p, -w, the grace
+period, JSON logs, job control, each also from its PYPAUSE_* variable."""
+
+import json
+import os
+import signal
+import subprocess
+import time
+
+import pytest
+
+from support import PYPAUSE, helper, needs_pidns, stat_fields, wait_for, wait_until_idle
+
+pytestmark = pytest.mark.timeout(30)
+ENV = dict(os.environ)
+
+
+def lines(stream, n):
+    return [stream.readline().decode().strip() for _ in range(n)]
+
+
+# -- -g / PYPAUSE_PGROUP ------------------------------------------------------
+
+GROUP_OF_TWO = ['sh', '-c', 'trap "" USR1; "$@" & "$@" & wait', 'sh', *helper("signal_echo", 0)]
+
+
+@pytest.mark.parametrize("flag, env", [(["-g"], {}), (["--pgroup"], {}),
+                                       ([], {"PYPAUSE_PGROUP": "1"})])
+def test_pgroup_forwards_to_the_whole_group(procs, flag, env):
+    p = procs([PYPAUSE, *flag, "--", *GROUP_OF_TWO], stdout=subprocess.PIPE,
+              env={**ENV, "ECHO_WAIT": "sleep", **env})
+    assert lines(p.stdout, 2) == ["ready", "ready"]
+    os.kill(p.pid, signal.SIGUSR1)
+    assert lines(p.stdout, 2) == ["SIGUSR1", "SIGUSR1"]
+    os.kill(p.pid, signal.SIGTERM)
+    assert lines(p.stdout, 2) == ["SIGTERM", "SIGTERM"]
+    assert p.wait(10) == 143  # sh, the main child, was in the group too
+
+
+def test_without_pgroup_only_the_child_gets_the_signal(procs):
+    p = procs([PYPAUSE, "--", *GROUP_OF_TWO], stdout=subprocess.PIPE,
+              env={**ENV, "ECHO_WAIT": "sleep"})
+    assert lines(p.stdout, 2) == ["ready", "ready"]
+    group = os.getpgid(_child_of(p.pid))
+    os.kill(p.pid, signal.SIGUSR1)  # to sh alone, which ignores it
+    wait_until_idle(p.pid)
+    os.killpg(group, signal.SIGUSR2)
+    assert lines(p.stdout, 2) == ["SIGUSR2", "SIGUSR2"]  # no SIGUSR1 came first
+    os.killpg(group, signal.SIGTERM)
+    assert lines(p.stdout, 2) == ["SIGTERM", "SIGTERM"]
+
+
+def _child_of(pid):
+    with open("/proc/%d/task/%d/children" % (pid, pid)) as f:
+        return int(f.read().split()[0])
+
+
+def test_child_leads_its_own_process_group(procs):
+    p = procs([PYPAUSE, "--", *helper("report")], stdout=subprocess.PIPE)
+    got = json.loads(p.stdout.readline())
+    assert got["pgid"] == got["pid"] != os.getpgid(p.pid)
+
+
+# -- -r / PYPAUSE_REWRITE -----------------------------------------------------
+
+@pytest.mark.parametrize("args, env", [
+    (["-r", "TERM:QUIT", "-r", "USR1:0"], {}),
+    (["--rewrite=15:3", "-rSIGUSR1:0"], {}),
+    ([], {"PYPAUSE_REWRITE": "term:quit, USR1:0"}),
+])
+def test_rewrite_maps_and_drops_signals(procs, args, env):
+    p = procs([PYPAUSE, *args, "--", *helper("signal_echo", 0)], stdin=subprocess.PIPE,
+              stdout=subprocess.PIPE, env={**ENV, **env})
+    assert lines(p.stdout, 1) == ["ready"]
+    os.kill(p.pid, signal.SIGUSR1)  # dropped
+    os.kill(p.pid, signal.SIGTERM)  # arrives as SIGQUIT
+    os.kill(p.pid, signal.SIGUSR2)  # untouched
+    assert sorted(lines(p.stdout, 2)) == ["SIGQUIT", "SIGUSR2"]
+    p.stdin.close()
+    assert p.wait(10) == 0
+
+
+# -- -e / PYPAUSE_EXPECT_EXIT -------------------------------------------------
+
+@pytest.mark.parametrize("args, env, script, code", [
+    (["-e", "143"], {}, "kill -TERM $$", 0),
+    (["-e", "143", "-e", "4"], {}, "exit 4", 0),
+    (["-e", "143"], {}, "exit 5", 5),
+    ([], {"PYPAUSE_EXPECT_EXIT": "143,4"}, "exit 4", 0),
+    (["-e", "5"], {"PYPAUSE_EXPECT_EXIT": "4"}, "exit 4", 4),  # the flag wins
+])
+def test_expect_exit_maps_codes_to_0(args, env, script, code):
+    r = subprocess.run([PYPAUSE, *args, "--", "sh", "-c", script], env={**ENV, **env}, timeout=20)
+    assert r.returncode == code
+
+
+# -- -p / PYPAUSE_PDEATHSIG ---------------------------------------------------
+
+@pytest.mark.parametrize("args, env", [(["-p", "USR1"], {}), ([], {"PYPAUSE_PDEATHSIG": "SIGUSR1"})])
+def test_pdeathsig_arrives_when_the_parent_dies(args, env):
+    # sh starts pypause in the background and exits when its stdin closes.
+    parent = subprocess.Popen(
+        ["sh", "-c", '"$@" & echo "pid $!"; read x; exit 0', "sh", PYPAUSE, *args, "--",
+         *helper("signal_echo", 0)],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, env={**ENV, "ECHO_WAIT": "sleep", **env})
+    first = lines(parent.stdout, 2)
+    pypause = int(next(line for line in first if line.startswith("pid ")).split()[1])
+    try:
+        assert "ready" in first
+        wait_until_idle(pypause)
+        parent.stdin.close()
+        assert parent.wait(10) == 0
+        assert lines(parent.stdout, 1) == ["SIGUSR1"]
+    finally:
+        os.kill(pypause, signal.SIGTERM)  # the child echoes it and exits 0
+    wait_for(lambda: stat_fields(pypause) is None, what="pypause to exit")
+
+
+# -- -w / PYPAUSE_WARN_ON_REAP ------------------------------------------------
+
+@pytest.mark.parametrize("args, env", [(["-w"], {}), ([], {"PYPAUSE_WARN_ON_REAP": "yes"})])
+def test_warn_on_reap_names_each_orphan(procs, args, env):
+    p = procs([PYPAUSE, *args, "--", *helper("orphans", 3, 0.1, "--stay")],
+              stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+              env={**ENV, **env})
+    assert lines(p.stdout, 1) == ["orphaned"]
+    warnings = lines(p.stderr, 3)
+    for line in warnings:
+        assert "WARNING: reaped zombie" in line and "comm=sleep" in line and "pid=" in line
+    p.stdin.close()
+    assert p.wait(10) == 0
+
+
+# -- --grace-period / PYPAUSE_GRACE_PERIOD ------------------------------------
+
+@needs_pidns
+def test_without_grace_period_pid1_exits_at_once(pidns, tmp_path):
+    flag = tmp_path / "cleaned-up"
+    ns = pidns([PYPAUSE, "--", "sh", "-c",
+                '(trap "touch %s; exit 0" TERM; sleep 30 & wait) & sleep 0.3; exit 3' % flag])
+    assert ns.unshare.wait(10) == 3
+    assert not flag.exists()  # the kernel SIGKILLed the rest: no chance to clean up
+
+
+@needs_pidns
+@pytest.mark.parametrize("args, env", [(["--grace-period", "5"], {}),
+                                       ([], {"PYPAUSE_GRACE_PERIOD": "5"})])
+def test_grace_period_as_pid1_lets_the_rest_clean_up(pidns, tmp_path, args, env):
+    flag = tmp_path / "cleaned-up"
+    ns = pidns([PYPAUSE, *args, "--", "sh", "-c",
+                '(trap "touch %s; exit 0" TERM; sleep 30 & wait) & sleep 0.3; exit 3' % flag],
+               stderr=subprocess.PIPE, env={**ENV, **env})
+    t0 = time.monotonic()
+    assert ns.unshare.wait(10) == 3
+    assert time.monotonic() - t0 < 4  # did not wait out the period
+    assert flag.exists()
+    assert b"sent SIGTERM to every process in the namespace" in ns.unshare.stderr.read()
+
+
+@needs_pidns
+def test_grace_period_as_pid1_ends_with_sigkill(pidns):
+    ns = pidns([PYPAUSE, "--grace-period", "0.5", "--", "sh", "-c",
+                '(trap "" TERM; sleep 30) & sleep 0.3; exit 3'], stderr=subprocess.PIPE)
+    t0 = time.monotonic()
+    assert ns.unshare.wait(10) == 3
+    assert 0.5 <= time.monotonic() - t0 < 4
+    assert b"sending SIGKILL" in ns.unshare.stderr.read()
+
+
+def test_grace_period_not_pid1_covers_the_childs_group(tmp_path):
+    flag = tmp_path / "cleaned-up"
+    script = ('(trap "touch %s; exit 0" TERM; sleep 30 & wait) & '
+              '(trap "" TERM; exec sleep 31) & sleep 0.3; exit 3') % flag
+    t0 = time.monotonic()
+    r = subprocess.run([PYPAUSE, "--grace-period", "1", "--", "sh", "-c", script],
+                       capture_output=True, timeout=20)
+    assert r.returncode == 3
+    assert flag.exists()
+    assert 1 <= time.monotonic() - t0 < 5
+    assert b"sent SIGTERM to process group" in r.stderr and b"sending SIGKILL" in r.stderr
+
+
+def test_grace_period_with_nothing_left_exits_at_once():
+    t0 = time.monotonic()
+    r = subprocess.run([PYPAUSE, "--grace-period", "30", "--", "sh", "-c", "exit 4"], timeout=20)
+    assert r.returncode == 4
+    assert time.monotonic() - t0 < 5
+
+
+# -- --log-format / PYPAUSE_LOG_FORMAT ----------------------------------------
+
+@pytest.mark.parametrize("args, env", [(["--log-format", "json"], {}),
+                                       ([], {"PYPAUSE_LOG_FORMAT": "json"})])
+def test_json_logs(args, env):
+    r = subprocess.run([PYPAUSE, "-v", *args, "--", "sh", "-c", "exit 3"], capture_output=True,
+                       env={**ENV, **env}, timeout=20)
+    assert r.returncode == 3
+    records = [json.loads(line) for line in r.stderr.splitlines()]
+    assert records
+    for record in records:
+        assert {"ts", "level", "msg"} <= set(record)
+    assert {"msg": "main child exited", "status": 3}.items() <= records[-1].items()
+
+
+# -- job control --------------------------------------------------------------
+
+@needs_pidns
+def test_pid1_resumes_a_child_stopped_by_job_control(pidns):
+    ns = pidns([PYPAUSE, "--", "sh", "-c", "kill -TSTP $$; kill -TTIN $$; exit 7"],
+               stderr=subprocess.PIPE)
+    assert ns.unshare.wait(10) == 7
+    assert ns.unshare.stderr.read().count(b"resuming it") == 2
+
+
+@needs_pidns
+def test_pid1_forwards_sigtstp_without_stranding_the_child(pidns):
+    ns = pidns([PYPAUSE, "--", *helper("signal_echo", 0, "--ignore", "SIGUSR1")],
+               stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+    # signal_echo handles SIGTSTP (prints it); nothing stops
+    assert lines(ns.unshare.stdout, 1) == ["ready"]
+    os.kill(ns.pid, signal.SIGTSTP)
+    assert lines(ns.unshare.stdout, 1) == ["SIGTSTP"]
+    ns.unshare.stdin.close()
+    assert ns.unshare.wait(10) == 0
+
+
+def test_under_a_shell_pypause_stops_with_its_child_and_resumes_with_it(procs):
+    p = procs([PYPAUSE, "--", "sh", "-c", "kill -TSTP $$; exit 7"])
+    # As a shell would see it: its job (pypause) is stopped.
+    wait_for(lambda: stat_fields(p.pid)[1] == "T", what="pypause to stop")
+    os.kill(p.pid, signal.SIGCONT)  # what `fg` does
+    assert p.wait(10) == 7
+
+
+# -- bad input ----------------------------------------------------------------
+
+@pytest.mark.parametrize("args, env, words", [
+    (["-r", "TERM"], {}, ["-r", "TERM"]),
+    (["-r", "TERM:NOPE"], {}, ["-r", "TERM:NOPE"]),
+    (["--rewrite", "BOGUS:TERM"], {}, ["--rewrite", "BOGUS:TERM"]),
+    (["-p", "SIGFOO"], {}, ["-p", "SIGFOO"]),
+    (["-p", "0"], {}, ["-p"]),
+    (["--grace-period", "-1"], {}, ["--grace-period", "-1"]),
+    (["--grace-period", "soon"], {}, ["--grace-period", "soon"]),
+    (["--grace-period", "nan"], {}, ["--grace-period", "nan"]),
+    (["-e", "256"], {}, ["-e", "256"]),
+    (["-e", "-1"], {}, ["-e", "-1"]),
+    (["-e", "x"], {}, ["-e", "x"]),
+    (["--log-format", "xml"], {}, ["--log-format", "xml"]),
+    ([], {"PYPAUSE_PGROUP": "maybe"}, ["PYPAUSE_PGROUP", "maybe"]),
+    ([], {"PYPAUSE_REWRITE": "TERM:QUIT,HUP"}, ["PYPAUSE_REWRITE", "HUP"]),
+    ([], {"PYPAUSE_GRACE_PERIOD": "-3"}, ["PYPAUSE_GRACE_PERIOD", "-3"]),
+    ([], {"PYPAUSE_EXPECT_EXIT": "1000"}, ["PYPAUSE_EXPECT_EXIT", "1000"]),
+    ([], {"PYPAUSE_LOG_FORMAT": "yaml"}, ["PYPAUSE_LOG_FORMAT", "yaml"]),
+])
+def test_bad_input_names_the_option_and_value(args, env, words):
+    r = subprocess.run([PYPAUSE, *args, "--", "true"], capture_output=True, text=True,
+                       env={**ENV, **env}, timeout=20)
+    assert r.returncode == 2
+    assert r.stderr.count("\n") == 1 and "Traceback" not in r.stderr
+    for word in words:
+        assert word in r.stderr
+
+
+def test_help_lists_every_variable():
+    out = subprocess.run([PYPAUSE, "--help"], capture_output=True, text=True, timeout=20).stdout
+    for var in ("PYPAUSE_VERBOSITY", "PYPAUSE_SUBREAPER", "PYPAUSE_PGROUP", "PYPAUSE_REWRITE",
+                "PYPAUSE_EXPECT_EXIT", "PYPAUSE_PDEATHSIG", "PYPAUSE_WARN_ON_REAP",
+                "PYPAUSE_GRACE_PERIOD", "PYPAUSE_LOG_FORMAT", "PYPAUSE_METRICS_ADDR"):
+        assert var in out

@@ -1,0 +1,63 @@
+"""With a terminal on stdin (docker run -it), the child owns its foreground."""
+
+import fcntl
+import os
+import select
+import subprocess
+import termios
+
+import pytest
+
+from support import PYPAUSE, stat_fields, wait_for
+
+pytestmark = pytest.mark.timeout(30)
+
+
+@pytest.fixture
+def terminal(procs):
+    """Start argv as the session leader of a new pty; return (proc, read_until, write)."""
+    master, slave = os.openpty()
+
+    def start(argv):
+        p = procs(argv, stdin=slave, stdout=slave, stderr=slave, start_new_session=True,
+                  preexec_fn=lambda: fcntl.ioctl(0, termios.TIOCSCTTY, 0))
+        os.close(slave)
+        return p
+    seen = bytearray()
+
+    def read_until(text):
+        while text.encode() not in seen:
+            ready, _, _ = select.select([master], [], [], 10)
+            assert ready, "no output; so far: %r" % bytes(seen)
+            try:
+                chunk = os.read(master, 4096)
+            except OSError:  # EIO: every slave fd closed
+                chunk = b""
+            assert chunk, "terminal closed; output was: %r" % bytes(seen)
+            seen.extend(chunk)
+        return bytes(seen)
+    yield start, read_until, lambda data: os.write(master, data)
+    os.close(master)
+
+
+def test_child_becomes_the_foreground_process_group(terminal):
+    start, read_until, _ = terminal
+    p = start([PYPAUSE, "--", "cat", "/proc/self/stat"])
+    out = read_until("\n").decode()
+    pid = out.split()[0]
+    _, _, pgrp, _, _, tpgid = out[out.rindex(")") + 2:].split()[:6]
+    assert pid == pgrp == tpgid
+    assert int(pgrp) != p.pid  # not pypause's group
+    assert p.wait(10) == 0
+
+
+def test_ctrl_z_stops_pypause_with_the_child_and_fg_resumes_both(terminal):
+    start, read_until, write = terminal
+    p = start([PYPAUSE, "--", "sh", "-c", 'echo waiting; read line; echo "got $line"; exit 6'])
+    read_until("waiting")
+    write(b"\x1a")  # ^Z: SIGTSTP to the foreground group, the child's
+    wait_for(lambda: stat_fields(p.pid)[1] == "T", what="pypause to stop with its child")
+    os.kill(p.pid, 18)  # SIGCONT, as a shell's fg sends to its job
+    write(b"hello\n")
+    assert "got hello" in read_until("got hello").decode()
+    assert p.wait(10) == 6
