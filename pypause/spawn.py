@@ -52,6 +52,16 @@ def _own_group(pid):
         pass
 
 
+def _take_terminal():
+    """Make our group the terminal's foreground, so that shells and editors work
+    (docker run -it). SIGTTOU is still blocked here, which lets a background
+    group do it. A failure only costs the child its terminal, not its start."""
+    try:
+        os.tcsetpgrp(0, os.getpid())
+    except OSError:
+        pass
+
+
 def _in_foreground():
     """True if stdin is a terminal whose foreground group is ours: ours to hand on."""
     try:
@@ -79,9 +89,7 @@ def spawn(argv, inherited):
     try:
         _own_group(0)
         if foreground:
-            # So that shells and editors work (docker run -it). SIGTTOU is
-            # still blocked here, which lets a background group take the terminal.
-            os.tcsetpgrp(0, os.getpid())
+            _take_terminal()
         inherited.restore_in_child()
         try:
             os.execvp(argv[0], argv)
