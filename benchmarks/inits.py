@@ -65,20 +65,21 @@ def default_pypause():
 
 
 def clean_environment(directory, script):
-    """A fresh venv where pypause runs as from a plain install.
+    """A fresh venv holding pypause as a plain `pip install` would.
 
-    Return (python, script, pypause's source directory).
+    Return (python, script, the directory pypause's code was copied from).
 
     Any interpreter start runs the .pth files of its site-packages, and a
     development machine has some that a container image does not (an
     editable install's import hook, a CA-bundle patch): they would weigh on
     pypause and the Python floor alike and hide pypause's own cost. Here
-    site-packages holds one .pth of plain directory lines, which add
-    pypause's and its dependencies' directories to sys.path without running
-    anything, and `script` is pip's console script for pypause (import re
-    and all), copied with its #! pointed at the venv.
+    pypause's package is copied into the venv and byte-compiled, as pip
+    does; its dependencies are reached through a .pth of plain directory
+    lines, which runs nothing; and `script` is pip's console script for
+    pypause (import re and all), copied with its #! pointed at the venv.
     """
     import importlib.util
+    import shutil
     import venv
 
     venv.EnvBuilder(with_pip=False, symlinks=True).create(directory)
@@ -86,9 +87,12 @@ def clean_environment(directory, script):
     site_packages = subprocess.run(
         [python, "-I", "-c", "import sysconfig; print(sysconfig.get_path('purelib'))"],
         capture_output=True, text=True, check=True).stdout.strip()
-    paths = []
     source = os.path.dirname(importlib.util.find_spec("pypause").origin)
-    for name in ("pypause", "setproctitle", "prometheus_client"):
+    shutil.copytree(source, os.path.join(site_packages, "pypause"),
+                    ignore=shutil.ignore_patterns("__pycache__"))
+    subprocess.run([python, "-I", "-m", "compileall", "-q", site_packages], check=True)
+    paths = []
+    for name in ("setproctitle", "prometheus_client"):
         spec = importlib.util.find_spec(name)
         if spec and spec.submodule_search_locations:
             parent = os.path.dirname(list(spec.submodule_search_locations)[0])

@@ -5,18 +5,20 @@ orphans go, and an init may behave differently elsewhere (pypause, for
 instance, loads ctypes to become a subreaper when it is not PID 1).
 
 A process is started through a helper: the harness forks the helper, the
-helper unshares CLONE_NEWPID and forks again, and that child execs the init
-as PID 1 of the new namespace. The helper only waits, so its own costs stay
-out of every measurement, and the harness learns the init's PID directly.
-(`unshare --pid --fork` would do the same with its own time inside the
-measured window.)
+helper unshares CLONE_NEWPID and CLONE_NEWNS and forks again, and that child
+mounts a /proc of its own (as `unshare --mount-proc` does: pypause reads
+/proc with metrics on) and execs the init as PID 1 of the new namespace.
+The helper only waits, so its own costs stay out of every measurement, and
+the harness learns the init's PID directly.
+(`unshare --pid --fork --mount-proc` would do the same with its own time
+inside the measured window.)
 
 Cleaning up never depends on the harness's goodwill: the helper and the init
 both carry PR_SET_PDEATHSIG=SIGKILL, so if the harness dies the helper dies,
 then the init dies, and the kernel kills everything left in the namespace.
 Processes are ended by their PID, never by name.
 
-Needs CAP_SYS_ADMIN (root) for the new PID namespace.
+Needs CAP_SYS_ADMIN (root) for the new namespaces.
 """
 
 import ctypes
@@ -27,8 +29,15 @@ import time
 
 from benchmarks import procfs
 
+CLONE_NEWNS = 0x00020000
 CLONE_NEWPID = 0x20000000
 PR_SET_PDEATHSIG = 1
+MS_NOSUID, MS_NODEV, MS_NOEXEC, MS_REC, MS_PRIVATE = 2, 4, 8, 16384, 1 << 18
+
+# Every init gets the same environment, the one a container runtime gives
+# by default: PATH alone. Variables of the harness's own shell (a
+# PYTHONDONTWRITEBYTECODE, say) would change what a Python init costs.
+ENV = {"PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"}
 
 _libc = ctypes.CDLL(None, use_errno=True)
 # Python turns these from the default into SIG_IGN or a handler, and an
@@ -52,19 +61,32 @@ def _enter_new_pid_namespace():
     _check(_libc.unshare(CLONE_NEWPID), "unshare(CLONE_NEWPID)")
 
 
+def _enter_new_mount_namespace():
+    """A mount namespace of our own whose mounts never propagate back to the host."""
+    _check(_libc.unshare(CLONE_NEWNS), "unshare(CLONE_NEWNS)")
+    _check(_libc.mount(None, b"/", None, MS_REC | MS_PRIVATE, None), "mount --make-rprivate /")
+
+
+def _mount_own_proc():
+    """Mount a /proc that shows the caller's PID namespace, as a container has."""
+    _check(_libc.mount(b"proc", b"/proc", b"proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, None),
+           "mount proc")
+
+
 def check_supported():
     """Raise OSError with the reason if this machine cannot run the benchmark."""
     pid = os.fork()
     if pid == 0:
         try:
             _enter_new_pid_namespace()
+            _enter_new_mount_namespace()
             os._exit(0)
         except OSError as e:
             os._exit(e.errno or 1)
     _, status = os.waitpid(pid, 0)
     code = os.waitstatus_to_exitcode(status)
     if code:
-        raise OSError(code, "cannot create a PID namespace (%s); run as root"
+        raise OSError(code, "cannot create PID and mount namespaces (%s); run as root"
                       % os.strerror(code))
 
 
@@ -175,6 +197,7 @@ def _helper(argv, harness, stdin_fd, stdout_fd, log_fd, report_fd):
             os._exit(code)  # the harness died before prctl took effect
         os.setsid()  # a ^C on the harness's terminal is for the harness alone
         _enter_new_pid_namespace()
+        _enter_new_mount_namespace()
         pid = os.fork()
         if pid == 0:
             _exec_init(argv, stdin_fd, stdout_fd, log_fd)
@@ -195,6 +218,7 @@ def _helper(argv, harness, stdin_fd, stdout_fd, log_fd, report_fd):
 def _exec_init(argv, stdin_fd, stdout_fd, log_fd):
     try:
         _die_with_parent()
+        _mount_own_proc()
         os.dup2(stdin_fd, 0)
         os.dup2(stdout_fd, 1)
         os.dup2(log_fd, 2)
@@ -202,7 +226,7 @@ def _exec_init(argv, stdin_fd, stdout_fd, log_fd):
         for signum in _RESET_SIGNALS:
             signal.signal(signum, signal.SIG_DFL)
         signal.pthread_sigmask(signal.SIG_SETMASK, ())
-        os.execv(argv[0], argv)
+        os.execve(argv[0], argv, ENV)
     except OSError as e:
         os.write(2, b"cannot exec %s: %s\n" % (argv[0].encode(), e.strerror.encode()))
     os._exit(127)
@@ -212,7 +236,9 @@ def time_as_pid1(argv, log_fd):
     """Run `argv` to its end as PID 1 of a new namespace; return (seconds, exit code).
 
     The clock covers exactly spawn, run, exit and reap of the init: fork,
-    unshare and reporting are outside it.
+    unshare and reporting are outside it. No /proc of its own is mounted
+    here, as that would have to happen inside the clock; no init reads /proc
+    to start.
     """
     report_r, report_w = os.pipe()
     harness = os.getpid()
@@ -227,7 +253,7 @@ def time_as_pid1(argv, log_fd):
                 devnull = os.open(os.devnull, os.O_RDWR)
                 started = time.perf_counter_ns()
                 pid = os.posix_spawn(
-                    argv[0], argv, os.environ,
+                    argv[0], argv, ENV,
                     file_actions=[(os.POSIX_SPAWN_DUP2, devnull, 0),
                                   (os.POSIX_SPAWN_DUP2, log_fd, 1),
                                   (os.POSIX_SPAWN_DUP2, log_fd, 2)],

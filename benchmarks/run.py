@@ -125,8 +125,8 @@ def main(argv=None):
             ]
             if metrics_on:
                 steps.append(("metrics cost", lambda: measure.metrics_cost(
-                    script, python, plan.scrapes, plan.orphans, plan.storm_grace, log_fd,
-                    results)))
+                    script, python, plan.scrapes, plan.orphans, plan.storm_repeats,
+                    plan.storm_grace, log_fd, results)))
             for name, step in steps:
                 t = time.monotonic()
                 print("benchmarks: %s ..." % name, end=" ", file=sys.stderr, flush=True)
@@ -165,8 +165,8 @@ def main(argv=None):
         % (plan.orphans, plan.storm_repeats, plan.storm_grace),
         "signal latency: %d SIGUSR1 per init, one at a time; \"no init\" signals the child "
         "directly" % plan.signal_samples,
-        "metrics: %d scrapes, each on a new connection; the scraped exit storm has %d orphans"
-        % (plan.scrapes, plan.orphans),
+        "metrics: %d scrapes, each on a new connection; storms as above, with "
+        "`--metrics-addr`" % plan.scrapes,
     ]
     os.makedirs(os.path.dirname(out_md), exist_ok=True)
     columns = [i.name for i in all_inits] + [measure.NO_INIT]
