@@ -183,7 +183,7 @@ def install_pypause(wheels, root):
     subprocess.run(
         [sys.executable, "-I", os.path.join(pip[0], "pip"), "install", "--no-index",
          "--find-links", wheels, "--no-compile", "--no-cache-dir",
-         "--disable-pip-version-check", "--target", root + site_dir, "pypause-init"],
+         "--disable-pip-version-check", "--root-user-action=ignore", "--target", root + site_dir, "pypause-init"],
         check=True)
     # pip's console script imports re and lets PYTHON* variables steer the
     # interpreter; PID 1 gets a launcher in isolated mode (-I) instead.
