@@ -111,7 +111,7 @@ _PANELS = [
     ("idle USS (MiB)", [("uss_pause", "pause"), ("uss_init", "init"), ("uss_metrics", "metrics")]),
     ("wake-ups while idle", [("wakeups_pause", "pause"), ("wakeups_init", "init"),
                              ("wakeups_metrics", "metrics")]),
-    ("reap CPU per orphan (µs)", [("reap_us", "zombie storm"), ("reap_us_exits", "exit storm")]),
+    ("reap CPU per orphan, zombie storm (µs)", [("reap_us", None)]),
     ("signal latency (µs, log scale)", [("signal_median_us", "median"), ("signal_p99_us", "p99")]),
 ]
 
