@@ -1,0 +1,41 @@
+"""Fixtures of the stress tests; prints what they measured at the end of the run.
+
+Short versions run by default; PYPAUSE_STRESS=1 runs the long ones.
+"""
+
+import pytest
+
+from stress_support import MEASURED, STRESS, Namespace, PidsCgroup, pids_cgroup_parent
+
+
+@pytest.fixture
+def spaces():
+    """Factory: spaces(argv, unshare_args=..., **popen) -> Namespace; all torn down after."""
+    made = []
+
+    def make(argv, **kwargs):
+        ns = Namespace(argv, **kwargs)
+        made.append(ns)
+        return ns
+    yield make
+    for ns in made:
+        ns.close()
+
+
+@pytest.fixture
+def pids_cgroup(request):
+    """A fresh pids cgroup (v1 or v2, whichever is writable), removed afterwards."""
+    parent, version = pids_cgroup_parent()
+    if parent is None:
+        pytest.skip(version)
+    group = PidsCgroup(parent, "pypause-stress-%s" % request.node.name[:40].replace("[", "-")
+                       .replace("]", ""))
+    yield group
+    group.close()
+
+
+def pytest_terminal_summary(terminalreporter):
+    if MEASURED:
+        terminalreporter.section("stress figures (%s versions)" % ("long" if STRESS else "short"))
+        for key, value in MEASURED.items():
+            terminalreporter.write_line("%s: %s" % (key, value))

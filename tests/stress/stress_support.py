@@ -1,0 +1,344 @@
+"""Shared by the stress tests: scale, /proc readings, namespaces, cgroups, scrapes.
+
+Every stress test has a short version (the default run, a few seconds each)
+and a long one, run when PYPAUSE_STRESS=1 is set in the environment:
+
+    PYPAUSE_STRESS=1 python3 -m pytest tests/stress
+
+Figures measured along the way go into MEASURED and are printed at the end of
+the run (tests/stress/conftest.py), in a "stress figures" section.
+"""
+
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import urllib.error
+import urllib.request
+
+import pytest
+
+from support import PYPAUSE, pid1_of, processes, stop, wait_for  # noqa: F401 (re-exported)
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+STRESS = os.environ.get("PYPAUSE_STRESS", "").strip().lower() not in ("", "0", "no", "false", "off")
+STORM_MAKER = os.path.join(HERE, "storm_maker.py")
+ECHO_CHILD = os.path.join(HERE, "echo_child.py")
+LEFTOVERS = os.path.join(HERE, "leftovers.py")
+TRICKLE = os.path.join(HERE, "trickle.py")
+
+#: {figure: value} measured by the tests, printed after the run.
+MEASURED = {}
+
+
+def scaled(short, long):
+    """`long` when PYPAUSE_STRESS is set, else `short`."""
+    return long if STRESS else short
+
+
+def measured(key, value):
+    MEASURED["%s (%s)" % (key, "long" if STRESS else "short")] = value
+
+
+# -- /proc readings of one process --------------------------------------------
+
+def status_kib(pid, key):
+    """A "kB" field of /proc/PID/status (VmRSS, VmHWM...), in KiB."""
+    with open("/proc/%d/status" % pid) as f:
+        for line in f:
+            if line.startswith(key + ":"):
+                return int(line.split()[1])
+    raise KeyError(key)
+
+
+def rss_kib(pid):
+    return status_kib(pid, "VmRSS")
+
+
+def fd_count(pid):
+    return len(os.listdir("/proc/%d/fd" % pid))
+
+
+def thread_count(pid):
+    return len(os.listdir("/proc/%d/task" % pid))
+
+
+def children(pid):
+    """PIDs of the children of `pid`, zombies included (from every thread's list)."""
+    kids = []
+    try:
+        tids = os.listdir("/proc/%d/task" % pid)
+    except OSError:
+        return kids
+    for tid in tids:
+        try:
+            with open("/proc/%d/task/%s/children" % (pid, tid)) as f:
+                kids.extend(int(k) for k in f.read().split())
+        except OSError:
+            pass
+    return kids
+
+
+def cpu_seconds(pid):
+    """User + system CPU time of `pid`, all threads."""
+    with open("/proc/%d/stat" % pid) as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def fd_flags(pid, fd):
+    """The open-file flags of `pid`'s `fd` (octal "flags:" of /proc/PID/fdinfo/FD)."""
+    with open("/proc/%d/fdinfo/%d" % (pid, fd)) as f:
+        for line in f:
+            if line.startswith("flags:"):
+                return int(line.split()[1], 8)
+    raise KeyError("flags")
+
+
+# -- Prometheus scrapes (as tests/test_metrics.py) ----------------------------
+
+def port_from(stderr):
+    """Read pypause's stderr up to the line that says where metrics are served."""
+    while True:
+        line = stderr.readline().decode()
+        assert line, "pypause ended before serving metrics"
+        m = re.search(r"serving metrics on http://\S+:(\d+)/metrics", line)
+        if m:
+            return int(m.group(1))
+
+
+def get(port, path="/metrics", timeout=10):
+    req = urllib.request.Request("http://127.0.0.1:%d%s" % (port, path))
+    try:
+        with urllib.request.urlopen(req, timeout=timeout) as r:
+            return r.status, r.read().decode()
+    except urllib.error.HTTPError as e:
+        return e.code, e.read().decode()
+
+
+def samples(port):
+    """{(name, frozenset(labels)): value} of one scrape."""
+    from prometheus_client.parser import text_string_to_metric_families
+    status, text = get(port)
+    assert status == 200
+    return {(s.name, frozenset(s.labels.items())): s.value
+            for family in text_string_to_metric_families(text) for s in family.samples}
+
+
+def value(got, name, **labels):
+    return got.get((name, frozenset(labels.items())))
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+# -- namespaces ---------------------------------------------------------------
+
+class Namespace:
+    """`argv` run as PID 1 of a new PID namespace by `unshare --fork`.
+
+    `unshare_args` are extra unshare(1) options; `--mount-proc` is the default
+    (a /proc of the namespace's own). `argv` may be a wrapper (`sh -c ... exec`):
+    `pid` is the namespace's PID 1 as seen from here, whatever it exec's.
+    """
+
+    def __init__(self, argv, unshare_args=("--mount-proc",), **popen):
+        self.unshare = subprocess.Popen(
+            ["unshare", "--pid", "--fork", "--kill-child", *unshare_args] + list(argv), **popen)
+        self.pid = pid1_of(self.unshare)
+
+    def nsenter(self, argv, **popen):
+        """Start `argv` inside the namespace (PID and mount), as a second container would."""
+        return subprocess.Popen(["nsenter", "--target", str(self.pid), "--pid", "--mount"]
+                                + list(argv), **popen)
+
+    def zombies(self):
+        """Zombies among pypause's children, as seen from here."""
+        found = []
+        for pid in children(self.pid):
+            try:
+                with open("/proc/%d/stat" % pid) as f:
+                    if f.read().rsplit(")", 1)[1].split()[0] == "Z":
+                        found.append(pid)
+            except OSError:
+                pass
+        return found
+
+    def close(self):
+        stop(self.unshare)
+
+
+def storm(ns, total, makers, batch=100, late=True, timeout=600):
+    """`makers` storm makers entered into `ns` at once, `total` orphans between them.
+
+    Returns (orphans made, EAGAINs met, seconds until every maker was done).
+    """
+    share = [total // makers + (1 if i < total % makers else 0) for i in range(makers)]
+    t0 = time.monotonic()
+    started = [ns.nsenter([sys.executable, STORM_MAKER, str(n), "--batch", str(batch)]
+                          + (["--late"] if late else []), stdout=subprocess.PIPE)
+               for n in share]
+    made = eagain = 0
+    try:
+        for p in started:
+            out, _ = p.communicate(timeout=timeout)
+            assert p.returncode == 0, "storm maker failed: %r" % out
+            report = json.loads(out)
+            made += report["orphans"]
+            eagain += report["eagain"]
+    finally:
+        for p in started:
+            stop(p)
+    return made, eagain, time.monotonic() - t0
+
+
+# -- a pids cgroup ------------------------------------------------------------
+
+PIDS_V1 = "/sys/fs/cgroup/pids"
+CGROUP_V2_ROOTS = ("/sys/fs/cgroup/unified", "/sys/fs/cgroup")
+
+
+def _writable_dir(path):
+    probe = os.path.join(path, "pypause-probe-%d" % os.getpid())
+    try:
+        os.mkdir(probe)
+    except OSError:
+        return False
+    os.rmdir(probe)
+    return True
+
+
+def pids_cgroup_parent():
+    """(parent directory, version) where a pids cgroup can be made, or (None, why)."""
+    if os.path.exists(os.path.join(PIDS_V1, "cgroup.procs")) and _writable_dir(PIDS_V1):
+        return PIDS_V1, 1
+    for root in CGROUP_V2_ROOTS:
+        try:
+            with open(os.path.join(root, "cgroup.subtree_control")) as f:
+                enabled = f.read().split()
+        except OSError:
+            continue
+        # Only where pids is already delegated: enabling it would change the host.
+        if "pids" in enabled and _writable_dir(root):
+            return root, 2
+    return None, ("no writable pids cgroup: neither cgroup v1 %s nor a cgroup v2 root "
+                  "with pids in cgroup.subtree_control" % PIDS_V1)
+
+
+class PidsCgroup:
+    """A pids cgroup of our own, removed by close() (its processes moved out first)."""
+
+    def __init__(self, parent, name):
+        self.parent = parent
+        self.path = os.path.join(parent, name)
+        os.mkdir(self.path)
+
+    def _file(self, name):
+        return os.path.join(self.path, name)
+
+    def set_max(self, limit):
+        with open(self._file("pids.max"), "w") as f:
+            f.write(str(limit))
+
+    def procs(self):
+        try:
+            with open(self._file("cgroup.procs")) as f:
+                return [int(p) for p in f.read().split()]
+        except OSError:
+            return []
+
+    def current(self):
+        with open(self._file("pids.current")) as f:
+            return int(f.read())
+
+    def max_events(self):
+        """How many times a fork failed here because of pids.max."""
+        with open(self._file("pids.events")) as f:
+            return int(dict(line.split() for line in f)["max"])
+
+    def enter_argv(self, argv):
+        """`argv` prefixed so that it runs inside this cgroup from its first instruction."""
+        return ["sh", "-c", 'echo $$ > "$0" && exec "$@"', self._file("cgroup.procs")] + list(argv)
+
+    def close(self):
+        if not os.path.isdir(self.path):
+            return
+        try:
+            self.set_max("max")
+        except OSError:
+            pass
+        # Move anything still inside out to the parent, or rmdir fails with EBUSY.
+        for pid in self.procs():
+            try:
+                with open(os.path.join(self.parent, "cgroup.procs"), "w") as f:
+                    f.write(str(pid))
+            except OSError:
+                pass  # gone meanwhile
+
+        def removed():
+            try:
+                os.rmdir(self.path)
+            except FileNotFoundError:
+                return True
+            except OSError:
+                return False
+            return True
+        wait_for(removed, timeout=10, what="cgroup %s to be removed" % self.path)
+
+
+# -- reading a child's output as it comes -------------------------------------
+
+class Lines:
+    """Collects the lines of a stream in a thread; wait() for a condition on them."""
+
+    def __init__(self, stream):
+        self.lines = []
+        self._cond = threading.Condition()
+        self._thread = threading.Thread(target=self._read, args=(stream,), daemon=True)
+        self._thread.start()
+
+    def _read(self, stream):
+        for line in iter(stream.readline, b""):
+            with self._cond:
+                self.lines.append(line.decode(errors="replace").rstrip("\n"))
+                self._cond.notify_all()
+        with self._cond:
+            self.lines.append(None)  # EOF
+            self._cond.notify_all()
+
+    def wait(self, predicate, timeout=10, what="output"):
+        """Wait until predicate(lines) is true; return its value."""
+        with self._cond:
+            result = self._cond.wait_for(lambda: predicate(self.lines), timeout)
+        if not result:
+            raise AssertionError("timed out waiting for %s; last lines: %r"
+                                 % (what, self.lines[-5:]))
+        return result
+
+    def count(self, text):
+        with self._cond:
+            return self.lines.count(text)
+
+
+def needs_root():
+    return pytest.mark.skipif(os.geteuid() != 0, reason="needs root")
+
+
+def signal_name(signum):
+    try:
+        return signal.Signals(signum).name
+    except ValueError:
+        return "SIG%d" % signum
+
+
+def have(tool):
+    return shutil.which(tool) is not None
