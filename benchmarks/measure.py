@@ -1,8 +1,8 @@
 """The six measurements. Each runs every init in the same way, in one run.
 
-Every function returns plain numbers; `Results` gathers them by figure and
-init. Every process is started through a `Session`, which ends them all by
-PID when the measurement is done or has failed.
+Each measurement writes its figures into a `Results`, by figure and init.
+Every process is started through a `Session`, which ends them all by PID
+when the measurement is done or has failed.
 """
 
 import math

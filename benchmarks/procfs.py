@@ -90,8 +90,8 @@ def zombie_children(pid):
         try:
             if state(child) == "Z":
                 count += 1
-        except FileNotFoundError:
-            continue  # reaped between the listing and now
+        except (FileNotFoundError, ProcessLookupError):
+            continue  # reaped between the listing and now (ESRCH if during the read)
     return count
 
 

@@ -1,7 +1,5 @@
 """The Markdown table, the targets verdict and the chart."""
 
-from benchmarks.measure import NO_INIT
-
 FLOOR = "python floor"
 
 # (key, label, decimals); a row shows only if some init has the figure.

@@ -5,6 +5,7 @@ import datetime
 import os
 import platform
 import signal
+import subprocess
 import sys
 import tempfile
 import time
@@ -61,6 +62,19 @@ def machine_line():
     return "%s, %d cores, Linux %s" % (model, os.cpu_count(), platform.release())
 
 
+def _commit(directory):
+    """" at commit abc1234" (plus " with changes" if it differs), or "" outside git."""
+    def git(*args):
+        return subprocess.run(["git", "-C", directory] + list(args), capture_output=True,
+                              text=True).stdout.strip()
+    try:
+        commit = git("log", "-1", "--format=%h", "--", ".")
+        changed = git("status", "--porcelain", "--", ".")
+    except OSError:
+        return ""
+    return " at commit %s%s" % (commit, " with changes" if changed else "") if commit else ""
+
+
 def _raise_exit(signum, frame):
     raise SystemExit(128 + signum)
 
@@ -97,7 +111,7 @@ def main(argv=None):
         else:
             python, script, source = inits.clean_environment(
                 os.path.join(tmp, "venv"), args.pypause)
-            how = "from a clean venv (see README), code from %s" % source
+            how = "from a clean venv (see README), code from %s%s" % (source, _commit(source))
         pypause = inits.pypause(script)
         floor = inits.python_floor(python)
         all_inits = [pypause, floor] + peers
@@ -132,8 +146,10 @@ def main(argv=None):
                 print("benchmarks: %s ..." % name, end=" ", file=sys.stderr, flush=True)
                 step()
                 print("%.1f s" % (time.monotonic() - t), file=sys.stderr)
-        except BaseException:
-            print("\nbenchmarks: failed; output of the inits:", file=sys.stderr)
+        except BaseException as e:
+            stopped = isinstance(e, (KeyboardInterrupt, SystemExit))
+            print("\nbenchmarks: %s; output of the inits:" % ("stopped" if stopped else "failed"),
+                  file=sys.stderr)
             with open(log_path, errors="replace") as f:
                 sys.stderr.write(f.read()[-4000:])
             raise
@@ -151,7 +167,8 @@ def main(argv=None):
             " " + a for a in (sys.argv[1:] if argv is None else argv)),
     ]
     settings = [
-        "every init runs as PID 1 of a new PID namespace, as in a container",
+        "every init runs as PID 1 of a new PID namespace with a /proc of its own, and "
+        "PATH as its only environment variable, as in a container",
         "pypause: pip's console script, run %s (%s)" % (how, pypause.version),
         "Python floor: `python -I -c FLOOR` on the same interpreter, FLOOR being the "
         "minimal init in benchmarks/inits.py (%s)" % floor.version,
