@@ -159,8 +159,7 @@ def compile_tree(tree, shown_as):
 
 
 def build_runtime(root):
-    python = sys.executable
-    copy_path(python, root)
+    copy_path(sys.executable, root)
     stdlib = sysconfig.get_path("stdlib")
     os.makedirs(os.path.dirname(root + stdlib), exist_ok=True)
     shutil.copytree(stdlib, root + stdlib, symlinks=True, ignore=ignore_in_stdlib(stdlib))
@@ -183,7 +182,8 @@ def install_pypause(wheels, root):
     subprocess.run(
         [sys.executable, "-I", os.path.join(pip[0], "pip"), "install", "--no-index",
          "--find-links", wheels, "--no-compile", "--no-cache-dir",
-         "--disable-pip-version-check", "--root-user-action=ignore", "--target", root + site_dir, "pypause-init"],
+         "--disable-pip-version-check", "--root-user-action=ignore",
+         "--target", root + site_dir, "pypause-init"],
         check=True)
     # pip's console script imports re and lets PYTHON* variables steer the
     # interpreter; PID 1 gets a launcher in isolated mode (-I) instead.
@@ -199,13 +199,13 @@ def install_pypause(wheels, root):
 
 def add_shared_libraries(runtime, trees):
     loader = elf_interpreter(os.path.realpath(sys.executable))
+    if loader is None:  # a static interpreter loads no extension module either
+        return
     elves = [os.path.realpath(sys.executable)]
     for tree in trees:
         for directory, _, names in os.walk(tree):
             elves += [os.path.join(directory, n) for n in names
                       if n.endswith(".so") and is_elf(os.path.join(directory, n))]
-    if loader is None:  # a static interpreter loads no extension module either
-        return
     libraries = {loader}
     for elf in elves:
         libraries.update(shared_libraries(loader, elf))
