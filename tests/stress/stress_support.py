@@ -149,11 +149,12 @@ class Namespace:
     `unshare_args` are extra unshare(1) options; `--mount-proc` is the default
     (a /proc of the namespace's own). `argv` may be a wrapper (`sh -c ... exec`):
     `pid` is the namespace's PID 1 as seen from here, whatever it exec's.
+    `before` is a command prefix for unshare itself (PidsCgroup.enter_argv).
     """
 
-    def __init__(self, argv, unshare_args=("--mount-proc",), **popen):
-        self.unshare = subprocess.Popen(
-            ["unshare", "--pid", "--fork", "--kill-child", *unshare_args] + list(argv), **popen)
+    def __init__(self, argv, unshare_args=("--mount-proc",), before=None, **popen):
+        command = ["unshare", "--pid", "--fork", "--kill-child", *unshare_args] + list(argv)
+        self.unshare = subprocess.Popen(before(command) if before else command, **popen)
         self.pid = pid1_of(self.unshare)
 
     def nsenter(self, argv, **popen):
