@@ -94,7 +94,7 @@ def test_pid1_exits_with_the_childs_code_and_the_kernel_takes_200_leftovers(spac
     code, took, handled, err = _leftovers_run(spaces)
     assert code == 5
     assert handled == 0  # SIGKILLed by the kernel: no handler ran
-    assert took < 3
+    assert took < 5
     assert "Traceback" not in err
     measured("leftovers, no grace period", "exit 5 %.2f s after the child, %d leftovers "
              "killed by the kernel" % (took, LEFT))
@@ -107,7 +107,7 @@ def test_grace_period_terms_then_kills_200_leftovers_half_ignoring_sigterm(space
     code, took, handled, err = _leftovers_run(spaces, "--grace-period", str(grace))
     assert code == 5
     assert handled == LEFT // 2  # every leftover that handles SIGTERM got it and cleaned up
-    assert grace <= took < grace + 3
+    assert grace <= took < grace + 5
     assert "sent SIGTERM to every process in the namespace" in err
     assert "sending SIGKILL" in err
     # pypause reaped every leftover itself before exiting: none was left to the kernel.
