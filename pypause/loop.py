@@ -90,7 +90,8 @@ def _forward(config, main_pid, signum, events):
         return  # dropped by a rewrite rule
     if _send(config, main_pid, signum):
         events.signal_forwarded(signum)
-        log.debug("forwarded signal", signal=signals.name(signum), pid=main_pid)
+        if log.threshold >= log.DEBUG:  # the hot path: no name lookup unless shown
+            log.debug("forwarded signal", signal=signals.name(signum), pid=main_pid)
 
 
 def _send(config, main_pid, signum):

@@ -18,9 +18,21 @@ def stat(pid):
 
 
 def comm(pid):
-    """The command name of `pid` (15 characters at most), or None."""
-    fields = stat(pid)
-    return fields[0] if fields else None
+    """The command name of `pid` (15 characters at most), or None.
+
+    Read for every orphan reaped with metrics on: unbuffered, ~3x cheaper
+    than open().
+    """
+    try:
+        fd = os.open("/proc/%d/comm" % pid, os.O_RDONLY | os.O_CLOEXEC)
+    except OSError:
+        return None
+    try:
+        return os.read(fd, 64).rstrip(b"\n").decode("utf-8", "replace")
+    except OSError:
+        return None
+    finally:
+        os.close(fd)
 
 
 def census(parent):

@@ -56,7 +56,7 @@ class Reaper:
                 self.events.orphan_reaped(comm)
                 if self.warn_on_reap:
                     log.warning("reaped zombie", pid=pid, comm=comm, status=exit_code(status))
-                else:
+                elif log.threshold >= log.DEBUG:  # the hot path of a storm
                     log.debug("reaped orphan", pid=pid, status=exit_code(status))
 
     def _next(self):

@@ -1,0 +1,37 @@
+"""The process title: `ps` shows `pypause …`, not `python3 /usr/bin/pypause …`.
+
+setproctitle does the work, but `import setproctitle` runs its package
+__init__, which imports `logging` (and with it traceback, tokenize, threading,
+re...): ~8 ms and ~1.4 MB on every start, for a fallback we never use. Its
+compiled module `setproctitle._setproctitle` does not need the package, so it
+is loaded directly from the installed package's directory.
+"""
+
+import os
+from importlib.machinery import EXTENSION_SUFFIXES, ExtensionFileLoader, ModuleSpec, PathFinder
+
+
+def set_title(title):
+    """Set the process title; do nothing where setproctitle's module is missing
+    (it has no wheels for some machines, e.g. armv7l)."""
+    try:
+        module = _load_compiled_setproctitle()
+    except (ImportError, OSError):
+        return
+    if module is not None:
+        module.setproctitle(title)
+
+
+def _load_compiled_setproctitle():
+    package = PathFinder.find_spec("setproctitle")
+    if package is None or not package.submodule_search_locations:
+        return None
+    for folder in package.submodule_search_locations:
+        for suffix in EXTENSION_SUFFIXES:
+            path = os.path.join(folder, "_setproctitle" + suffix)
+            if os.path.exists(path):
+                loader = ExtensionFileLoader("setproctitle._setproctitle", path)
+                module = loader.create_module(ModuleSpec(loader.name, loader, origin=path))
+                loader.exec_module(module)
+                return module
+    return None
