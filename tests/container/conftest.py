@@ -20,7 +20,6 @@ only processes these tests started are ended, by PID.
 import glob
 import os
 import shutil
-import subprocess
 import sys
 
 import pytest
@@ -38,26 +37,6 @@ NOT_NEEDED_PACKAGES = {
 }
 
 
-def _cgroup_dirs():
-    found = set()
-    for top in glob.glob("/sys/fs/cgroup") + glob.glob("/sys/fs/cgroup/*/"):
-        for path in glob.glob(os.path.join(top, "*/")) + glob.glob(os.path.join(top, "*/*/")):
-            found.add(os.path.normpath(path))
-    return found
-
-
-@pytest.fixture(scope="session")
-def cgroup_leftovers():
-    """Remove the empty cgroup parents (libpod_parent, k8s.io) the runtimes create."""
-    before = _cgroup_dirs()
-    yield
-    for path in sorted(_cgroup_dirs() - before, key=len, reverse=True):
-        try:
-            os.rmdir(path)
-        except OSError:
-            pass  # still in use: not ours to remove
-
-
 @pytest.fixture(scope="session")
 def workdir(tmp_path_factory):
     path = str(tmp_path_factory.mktemp("container"))
@@ -69,7 +48,7 @@ def workdir(tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
-def podman(workdir, cgroup_leftovers):
+def podman(workdir):
     problem = podman_problem()
     if problem:
         pytest.skip(problem)
@@ -89,8 +68,8 @@ def debian_python_rootfs(workdir):
     assert "python3-minimal" in packages, "apt knows no python3-minimal: run apt-get update"
     debs, rootfs = os.path.join(workdir, "debs"), os.path.join(workdir, "rootfs")
     os.makedirs(debs)
-    subprocess.run(["apt-get", "download", "-q", "-o", "APT::Sandbox::User=root"] + packages,
-                   cwd=debs, check=True, capture_output=True, timeout=300)
+    run(["apt-get", "download", "-q", "-o", "APT::Sandbox::User=root"] + packages,
+        cwd=debs, timeout=300)
     for deb in sorted(glob.glob(os.path.join(debs, "*.deb"))):
         run(["dpkg-deb", "-x", deb, rootfs])
     for doc in ("doc", "man", "info", "locale", "lintian"):
@@ -131,8 +110,7 @@ def wheel_context(podman, base_image, workdir):
     src = os.path.join(workdir, "src")
     os.makedirs(src)
     for name in ("pyproject.toml", "README.md"):
-        if os.path.exists(os.path.join(REPO, name)):
-            shutil.copy(os.path.join(REPO, name), src)
+        shutil.copy(os.path.join(REPO, name), src)
     shutil.copytree(os.path.join(REPO, "pypause"), os.path.join(src, "pypause"),
                     ignore=shutil.ignore_patterns("__pycache__"))
     context = os.path.join(workdir, "wheel-context")

@@ -16,9 +16,9 @@ METRICS_DOCKERFILE = os.path.join(REPO, "deploy", "image", "metrics.Dockerfile")
 MEASURED = {}
 
 
-def run(argv, env=None, timeout=120, check=True):
+def run(argv, env=None, cwd=None, timeout=120, check=True):
     """Run a command; on failure, raise with its output in the message."""
-    r = subprocess.run(argv, env=env, timeout=timeout, stdin=subprocess.DEVNULL,
+    r = subprocess.run(argv, env=env, cwd=cwd, timeout=timeout, stdin=subprocess.DEVNULL,
                        capture_output=True, text=True)
     if check and r.returncode != 0:
         raise AssertionError("%s exited %d\nstdout: %s\nstderr: %s"
@@ -82,7 +82,11 @@ def proc_status(pid, key):
 
 
 def wait_until_waiting_for_signals(pid, timeout=10.0):
-    """Wait until `pid` sleeps in sigwaitinfo(): pypause's start-up is over."""
+    """Wait until `pid` sleeps in sigwaitinfo(): pypause's start-up is over.
+
+    /proc/PID/wchan names the kernel function a process sleeps in, on any
+    architecture (the syscall number in /proc/PID/syscall differs by one).
+    """
     def waiting():
         try:
             with open("/proc/%d/wchan" % pid) as f:
@@ -99,6 +103,7 @@ def root_is_read_only(pid):
             if fields[4] == "/":
                 root_options = fields[5].split(",")
     return "ro" in root_options
+
 
 # A second container of the pod runs this with our image's python3: a middle
 # process forks N children and exits, so the children are orphans that the
@@ -128,7 +133,7 @@ def orphans_of(init_pid):
 def adopt_then_kill_orphans(init_pid, count):
     """Wait until `count` orphans are children of `init_pid`, then SIGKILL them all at once.
 
-    The orphans die together, so their SIGCHLDs coalesce. Returns their host PIDs.
+    The orphans die together, so their SIGCHLDs coalesce.
     """
     def adopted():
         orphans = orphans_of(init_pid)
@@ -139,10 +144,8 @@ def adopt_then_kill_orphans(init_pid, count):
         found = sorted((ppid, state) for _, state, ppid in orphans_of(init_pid).values())
         raise AssertionError("expected %d orphans with parent %d; found (ppid, state): %s"
                              % (count, init_pid, found)) from None
-    pids = list(orphans_of(init_pid))
-    for pid in pids:
+    for pid in orphans_of(init_pid):
         os.kill(pid, signal.SIGKILL)
-    return pids
 
 
 def zombies(init_pid):
@@ -163,7 +166,6 @@ def podman_problem():
 
 class Podman:
     def __init__(self, workdir):
-        self.dir = workdir
         os.makedirs(os.path.join(workdir, "networks"))
         storage = os.path.join(workdir, "storage.conf")
         with open(storage, "w") as f:
@@ -178,7 +180,7 @@ class Podman:
         with open(conf, "w") as f:
             f.write('[containers]\ndefault_ulimits = ["nofile=%d:%d", "nproc=4096:4096"]\n'
                     '[engine]\nruntime = "runc"\ncgroup_manager = "cgroupfs"\n'
-                    'events_logger = "file"\ntmp_dir = "%s/tmp"\n'
+                    'events_logger = "file"\ntmp_dir = "%s/run/libpod"\n'
                     '[network]\nnetwork_config_dir = "%s/networks"\n'
                     % (nofile, nofile, workdir, workdir))
         self.env = dict(os.environ, CONTAINERS_CONF=conf, CONTAINERS_STORAGE_CONF=storage)

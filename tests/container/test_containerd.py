@@ -176,8 +176,11 @@ def test_cri_plugin_loads_with_our_image_as_sandbox_image(containerd, image):
 def start_sandbox(containerd, ctr_run, image, cid):
     """Run the image as the CRI runs a sandbox; return (ctr process, host PID)."""
     proc = ctr_run("--read-only", image, cid)
-    pid = wait_for(lambda: containerd.tasks().get(cid, (None, ""))[1] == "RUNNING"
-                   and containerd.tasks()[cid][0], 30, "sandbox task %s to run" % cid)
+
+    def running_pid():
+        pid, status = containerd.tasks().get(cid, (None, None))
+        return pid if status == "RUNNING" else None
+    pid = wait_for(running_pid, 30, "sandbox task %s to run" % cid)
     wait_until_waiting_for_signals(pid)
     return proc, pid
 

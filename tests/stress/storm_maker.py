@@ -85,8 +85,11 @@ def main():
     while done < n:
         done += batch(min(size, n - done), late and i % 2 == 1, counter)
         i += 1
-    sys.stdout.write(json.dumps({"orphans": done, "eagain": counter[0]}) + "\n")
-    sys.stdout.flush()
+    try:
+        sys.stdout.write(json.dumps({"orphans": done, "eagain": counter[0]}) + "\n")
+        sys.stdout.flush()
+    except (AttributeError, OSError):  # stdout closed: nobody to tell
+        pass
     sys.exit(code)
 
 
