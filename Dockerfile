@@ -24,7 +24,9 @@
 ARG BASE_IMAGE=python:3.11-slim-bookworm
 
 FROM ${BASE_IMAGE} AS wheels
+# What building the distribution reads (pyproject.toml names the rest).
 COPY pyproject.toml README.md /src/
+COPY bin /src/bin
 COPY pypause /src/pypause
 # pip's own wheel too: the build stage runs pip from it.
 RUN ["python3", "-m", "pip", "wheel", "--no-cache-dir", "--wheel-dir", "/wheels", "/src", "pip"]

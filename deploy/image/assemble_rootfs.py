@@ -52,14 +52,6 @@ EXCLUDED_EXTENSIONS = (
     "xxlimited", "xxsubtype",
 )
 
-LAUNCHER = """\
-#!{python} -I
-import sys
-from pypause.main import main
-sys.exit(main())
-"""
-
-
 def copy_path(path, root):
     """Copy `path` into the tree `root` as it is seen in this filesystem.
 
@@ -185,15 +177,13 @@ def install_pypause(wheels, root):
          "--disable-pip-version-check", "--root-user-action=ignore",
          "--target", root + site_dir, "pypause-init"],
         check=True)
-    # pip's console script imports re and lets PYTHON* variables steer the
-    # interpreter; PID 1 gets a launcher in isolated mode (-I) instead.
-    shutil.rmtree(root + site_dir + "/bin")
+    # pip puts the `pypause` command, with this interpreter in its #! line,
+    # beside the packages; PATH must find it.
+    command = root + "/usr/local/bin/pypause"
+    os.makedirs(os.path.dirname(command), exist_ok=True)
+    os.rename(root + site_dir + "/bin/pypause", command)
+    os.rmdir(root + site_dir + "/bin")
     compile_tree(root + site_dir, site_dir)
-    launcher = root + "/usr/local/bin/pypause"
-    os.makedirs(os.path.dirname(launcher), exist_ok=True)
-    with open(launcher, "w") as f:
-        f.write(LAUNCHER.format(python=sys.executable))
-    os.chmod(launcher, 0o755)
     os.symlink("/usr/local/bin/pypause", root + "/pause")
 
 

@@ -21,6 +21,7 @@ import glob
 import os
 import shutil
 import sys
+import tempfile
 
 import pytest
 
@@ -38,8 +39,11 @@ NOT_NEEDED_PACKAGES = {
 
 
 @pytest.fixture(scope="session")
-def workdir(tmp_path_factory):
-    path = str(tmp_path_factory.mktemp("container"))
+def workdir():
+    # A short path: with podman 4.3 and a storage directory deeper than ~40
+    # characters (pytest's tmp_path is), every attached `podman run` waits
+    # for conmon's 20 s timeout before it returns.
+    path = tempfile.mkdtemp(prefix="pypause-ct-")
     yield path
     with open("/proc/mounts") as f:
         mounted = [line.split()[1] for line in f if line.split()[1].startswith(path)]
@@ -108,11 +112,8 @@ def wheel_context(podman, base_image, workdir):
         "platform.libc_ver()[1], platform.machine())").stdout.split()
     # Build from a copy: an in-tree build would leave build/ in the repository.
     src = os.path.join(workdir, "src")
-    os.makedirs(src)
-    for name in ("pyproject.toml", "README.md"):
-        shutil.copy(os.path.join(REPO, name), src)
-    shutil.copytree(os.path.join(REPO, "pypause"), os.path.join(src, "pypause"),
-                    ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copytree(REPO, src, ignore=shutil.ignore_patterns(
+        ".git", "__pycache__", "*.egg-info", "build", "dist", ".pytest_cache"))
     context = os.path.join(workdir, "wheel-context")
     wheels = os.path.join(context, "wheels")
     pip = [sys.executable, "-m", "pip", "--disable-pip-version-check", "-q"]
