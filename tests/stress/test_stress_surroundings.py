@@ -1,0 +1,310 @@
+"""Broken surroundings: closed stdio, a stderr nobody reads, no /proc, a
+read-only root without a writable /tmp. PID 1 must go on in each."""
+
+import fcntl
+import json
+import os
+import random
+import signal
+import socket
+import struct
+import subprocess
+import sys
+import threading
+import time
+
+import pytest
+
+from stress_support import (ECHO_CHILD, PYPAUSE, STORM_MAKER, STRESS, Lines, children,
+                            fd_flags, free_port, get, measured, port_from, samples, scaled,
+                            storm, thread_count, value, wait_for)
+from support import HELPERS, needs_pidns, wait_until_idle
+
+SIGNALS = scaled(2000, 10000)
+MARKER = signal.SIGRTMAX
+MIX = [signal.SIGUSR1, signal.SIGUSR2, signal.SIGHUP, signal.SIGWINCH, signal.SIGURG,
+       signal.SIGALRM, signal.SIGCONT, signal.SIGRTMIN, signal.SIGRTMIN + 1]
+
+
+def _healthy(port):
+    try:
+        return get(port, "/healthz", timeout=2)[0] == 200
+    except OSError:
+        return False
+
+
+def _signal_bursts(pid, out, total, seed=3):
+    """Send `total` signals to `pid` in bursts, each confirmed by MARKER reaching
+    the echo child (whose stdout `out` collects). Returns the number of bursts."""
+    rng = random.Random(seed)
+    sent = bursts = 0
+    while sent < total:
+        burst = [rng.choice(MIX) for _ in range(rng.randint(1, 100))]
+        for signum in burst:
+            os.kill(pid, signum)
+        os.kill(pid, MARKER)
+        sent += len(burst) + 1
+        bursts += 1
+        out.wait(lambda lines: lines.count(str(MARKER)) == bursts, timeout=10,
+                 what="burst %d to get through" % bursts)
+    return bursts
+
+
+# -- stdin, stdout and stderr closed -----------------------------------------
+
+@pytest.mark.timeout(60)
+def test_closed_stdio_neither_kills_pypause_nor_leaks_into_the_child(procs, tmp_path):
+    port = free_port()
+    fifo = tmp_path / "go"
+    os.mkfifo(fifo)
+    report = tmp_path / "report.json"
+    orphans = 300
+    script = ('"$0" "$1" && "$0" "$2" %d --late && read x < "$3"; exit 6'
+              % orphans)
+    p = procs(["sh", "-c", 'exec "$@" <&- >&- 2>&-', "sh",
+               PYPAUSE, "-vv", "--metrics-addr", "127.0.0.1:%d" % port, "--",
+               "sh", "-c", script, sys.executable, os.path.join(HELPERS, "report.py"),
+               STORM_MAKER, str(fifo)], env={**os.environ, "REPORT_TO": str(report)})
+    wait_for(lambda: _healthy(port), what="metrics to be served")
+    # -vv: a log line per signal and per orphan, all to a closed stderr.
+    for i in range(SIGNALS):
+        os.kill(p.pid, (signal.SIGWINCH, signal.SIGURG, signal.SIGCHLD)[i % 3])
+    wait_for(lambda: value(samples(port), "pypause_zombies_reaped_total", comm="true", )
+             is not None and _reaped(port) == orphans, what="every orphan counted")
+    with open(fifo, "w") as f:
+        f.write("go\n")
+    assert p.wait(10) == 6
+    # The child got stdio as closed as pypause did (pypause's placeholders are close-on-exec).
+    assert json.loads(report.read_text())["stdio_open"] == [False, False, False]
+
+
+def _reaped(port):
+    got = samples(port)
+    return sum(v for (name, _), v in got.items() if name == "pypause_zombies_reaped_total")
+
+
+# -- stderr that does not take what is written --------------------------------
+
+def _fill(fd):
+    """Write to `fd` until it would block; leave it blocking."""
+    fcntl.fcntl(fd, fcntl.F_SETFL, fcntl.fcntl(fd, fcntl.F_GETFL) | os.O_NONBLOCK)
+    try:
+        while True:
+            os.write(fd, b"x" * 4096)
+    except BlockingIOError:
+        pass
+    fcntl.fcntl(fd, fcntl.F_SETFL, fcntl.fcntl(fd, fcntl.F_GETFL) & ~os.O_NONBLOCK)
+
+
+def _full_pipe():
+    """A pipe whose buffer is full: (read end, write end), the write end blocking."""
+    r, w = os.pipe()
+    _fill(w)
+    return r, w
+
+
+@pytest.mark.parametrize("kind", ["full pipe", "pipe without reader", "socket nobody reads"])
+@pytest.mark.timeout(scaled(90, 300))
+def test_stderr_that_takes_nothing_never_blocks_pypause(procs, kind):
+    reader = None
+    if kind == "full pipe":
+        reader, w = _full_pipe()
+    elif kind == "pipe without reader":
+        r, w = os.pipe()
+        os.close(r)
+    else:
+        # As a stuck log collector (journald takes stderr on a stream socket)
+        reader, peer = socket.socketpair()
+        w = os.dup(peer.fileno())
+        peer.close()
+        _fill(w)
+    port = free_port()
+    try:
+        p = procs([PYPAUSE, "-vv", "--metrics-addr", "127.0.0.1:%d" % port, "--",
+                   sys.executable, ECHO_CHILD, "9"],
+                  stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=w)
+    finally:
+        os.close(w)
+    out = Lines(p.stdout)
+    out.wait(lambda lines: "ready" in lines, what="the child to be ready")
+    wait_for(lambda: _healthy(port), what="metrics to be served")
+    child = children(p.pid)[0]
+
+    t0 = time.monotonic()
+    bursts = _signal_bursts(p.pid, out, SIGNALS)
+    took = time.monotonic() - t0
+    assert _healthy(port)
+    got = samples(port)
+    forwarded = sum(v for (name, _), v in got.items() if name == "pypause_signals_forwarded_total")
+    dropped = value(got, "pypause_log_lines_dropped_total")
+    # -vv logs every forward; none of those lines could be written.
+    assert dropped >= forwarded >= bursts
+
+    # fd 2 is one open file shared by pypause and its child: never made non-blocking.
+    assert not fd_flags(p.pid, 2) & os.O_NONBLOCK
+    assert not fd_flags(child, 2) & os.O_NONBLOCK
+    p.stdin.write(b"flags\n")
+    p.stdin.flush()
+    flags = out.wait(lambda lines: [l for l in lines if l and l.startswith("flags ")],
+                     what="the child's flags")[0]
+    assert not int(flags.split()[1], 8) & os.O_NONBLOCK
+
+    if kind == "full pipe":
+        # Once someone reads, the child's own writes to the shared stderr go
+        # through (blocking, never EAGAIN), and pypause's lines come back.
+        drained = []
+        drain = threading.Thread(target=lambda: drained.extend(iter(lambda: os.read(reader, 65536), b"")))
+        drain.start()
+        p.stdin.write(b"write 262144\n")
+        p.stdin.flush()
+        assert out.wait(lambda lines: [l for l in lines if l and l.startswith(("wrote", "error"))],
+                        what="the child's write")[0] == "wrote 262144"
+        # Once the pipe is empty again, pypause's next line goes through.
+        wait_for(lambda: b"".join(drained).count(b"e") >= 262144, what="the pipe to be drained")
+        os.kill(p.pid, signal.SIGUSR2)
+        wait_for(lambda: b"forwarded signal signal=SIGUSR2" in b"".join(drained),
+                 what="pypause to log again")
+    os.kill(p.pid, signal.SIGTERM)
+    assert p.wait(10) == 9
+    if reader is not None:
+        (os.close if isinstance(reader, int) else socket.socket.close)(reader)
+    measured("stderr: " + kind, "%d signals in %d confirmed bursts in %.2f s with -vv; "
+             "%d log lines dropped, %d forwards" % (SIGNALS, bursts, took, dropped, forwarded))
+
+
+@pytest.mark.xfail(strict=True, reason=(
+    "bug: with stderr a full pipe, every metrics connection that ends in an error "
+    "(client reset; idle timeout) leaks a thread and a socket for good: "
+    "socketserver's default handle_error() prints a traceback to sys.stderr, a "
+    "blocking write to fd 2, from the HTTP thread. Fix: override "
+    "_Server.handle_error (and _Handler.get_stderr for wsgiref's own errors) in "
+    "pypause/metrics.py to log through log.py, which drops instead of blocking"))
+@pytest.mark.timeout(60)
+def test_metrics_connections_reset_with_a_full_stderr_leak_no_thread(procs):
+    r, w = _full_pipe()
+    port = free_port()
+    try:
+        p = procs([PYPAUSE, "--metrics-addr", "127.0.0.1:%d" % port], stderr=w)
+    finally:
+        os.close(w)
+    try:
+        wait_for(lambda: _healthy(port), what="metrics to be served")
+        wait_for(lambda: thread_count(p.pid) == 2, what="the scrape threads to end")
+        for _ in range(20):
+            _reset_mid_request(port)
+        assert _healthy(port)
+        wait_for(lambda: thread_count(p.pid) == 2, timeout=10,
+                 what="the threads of 20 reset connections to end")
+    finally:
+        os.close(r)
+
+
+def _reset_mid_request(port):
+    """Connect, send half a request, and reset the connection (RST, not FIN)."""
+    s = socket.create_connection(("127.0.0.1", port))
+    s.sendall(b"GET /metrics HTTP/1.1\r\n")
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    s.close()
+
+
+@pytest.mark.xfail(strict=True, reason=(
+    "bug: a metrics client that resets its connection mid-request makes PID 1 "
+    "print a Python traceback on stderr (socketserver's default handle_error); "
+    "fix as for the thread leak: override _Server.handle_error in pypause/metrics.py"))
+@pytest.mark.timeout(30)
+def test_metrics_connection_reset_prints_no_traceback(procs):
+    p = procs([PYPAUSE, "--metrics-addr", "127.0.0.1:0"], stderr=subprocess.PIPE)
+    port = port_from(p.stderr)
+    _reset_mid_request(port)
+    assert _healthy(port)
+    wait_for(lambda: thread_count(p.pid) == 2, what="the connections' threads to end")
+    os.kill(p.pid, signal.SIGTERM)
+    assert p.wait(10) == 0
+    assert b"Traceback" not in p.stderr.read()
+
+
+@pytest.mark.skipif(not STRESS, reason="waits out the 30 s idle timeout: PYPAUSE_STRESS=1 only")
+@pytest.mark.xfail(strict=True, reason=(
+    "bug: an idle metrics connection closed by the 30 s timeout prints a "
+    "traceback (TimeoutError from WSGIRequestHandler.handle, through socketserver's "
+    "default handle_error); fix: override _Server.handle_error in pypause/metrics.py"))
+@pytest.mark.timeout(60)
+def test_idle_metrics_connection_timing_out_prints_no_traceback(procs):
+    p = procs([PYPAUSE, "--metrics-addr", "127.0.0.1:0"], stderr=subprocess.PIPE)
+    port = port_from(p.stderr)
+    idle = socket.create_connection(("127.0.0.1", port))
+    try:
+        assert idle.recv(1) == b""  # pypause closes it after 30 s
+    finally:
+        idle.close()
+    os.kill(p.pid, signal.SIGTERM)
+    assert p.wait(10) == 0
+    assert b"Traceback" not in p.stderr.read()
+
+
+# -- no /proc -------------------------------------------------------------------
+
+@needs_pidns
+@pytest.mark.timeout(scaled(90, 300))
+def test_without_proc_reaping_works_and_metrics_report_what_they_can(spaces):
+    orphans = scaled(1000, 5000)
+    # A private mount namespace whose /proc is an empty read-only tmpfs.
+    ns = spaces(["sh", "-c", 'mount -t tmpfs -o ro none /proc && exec "$@"', "sh",
+                 PYPAUSE, "-v", "--metrics-addr", "127.0.0.1:0"],
+                unshare_args=("--mount", "--propagation", "private"), stderr=subprocess.PIPE)
+    port = port_from(ns.unshare.stderr)
+    wait_until_idle(ns.pid)
+    assert ns.nsenter(["sh", "-c", "ls -A /proc | wc -l"], stdout=subprocess.PIPE
+                      ).communicate(timeout=10)[0] == b"0\n"
+    made, _, _ = storm(ns, orphans, 2)
+    assert made == orphans
+    wait_for(lambda: not children(ns.pid), timeout=60, what="every orphan to be reaped")
+    assert ns.zombies() == []
+    got = samples(port)
+    # Counted under "unknown": the command name comes from /proc.
+    assert value(got, "pypause_zombies_reaped_total", comm="unknown") == orphans
+    assert value(got, "pypause_log_lines_dropped_total") == 0
+    for needs_proc in ("pypause_zombies", "pypause_processes", "process_resident_memory_bytes"):
+        assert value(got, needs_proc) is None, needs_proc
+    assert _healthy(port)
+    os.kill(ns.pid, signal.SIGTERM)
+    assert ns.unshare.wait(10) == 0
+    assert b"Traceback" not in ns.unshare.stderr.read()
+
+
+# -- read-only root, no writable /tmp -----------------------------------------
+
+READ_ONLY = r'''
+set -e
+mount -o remount,ro,bind /
+for d in /tmp /var/tmp /dev/shm /run; do
+    if mountpoint -q "$d"; then mount -o remount,ro,bind "$d"; fi
+done
+for d in / /tmp /var/tmp /dev/shm; do
+    if [ -d "$d" ] && touch "$d/.pypause-rw-probe" 2>/dev/null; then
+        echo "$d is writable" >&2; exit 99
+    fi
+done
+exec "$@"
+'''
+
+
+@needs_pidns
+@pytest.mark.timeout(60)
+def test_read_only_root_and_no_writable_tmp(spaces):
+    ns = spaces(["sh", "-c", READ_ONLY, "sh", PYPAUSE, "-v", "--metrics-addr", "127.0.0.1:0",
+                 "--", sys.executable, STORM_MAKER, "200", "--late", "--code", "4"],
+                unshare_args=("--mount", "--propagation", "private", "--mount-proc"),
+                stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        port = port_from(ns.unshare.stderr)
+        assert _healthy(port)
+        assert json.loads(ns.unshare.stdout.readline())["orphans"] == 200
+        err = Lines(ns.unshare.stderr)
+        assert ns.unshare.wait(20) == 4
+        err.wait(lambda lines: None in lines, what="stderr to close")
+        assert sum("reaped orphan" in l for l in err.lines if l) == 200
+        assert not any("Traceback" in l for l in err.lines if l)
+    finally:
+        # Only the namespace's copy of / was made read-only; ours is as it was.
+        assert not os.statvfs("/").f_flag & os.ST_RDONLY
