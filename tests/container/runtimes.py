@@ -123,6 +123,7 @@ os.waitpid(middle, 0)
 signal.pause()
 """
 ORPHAN_COMM = "pp-orphan"
+ORPHANS = 50
 
 
 def orphans_of(init_pid):
@@ -150,6 +151,12 @@ def adopt_then_kill_orphans(init_pid, count):
 
 def zombies(init_pid):
     return [pid for pid, (_, state, _) in pidns_members(init_pid).items() if state == "Z"]
+
+
+def wait_until_reaped(init_pid):
+    """Wait until no orphan, and no zombie at all, is left in the PID namespace."""
+    wait_for(lambda: not orphans_of(init_pid) and not zombies(init_pid), 10,
+             "pid %d to reap the orphans" % init_pid)
 
 
 # ---------------------------------------------------------------- podman

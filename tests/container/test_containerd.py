@@ -16,15 +16,14 @@ import time
 
 import pytest
 
-from runtimes import (MEASURED, ORPHAN_MAKER, REPO, adopt_then_kill_orphans, orphans_of,
+from runtimes import (MEASURED, ORPHAN_MAKER, ORPHANS, REPO, adopt_then_kill_orphans,
                       pidns_members, proc_status, root_is_read_only, run, wait_for,
-                      wait_until_waiting_for_signals, zombies)
+                      wait_until_reaped, wait_until_waiting_for_signals)
 
 pytestmark = pytest.mark.timeout(300)
 
 NAMESPACE = "k8s.io"  # where the CRI plugin, and `kind load`, keep images
 CONFIG_SNIPPET = os.path.join(REPO, "deploy", "containerd", "config-v2.toml")
-ORPHANS = 50
 
 
 class Containerd:
@@ -198,8 +197,7 @@ def test_sandbox_reaps_orphans_of_a_container_in_its_pid_namespace(
     worker = ctr_run("--with-ns", "pid:/proc/%d/ns/pid" % pid, image, sandbox_id + "-worker",
                      "python3", "-c", ORPHAN_MAKER, str(ORPHANS))
     adopt_then_kill_orphans(pid, ORPHANS)
-    wait_for(lambda: not orphans_of(pid) and not zombies(pid), 10,
-             "the sandbox to reap %d orphans" % ORPHANS)
+    wait_until_reaped(pid)
     assert len(pidns_members(pid)) == 2, "the sandbox and the worker"
 
     start = time.monotonic()

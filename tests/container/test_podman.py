@@ -8,15 +8,15 @@ import time
 
 import pytest
 
-from runtimes import (MEASURED, METRICS_DOCKERFILE, ORPHAN_COMM, ORPHAN_MAKER,
-                      adopt_then_kill_orphans, orphans_of, pidns_members, proc_stat, proc_status,
-                      root_is_read_only, wait_for, wait_until_waiting_for_signals, zombies)
+from runtimes import (MEASURED, METRICS_DOCKERFILE, ORPHAN_COMM, ORPHAN_MAKER, ORPHANS,
+                      adopt_then_kill_orphans, pidns_members, proc_stat, proc_status,
+                      root_is_read_only, wait_for, wait_until_reaped,
+                      wait_until_waiting_for_signals, zombies)
 
 # The first test to run also builds the base and the image (under a minute here).
 pytestmark = pytest.mark.timeout(300)
 
 PYPAUSE_LAYER_BUDGET = 5_000_000
-ORPHANS = 50
 
 # Run inside the image: what could be executed there, and whether pip came along.
 LAYOUT_PROBE = """\
@@ -144,8 +144,7 @@ def test_pod_infra_adopts_and_reaps_orphans_and_a_non_reaper_does_not(pods, imag
     wait_until_waiting_for_signals(infra)
     start_orphan_maker(pods, "pp-pod", image)
     adopt_then_kill_orphans(infra, ORPHANS)
-    wait_for(lambda: not orphans_of(infra) and not zombies(infra), 10,
-             "pypause to reap %d orphans" % ORPHANS)
+    wait_until_reaped(infra)
 
     start = time.monotonic()
     pods("pod", "stop", "--time", "10", "pp-pod")
@@ -193,8 +192,7 @@ def test_pod_infra_serves_metrics_in_the_pod_network_namespace(pods, image, metr
         infra = start_pod(pods, "pp-metrics", metrics_image)
     start_orphan_maker(pods, "pp-metrics", image)
     adopt_then_kill_orphans(infra, ORPHANS)
-    wait_for(lambda: not orphans_of(infra) and not zombies(infra), 10,
-             "pypause to reap %d orphans" % ORPHANS)
+    wait_until_reaped(infra)
 
     responses = wait_for(lambda: fetch_in_netns(infra, port, "/metrics", "/healthz"), 10,
                          "the metrics endpoint in the pod's network namespace")
