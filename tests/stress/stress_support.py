@@ -135,6 +135,16 @@ def value(got, name, **labels):
     return got.get((name, frozenset(labels.items())))
 
 
+def listen_overflows():
+    """TcpExt ListenOverflows of this network namespace: SYNs dropped on a full backlog."""
+    with open("/proc/net/netstat") as f:
+        lines = f.read().splitlines()
+    for names, values in zip(lines[::2], lines[1::2]):
+        if names.startswith("TcpExt:"):
+            return int(dict(zip(names.split(), values.split()))["ListenOverflows"])
+    return 0
+
+
 def free_port():
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
