@@ -11,7 +11,7 @@ import time
 import pytest
 
 from stress_support import (PYPAUSE, TRICKLE, Lines, children, fd_count, measured, port_from,
-                            rss_kib, samples, scaled, thread_count, value, wait_for)
+                            rss_kib, samples, scaled, stop, thread_count, value, wait_for)
 from support import context_switches, needs_pidns, wait_until_idle
 
 DURATION = scaled(30, 600)  # seconds of trickle and scrapes
@@ -28,6 +28,13 @@ def test_soak_with_a_trickle_of_orphans_and_scrapes(spaces):
     port = port_from(ns.unshare.stderr)
     trickle = ns.nsenter([sys.executable, TRICKLE, str(INTERVAL)], stdin=subprocess.PIPE,
                          stdout=subprocess.PIPE)
+    try:
+        _soak(ns, port, trickle)
+    finally:
+        stop(trickle)
+
+
+def _soak(ns, port, trickle):
     out = Lines(trickle.stdout)
 
     def quiet_window():
@@ -35,10 +42,10 @@ def test_soak_with_a_trickle_of_orphans_and_scrapes(spaces):
         nothing happens: orphans made so far, context switches in QUIET seconds."""
         trickle.stdin.write(b"pause\n")
         trickle.stdin.flush()
-        line = out.wait(lambda lines: [l for l in lines if l and l.startswith("paused")
-                                       and l not in seen], what="the trickle to pause")[0]
-        seen.add(line)
-        made = int(line.split()[1])
+        windows.append(None)
+        paused = out.wait(lambda lines: [l for l in lines if l and l.startswith("paused")][
+            len(windows) - 1:], what="the trickle to pause")
+        made = int(paused[0].split()[1])
         wait_for(lambda: not children(ns.pid) and _reaped(port) == made, timeout=30,
                  what="all %d orphans reaped" % made)
         wait_for(lambda: thread_count(ns.pid) == 2, timeout=10,
@@ -51,7 +58,7 @@ def test_soak_with_a_trickle_of_orphans_and_scrapes(spaces):
         trickle.stdin.flush()
         return made, woke
 
-    seen = set()
+    windows = []
     rss = []
     scrapes = 0
     t0 = time.monotonic()
