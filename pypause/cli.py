@@ -196,9 +196,9 @@ def _from_flags(argv):
             key, eq, raw = arg[2:].partition("=")
             option = _BY_LONG.get(key)
             if option is None:
-                raise UsageError("unknown option --%s" % key)
+                raise UsageError("unknown option %r" % ("--" + key))
             if option.metavar is None and eq:
-                raise UsageError("option --%s takes no value" % key)
+                raise UsageError("option %r takes no value" % ("--" + key))
             if option.metavar and not eq:
                 if i == len(argv):
                     raise UsageError("option --%s needs a value" % key)
@@ -211,7 +211,7 @@ def _from_flags(argv):
                 letter, cluster = cluster[0], cluster[1:]
                 option = _BY_SHORT.get(letter)
                 if option is None:
-                    raise UsageError("unknown option -%s" % letter)
+                    raise UsageError("unknown option %r" % ("-" + letter))
                 raw = None
                 if option.metavar:  # the value is the rest of the cluster, or the next arg
                     raw, cluster = cluster, ""

@@ -35,10 +35,16 @@ def main(argv=None):
         _become_subreaper()
     if config.pdeathsig:
         _set_pdeathsig(config.pdeathsig)
-    main_pid = spawn.spawn(config.command, inherited) if config.command else None
+    main_pid = None
+    if config.command:
+        try:
+            main_pid = spawn.spawn(config.command, inherited)
+        except OSError as e:  # fork() itself failed: EAGAIN at a pids limit, ENOMEM
+            log.error("cannot start %r: fork failed: %s" % (config.command[0], e.strerror))
+            return 1
     # An init must not keep a mount busy through its working directory.
     os.chdir("/")
-    title.set_title(" ".join(["pypause"] + argv))
+    title.set_title(["pypause"] + argv)
     events = loop.Events()
     if config.metrics_addr:
         events = _start_metrics(config.metrics_addr, "init" if main_pid else "pause") or events

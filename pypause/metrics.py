@@ -10,6 +10,7 @@ calls into the loop: counters are updated by the loop and read by scrapes, and
 import os
 import signal
 import socket
+import sys
 import threading
 import time
 from socketserver import ThreadingMixIn
@@ -126,12 +127,32 @@ class _ProcCollector:
 class _Server(ThreadingMixIn, WSGIServer):
     daemon_threads = True  # a thread per connection, never joined
 
+    def handle_error(self, request, client_address):
+        # socketserver prints a traceback to sys.stderr: a blocking write that
+        # would hang this thread (and leak its socket) on a full pipe.
+        log.warning("metrics request failed: %r" % (sys.exc_info()[1],),
+                    client="%s:%s" % client_address[:2])
+
+
+class _LogStream:
+    """What wsgiref's error reporting writes to: log lines, never a blocking write."""
+
+    def write(self, text):
+        if text.strip():
+            log.warning("metrics: %s" % text.strip().splitlines()[-1])
+
+    def flush(self):
+        pass
+
 
 class _Handler(WSGIRequestHandler):
     timeout = IDLE_TIMEOUT
 
     def log_message(self, *args):
         pass  # a line per scrape would drown the logs
+
+    def get_stderr(self):
+        return _LogStream()
 
 
 def serve(metrics, host, port):
@@ -145,10 +166,16 @@ def serve(metrics, host, port):
         log.error("metrics disabled: cannot listen on %s:%d: %s" % (host, port, e.strerror or e))
         return False
     server.set_app(metrics.wsgi_app())
+    # poll_interval=None: the thread sleeps in select() until a connection comes.
+    thread = threading.Thread(target=server.serve_forever, args=(None,), name="metrics",
+                              daemon=True)
+    try:
+        thread.start()
+    except RuntimeError as e:  # no thread to be had (a pids limit): PID 1 goes on
+        server.server_close()
+        log.error("metrics disabled: cannot start the server thread: %s" % e)
+        return False
     bound = server.server_address
     log.info("serving metrics on http://%s:%d/metrics" % (
         "[%s]" % bound[0] if family == socket.AF_INET6 else bound[0], bound[1]))
-    # poll_interval=None: the thread sleeps in select() until a connection comes.
-    threading.Thread(target=server.serve_forever, args=(None,), name="metrics",
-                     daemon=True).start()
     return True

@@ -11,15 +11,21 @@ import os
 from importlib.machinery import EXTENSION_SUFFIXES, ExtensionFileLoader, ModuleSpec, PathFinder
 
 
-def set_title(title):
-    """Set the process title; do nothing where setproctitle's module is missing
-    (it has no wheels for some machines, e.g. armv7l)."""
+def set_title(argv):
+    """Set the process title to `argv` joined by spaces.
+
+    Cosmetic, so it never fails: nothing happens where setproctitle's module is
+    missing (no wheels for some machines, e.g. armv7l) or rejects the title.
+    Arguments that are not UTF-8 (surrogate escapes) are shown with U+FFFD.
+    """
+    title = " ".join(os.fsencode(arg).decode("utf-8", "replace") for arg in argv)
     try:
         module = _load_compiled_setproctitle()
-    except (ImportError, OSError):
-        return
-    if module is not None:
-        module.setproctitle(title)
+        if module is not None:
+            module.setproctitle(title)
+    except Exception as e:
+        from pypause import log
+        log.debug("cannot set the process title: %r" % e)
 
 
 def _load_compiled_setproctitle():
