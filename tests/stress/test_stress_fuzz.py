@@ -128,11 +128,6 @@ def test_parse_returns_a_config_or_a_usage_error_for_every_vector():
     measured("fuzz, in process", "%d vectors: %r" % (IN_PROCESS, results))
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "bug: an unknown option is echoed raw in the usage error, so a newline in it "
-    "splits the 'one line on stderr' in two and terminal escapes reach the "
-    "terminal (pypause $'--a\\nb'); fix in cli._from_flags: format the option "
-    "with %r, as values already are ('unknown option %r' % ('--' + key))"))
 @pytest.mark.timeout(30)
 def test_every_usage_error_is_one_line():
     rng = random.Random(SEED + 1)
@@ -158,14 +153,6 @@ def _expected(config, known):
         assert not _runnable(config.command[0]), config.command
         codes = {126, 127}  # a token of the generator: nothing to run
     return {0 if c in config.expect_exit else c for c in codes}
-
-
-def _encodable(token):
-    try:
-        token.encode("utf-8")
-    except UnicodeEncodeError:
-        return False
-    return True
 
 
 def _black_box(case):
@@ -201,13 +188,6 @@ def test_black_box_every_run_ends_with_a_predicted_status(tmp_path):
     cases = []
     for i in range(BLACK_BOX):
         argv, env = vector(rng, tails)
-        # Two known bugs, each with its own xfail test in this file, would fail
-        # vectors here until fixed: arguments that are not UTF-8 (surrogate
-        # escapes) crash pypause, and an unknown option with a newline or an
-        # escape makes a usage error of more than one line. Such tokens are
-        # made harmless here; drop these two lines once both are fixed.
-        argv = [a if _encodable(a) else a.encode("utf-8", "replace").decode() for a in argv]
-        argv = [a.replace("\n", " ").replace("\x1b", "^[") for a in argv]
         try:
             config = cli.parse(argv, env)
         except cli.UsageError as e:
@@ -232,14 +212,6 @@ def test_black_box_every_run_ends_with_a_predicted_status(tmp_path):
         BLACK_BOX, dict(sorted(statuses.items()))))
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "bug: an argument that is not UTF-8 (a Latin-1 file name, say) kills pypause "
-    "right after it started the child: title.set_title() passes the argv, with "
-    "its surrogate escapes, to setproctitle, which raises UnicodeEncodeError, "
-    "uncaught in main.main (traceback, status 1; as PID 1 the kernel then kills "
-    "the child). Fix: in title.set_title, build the title with "
-    "os.fsencode(arg).decode('utf-8', 'replace') per argument, and never let a "
-    "failure to set the title escape (it is cosmetic)"))
 @pytest.mark.timeout(30)
 def test_an_argument_that_is_not_utf8_does_not_kill_pid1():
     r = subprocess.run([PYPAUSE, "--", "sh", "-c", "exit 3", "sh", b"caf\xe9"],

@@ -100,11 +100,6 @@ def test_metrics_serve_again_once_the_pids_limit_lifts(pids_cgroup, spaces):
     assert ns.unshare.wait(10) == 0
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "bug: a failed scrape prints a traceback on PID 1's stderr. socketserver's "
-    "default handle_error() prints to sys.stderr when a handler thread cannot "
-    "start (RuntimeError: can't start new thread); fix: override "
-    "_Server.handle_error in pypause/metrics.py to log one line through log.py"))
 @needs_pidns
 @pytest.mark.timeout(60)
 def test_a_scrape_without_a_thread_to_serve_it_leaves_no_traceback(pids_cgroup, spaces):
@@ -122,14 +117,6 @@ def test_a_scrape_without_a_thread_to_serve_it_leaves_no_traceback(pids_cgroup, 
     assert b"Traceback" not in ns.unshare.stderr.read()
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "bug: PID 1 dies when the metrics server thread cannot start (pids limit "
-    "reached once the child runs): Thread.start() raises RuntimeError in "
-    "metrics.serve, uncaught in main._start_metrics, so pypause exits 1 with a "
-    "traceback and, as PID 1, the kernel kills the child; fix: in metrics.serve "
-    "catch RuntimeError from the thread's start(), close the server, log "
-    "'metrics disabled: ...' and return False (and log 'serving metrics' only "
-    "after the thread started)"))
 @needs_pidns
 @pytest.mark.timeout(30)
 def test_pid1_outlives_a_metrics_thread_that_cannot_start(pids_cgroup, spaces):
@@ -146,12 +133,6 @@ def test_pid1_outlives_a_metrics_thread_that_cannot_start(pids_cgroup, spaces):
     assert "Traceback" not in err
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "bug: when the child cannot be forked (EAGAIN: pids limit reached), pypause "
-    "dies with a Python traceback (BlockingIOError from os.fork in spawn.spawn, "
-    "uncaught in main.main) and status 1; fix: catch OSError around spawn.spawn "
-    "in main.py, log one line (\"cannot start COMMAND: fork failed: ...\") and "
-    "return 1, as tini does"))
 @pytest.mark.timeout(30)
 def test_child_that_cannot_be_forked_is_one_error_line_not_a_traceback(pids_cgroup):
     pids_cgroup.set_max(1)  # pypause itself, and no room for its child

@@ -171,13 +171,6 @@ def test_stderr_that_takes_nothing_never_blocks_pypause(procs, kind):
              "%d log lines dropped, %d forwards" % (SIGNALS, bursts, took, dropped, forwarded))
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "bug: with stderr a full pipe, every metrics connection that ends in an error "
-    "(client reset; idle timeout) leaks a thread and a socket for good: "
-    "socketserver's default handle_error() prints a traceback to sys.stderr, a "
-    "blocking write to fd 2, from the HTTP thread. Fix: override "
-    "_Server.handle_error (and _Handler.get_stderr for wsgiref's own errors) in "
-    "pypause/metrics.py to log through log.py, which drops instead of blocking"))
 @pytest.mark.timeout(60)
 def test_metrics_connections_reset_with_a_full_stderr_leak_no_thread(procs):
     r, w = _full_pipe()
@@ -206,10 +199,6 @@ def _reset_mid_request(port):
     s.close()
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "bug: a metrics client that resets its connection mid-request makes PID 1 "
-    "print a Python traceback on stderr (socketserver's default handle_error); "
-    "fix as for the thread leak: override _Server.handle_error in pypause/metrics.py"))
 @pytest.mark.timeout(30)
 def test_metrics_connection_reset_prints_no_traceback(procs):
     p = procs([PYPAUSE, "--metrics-addr", "127.0.0.1:0"], stderr=subprocess.PIPE)
@@ -223,10 +212,6 @@ def test_metrics_connection_reset_prints_no_traceback(procs):
 
 
 @pytest.mark.skipif(not STRESS, reason="waits out the 30 s idle timeout: PYPAUSE_STRESS=1 only")
-@pytest.mark.xfail(strict=True, reason=(
-    "bug: an idle metrics connection closed by the 30 s timeout prints a "
-    "traceback (TimeoutError from WSGIRequestHandler.handle, through socketserver's "
-    "default handle_error); fix: override _Server.handle_error in pypause/metrics.py"))
 @pytest.mark.timeout(60)
 def test_idle_metrics_connection_timing_out_prints_no_traceback(procs):
     p = procs([PYPAUSE, "--metrics-addr", "127.0.0.1:0"], stderr=subprocess.PIPE)
