@@ -6,15 +6,18 @@ most PIPE_BUF bytes, or dropped (and counted in `dropped`) when stderr cannot
 take it right now.
 
 fd 2 is shared with the child, so O_NONBLOCK must not be set on its open file
-description (the child's writes would start failing with EAGAIN). When fd 2 is
-a pipe, pypause opens a second description of the same pipe through
-/proc/self/fd/2 and makes only that one non-blocking. For anything else (a tty,
-a file, a socket) a zero-timeout poll() says whether a write would block.
+description (the child's writes would start failing with EAGAIN), and a poll()
+before a blocking write races with the child filling the buffer in between.
+Instead each line is written with pwritev2(RWF_NOWAIT): non-blocking for this
+one call, for pipes and sockets (Linux >= 5.8 for pipes). Where the kernel or
+the file type does not support it (a tty, a file), a zero-timeout poll() says
+whether a write would block; a tty's buffer and a file do not fill up behind
+our back the way a stalled log collector's pipe does.
 """
 
+import errno
 import os
 import select
-import stat
 import sys
 import time
 
@@ -25,7 +28,7 @@ _PIPE_BUF = select.PIPE_BUF
 threshold = INFO
 json_format = False
 dropped = 0
-_fd = None
+_nowait = hasattr(os, "RWF_NOWAIT")  # False once the kernel says it cannot
 
 
 def configure(verbosity, log_format="text"):
@@ -74,34 +77,31 @@ def _emit(level, msg, fields):
     if level > threshold:
         return
     try:
-        line = format_line(level, msg, fields)
-        fd = _writer()
-        if fd == 2 and not _writable(fd):
+        if not _write(format_line(level, msg, fields)):
             dropped += 1
-            return
-        os.write(fd, line)
-    except Exception:  # EAGAIN, EPIPE, EBADF, a bad field: never fatal
+    except Exception:  # EPIPE, EBADF, a bad field: never fatal
         dropped += 1
 
 
-def _writer():
-    """Return the fd to write to, opening the non-blocking pipe twin once."""
-    global _fd
-    if _fd is None:
-        _fd = 2
+def _write(line):
+    """Write `line` to fd 2 if that cannot block; return False if it could not."""
+    global _nowait
+    if _nowait:
         try:
-            if stat.S_ISFIFO(os.fstat(2).st_mode):
-                _fd = os.open("/proc/self/fd/2",
-                              os.O_WRONLY | os.O_NONBLOCK | os.O_CLOEXEC)
-        except OSError:
-            pass  # closed fd 2, or no /proc: poll() below guards writes
-    return _fd
-
-
-def _writable(fd):
+            os.pwritev(2, [line], -1, os.RWF_NOWAIT)
+            return True
+        except BlockingIOError:
+            return False
+        except OSError as e:
+            if e.errno not in (errno.EOPNOTSUPP, errno.EINVAL, errno.ENOSYS, errno.ESPIPE):
+                raise
+            _nowait = False  # a tty or a file, or an old kernel: poll from now on
     poller = select.poll()
-    poller.register(fd, select.POLLOUT)
-    return any(ev & select.POLLOUT for _, ev in poller.poll(0))
+    poller.register(2, select.POLLOUT)
+    if not any(ev & select.POLLOUT for _, ev in poller.poll(0)):
+        return False
+    os.write(2, line)
+    return True
 
 
 def usage_error(msg):

@@ -126,6 +126,9 @@ class _ProcCollector:
 
 class _Server(ThreadingMixIn, WSGIServer):
     daemon_threads = True  # a thread per connection, never joined
+    # socketserver's default backlog of 5 drops the SYNs of a burst of scrapers,
+    # each of which then waits a second for its retransmission.
+    request_queue_size = 128
 
     def handle_error(self, request, client_address):
         # socketserver prints a traceback to sys.stderr: a blocking write that

@@ -101,12 +101,6 @@ def test_scrapers_and_idle_connections_during_an_orphan_storm(spaces):
                 latencies[int(len(latencies) * 0.99)] * 1000, overflows, threads0, fds0))
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "performance bug: the metrics server listens with socketserver's default "
-    "backlog of 5 (request_queue_size), so a burst of connections beyond 6 has "
-    "its SYNs dropped and each client waits for the 1 s retransmission (3 s for "
-    "a second drop): 50 concurrent scrapers see a p99 of 2-4 s. Fix: "
-    "request_queue_size = 128 (or socket.SOMAXCONN) on _Server in pypause/metrics.py"))
 @pytest.mark.timeout(30)
 def test_a_burst_of_50_connections_is_accepted_at_once(procs):
     import select

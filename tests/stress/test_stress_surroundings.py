@@ -323,17 +323,6 @@ os._exit(0)
 '''
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "bug: log.py checks writability with poll() and then writes with a blocking "
-    "write() to fd 2, which it shares with the child: when the child fills the "
-    "buffer between the two, PID 1 blocks in write() until someone reads, forever "
-    "if the log collector is stuck. It happens for a stderr socket (journald) "
-    "always and for a pipe without /proc (no non-blocking twin); seen black box: "
-    "pypause stuck in anon_pipe_write / sock_alloc_send_pskb with a child writing "
-    "64 KiB chunks to the same stderr and the reader stopped. Fix: write without "
-    "blocking per call, not per description: socket.send(line, MSG_DONTWAIT) for "
-    "a socket, os.pwritev(2, [line], -1, os.RWF_NOWAIT) for a pipe (Linux >= 5.x; "
-    "on EOPNOTSUPP fall back), or a writer thread with a bounded queue"))
 @pytest.mark.parametrize("kind, no_proc", [("socket", False), ("pipe", True)])
 @pytest.mark.timeout(30)
 def test_a_log_line_racing_the_child_for_stderr_never_blocks(kind, no_proc):
