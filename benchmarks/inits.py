@@ -60,7 +60,7 @@ class Init:
 
 
 def default_pypause():
-    """pip's console script next to the running interpreter (not a pyenv shim)."""
+    """The installed pypause command next to the running interpreter (not a pyenv shim)."""
     return os.path.join(os.path.dirname(sys.executable), "pypause")
 
 
@@ -75,8 +75,8 @@ def clean_environment(directory, script):
     pypause and the Python floor alike and hide pypause's own cost. Here
     pypause's package is copied into the venv and byte-compiled, as pip
     does; its dependencies are reached through a .pth of plain directory
-    lines, which runs nothing; and `script` is pip's console script for
-    pypause (import re and all), copied with its #! pointed at the venv.
+    lines, which runs nothing; and `script` is the installed `pypause` command
+    (bin/pypause), copied with its #! pointed at the venv.
     """
     import importlib.util
     import shutil

@@ -39,7 +39,7 @@ def parse_args(argv):
     p.add_argument("--out", help="where to write the Markdown table; the chart goes "
                                  "next to it as .png (default: results/latest.md)")
     p.add_argument("--pypause", default=inits.default_pypause(),
-                   help="pip's console script for pypause (default: %(default)s)")
+                   help="the installed pypause command (default: %(default)s)")
     p.add_argument("--as-installed", action="store_true",
                    help="run --pypause and its #! interpreter as they are, with "
                         "whatever their site-packages runs at start-up, instead of "
@@ -169,7 +169,7 @@ def main(argv=None):
     settings = [
         "every init runs as PID 1 of a new PID namespace with a /proc of its own, and "
         "PATH as its only environment variable, as in a container",
-        "pypause: pip's console script, run %s (%s)" % (how, pypause.version),
+        "pypause: the installed pypause command, run %s (%s)" % (how, pypause.version),
         "Python floor: `python -I -c FLOOR` on the same interpreter, FLOOR being the "
         "minimal init in benchmarks/inits.py (%s)" % floor.version,
     ] + ["%s: %s" % (i.name, i.version) for i in peers] + [
