@@ -3,6 +3,8 @@
 Short versions run by default; PYPAUSE_STRESS=1 runs the long ones.
 """
 
+import os
+
 import pytest
 
 from stress_support import MEASURED, STRESS, Namespace, PidsCgroup, pids_cgroup_parent
@@ -28,8 +30,8 @@ def pids_cgroup(request):
     parent, version = pids_cgroup_parent()
     if parent is None:
         pytest.skip(version)
-    group = PidsCgroup(parent, "pypause-stress-%s" % request.node.name[:40].replace("[", "-")
-                       .replace("]", ""))
+    name = "".join(c if c.isalnum() or c in "-_" else "-" for c in request.node.name[:40])
+    group = PidsCgroup(parent, "pypause-stress-%d-%s" % (os.getpid(), name))
     yield group
     group.close()
 

@@ -12,8 +12,6 @@ the run (tests/stress/conftest.py), in a "stress figures" section.
 import json
 import os
 import re
-import shutil
-import signal
 import socket
 import subprocess
 import sys
@@ -22,9 +20,7 @@ import time
 import urllib.error
 import urllib.request
 
-import pytest
-
-from support import PYPAUSE, pid1_of, processes, stop, wait_for  # noqa: F401 (re-exported)
+from support import PYPAUSE, pid1_of, stop, wait_for  # noqa: F401 (PYPAUSE, stop, wait_for: re-exported)
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 STRESS = os.environ.get("PYPAUSE_STRESS", "").strip().lower() not in ("", "0", "no", "false", "off")
@@ -338,18 +334,3 @@ class Lines:
     def count(self, text):
         with self._cond:
             return self.lines.count(text)
-
-
-def needs_root():
-    return pytest.mark.skipif(os.geteuid() != 0, reason="needs root")
-
-
-def signal_name(signum):
-    try:
-        return signal.Signals(signum).name
-    except ValueError:
-        return "SIG%d" % signum
-
-
-def have(tool):
-    return shutil.which(tool) is not None

@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from stress_support import (LEFTOVERS, PYPAUSE, STRESS, cpu_seconds, measured, rss_kib,
+from stress_support import (LEFTOVERS, PYPAUSE, children, cpu_seconds, measured, rss_kib,
                             scaled, storm, wait_for)
 from support import needs_pidns, wait_until_idle
 
@@ -55,7 +55,6 @@ def test_orphan_storm_from_several_processes_leaves_no_zombie_and_flat_memory(sp
 
 
 def _children_left(ns):
-    from stress_support import children
     return children(ns.pid)
 
 
