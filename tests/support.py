@@ -1,6 +1,7 @@
 """Black-box helpers: find the installed pypause, observe processes through /proc."""
 
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -26,7 +27,7 @@ def helper(name, *args):
     return [sys.executable, os.path.join(HELPERS, name + ".py"), *map(str, args)]
 
 
-def wait_for(condition, timeout=10.0, interval=0.01, what="condition"):
+def wait_for(condition, timeout=10.0, what="condition", interval=0.01):
     """Poll `condition` until it returns a true value, and return that value."""
     deadline = time.monotonic() + timeout
     while True:
@@ -36,6 +37,16 @@ def wait_for(condition, timeout=10.0, interval=0.01, what="condition"):
         if time.monotonic() > deadline:
             raise AssertionError("timed out waiting for %s" % what)
         time.sleep(interval)
+
+
+def port_from(stderr):
+    """Read pypause's stderr up to the line that says where metrics are served."""
+    while True:
+        line = stderr.readline().decode()
+        assert line, "pypause ended before serving metrics"
+        m = re.search(r"serving metrics on http://\S+:(\d+)/metrics", line)
+        if m:
+            return int(m.group(1))
 
 
 def stat_fields(pid):

@@ -13,19 +13,9 @@ import urllib.request
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from support import PYPAUSE, helper, needs_pidns, wait_for, wait_until_idle
+from support import PYPAUSE, helper, needs_pidns, port_from, wait_for, wait_until_idle
 
 pytestmark = pytest.mark.timeout(60)
-
-
-def port_from(stderr):
-    """Read pypause's stderr up to the line that says where metrics are served."""
-    while True:
-        line = stderr.readline().decode()
-        assert line, "pypause ended before serving metrics"
-        m = re.search(r"serving metrics on http://\S+:(\d+)/metrics", line)
-        if m:
-            return int(m.group(1))
 
 
 def get(port, path="/metrics", headers=None):

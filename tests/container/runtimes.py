@@ -5,7 +5,8 @@ import resource
 import shutil
 import signal
 import subprocess
-import time
+
+from support import wait_for  # noqa: F401 (re-exported to the container tests)
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 BASE_IMAGE = "localhost/pypause-test-base:bookworm"
@@ -24,18 +25,6 @@ def run(argv, env=None, cwd=None, timeout=120, check=True):
         raise AssertionError("%s exited %d\nstdout: %s\nstderr: %s"
                              % (" ".join(argv), r.returncode, r.stdout, r.stderr))
     return r
-
-
-def wait_for(condition, timeout=10.0, what="condition"):
-    """Poll `condition` until it returns a true value, and return that value."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = condition()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError("timed out after %.0f s waiting for %s" % (timeout, what))
-        time.sleep(0.02)
 
 
 # ---------------------------------------------------------------- /proc

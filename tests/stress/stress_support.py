@@ -11,7 +11,6 @@ the run (tests/stress/conftest.py), in a "stress figures" section.
 
 import json
 import os
-import re
 import socket
 import subprocess
 import sys
@@ -20,7 +19,7 @@ import time
 import urllib.error
 import urllib.request
 
-from support import PYPAUSE, pid1_of, stop, wait_for  # noqa: F401 (PYPAUSE, stop, wait_for: re-exported)
+from support import PYPAUSE, pid1_of, port_from, stop, wait_for  # noqa: F401 (re-exported)
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 STRESS = os.environ.get("PYPAUSE_STRESS", "").strip().lower() not in ("", "0", "no", "false", "off")
@@ -98,16 +97,6 @@ def fd_flags(pid, fd):
 
 
 # -- Prometheus scrapes (as tests/test_metrics.py) ----------------------------
-
-def port_from(stderr):
-    """Read pypause's stderr up to the line that says where metrics are served."""
-    while True:
-        line = stderr.readline().decode()
-        assert line, "pypause ended before serving metrics"
-        m = re.search(r"serving metrics on http://\S+:(\d+)/metrics", line)
-        if m:
-            return int(m.group(1))
-
 
 def get(port, path="/metrics", timeout=10):
     req = urllib.request.Request("http://127.0.0.1:%d%s" % (port, path))
