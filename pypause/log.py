@@ -54,12 +54,11 @@ def debug(msg, **fields):
     _emit(DEBUG, msg, fields)
 
 
-def format_line(level, msg, fields, now=None):
+def format_line(level, msg, fields):
     """Return one log line (bytes, newline-terminated) in the configured format."""
     if json_format:
         import json  # only in JSON mode: json pulls in re, a start-up cost
-        record = {"ts": time.time() if now is None else now,
-                  "level": _LEVEL_NAMES[level], "msg": msg}
+        record = {"ts": time.time(), "level": _LEVEL_NAMES[level], "msg": msg}
         record.update(fields)
         text = json.dumps(record, default=str)
     else:
