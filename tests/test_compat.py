@@ -268,3 +268,26 @@ def test_help_lists_every_variable():
                 "PYPAUSE_EXPECT_EXIT", "PYPAUSE_PDEATHSIG", "PYPAUSE_WARN_ON_REAP",
                 "PYPAUSE_GRACE_PERIOD", "PYPAUSE_LOG_FORMAT", "PYPAUSE_METRICS_ADDR"):
         assert var in out
+
+
+# -- the same options with pypause as PID 1 ------------------------------------
+
+@needs_pidns
+def test_options_as_pid1(pidns):
+    """-g, -r, -e, -w and JSON logs together, pypause being PID 1 of a namespace."""
+    ns = pidns([PYPAUSE, "-g", "-r", "TERM:USR2", "-r", "INT:TERM", "-e", "7", "-w",
+                "--log-format", "json", "--",
+                "sh", "-c", '(sleep 0.1 &); trap "" USR2 TERM; "$@" & wait $!; exit 7', "sh",
+                *helper("signal_echo", 0)],
+               stdout=subprocess.PIPE, stderr=subprocess.PIPE, env={**ENV, "ECHO_WAIT": "sleep"})
+    assert lines(ns.unshare.stdout, 1) == ["ready"]
+    wait_until_idle(ns.pid)
+    os.kill(ns.pid, signal.SIGTERM)  # rewritten to SIGUSR2, sent to the whole group
+    assert lines(ns.unshare.stdout, 1) == ["SIGUSR2"]
+    wait_for(lambda: "sleep" not in [comm for comm, _, _ in ns.members().values()],
+             what="the orphaned sleep to be reaped")
+    os.kill(ns.pid, signal.SIGINT)  # rewritten to SIGTERM: the echo child exits,
+    assert lines(ns.unshare.stdout, 1) == ["SIGTERM"]
+    assert ns.unshare.wait(10) == 0  # and sh with 7, an expected code
+    records = [json.loads(line) for line in ns.unshare.stderr.read().splitlines()]
+    assert any(r["msg"] == "reaped zombie" and r["comm"] == "sleep" for r in records)
