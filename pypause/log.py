@@ -61,6 +61,10 @@ def format_line(level, msg, fields):
         record = {"ts": time.time(), "level": _LEVEL_NAMES[level], "msg": msg}
         record.update(fields)
         text = json.dumps(record, default=str)
+        if len(text) >= _PIPE_BUF:  # cut the message, not the JSON
+            record = {"ts": record["ts"], "level": record["level"],
+                      "msg": msg[:_PIPE_BUF // 8], "truncated": True}
+            text = json.dumps(record, default=str)
     else:
         text = "[pypause] %s%s%s" % (
             "" if level == INFO else _LEVEL_NAMES[level].upper() + ": ",

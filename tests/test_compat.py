@@ -291,3 +291,12 @@ def test_options_as_pid1(pidns):
     assert ns.unshare.wait(10) == 0  # and sh with 7, an expected code
     records = [json.loads(line) for line in ns.unshare.stderr.read().splitlines()]
     assert any(r["msg"] == "reaped zombie" and r["comm"] == "sleep" for r in records)
+
+
+def test_json_log_lines_stay_json_when_too_long():
+    name = "x" * 5000  # the exec failure names the command: a line over PIPE_BUF
+    r = subprocess.run([PYPAUSE, "--log-format", "json", "--", name], capture_output=True,
+                       timeout=20)
+    assert r.returncode == 126  # ENAMETOOLONG: found nothing runnable, as a shell says
+    record = json.loads(r.stderr)
+    assert record["truncated"] is True and record["msg"].startswith("cannot run 'xxx")
