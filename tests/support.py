@@ -61,6 +61,22 @@ def stat_fields(pid):
     return comm, state, int(ppid)
 
 
+def children(pid):
+    """PIDs of the children of `pid`, zombies included (from every thread's list)."""
+    kids = []
+    try:
+        tids = os.listdir("/proc/%d/task" % pid)
+    except OSError:
+        return kids
+    for tid in tids:
+        try:
+            with open("/proc/%d/task/%s/children" % (pid, tid)) as f:
+                kids.extend(int(k) for k in f.read().split())
+        except OSError:
+            pass
+    return kids
+
+
 def processes():
     """{pid: (comm, state, ppid)} of every process visible in our /proc."""
     result = {}
@@ -152,17 +168,28 @@ needs_pidns = pytest.mark.skipif(UNSHARE_PROBLEM is not None, reason=UNSHARE_PRO
 
 
 class PidNamespace:
-    """pypause (or any argv) run as PID 1 of a fresh PID namespace."""
+    """`argv` run as PID 1 of a fresh PID namespace by `unshare --fork`.
 
-    def __init__(self, argv, **kwargs):
-        self.unshare = subprocess.Popen(
-            ["unshare", "--pid", "--fork", "--mount-proc", "--kill-child"] + argv, **kwargs)
+    `unshare_args` are extra unshare(1) options (default: a /proc of the
+    namespace's own). `before` wraps the unshare command (a cgroup's entry
+    prefix, say). `pid` is the namespace's PID 1 as seen from here.
+    """
+
+    def __init__(self, argv, unshare_args=("--mount-proc",), before=None, **kwargs):
+        command = ["unshare", "--pid", "--fork", "--kill-child", *unshare_args] + list(argv)
+        self.unshare = subprocess.Popen(before(command) if before else command, **kwargs)
         self.pid = pid1_of(self.unshare)
 
     def nsenter(self, argv, **kwargs):
         """Run `argv` inside the namespace, as a second container of a pod would."""
-        return subprocess.run(["nsenter", "--target", str(self.pid), "--pid", "--mount"] + argv,
-                              **kwargs)
+        return subprocess.run(self._entering(argv), **kwargs)
+
+    def enter(self, argv, **kwargs):
+        """Like nsenter(), but started in the background: return the Popen."""
+        return subprocess.Popen(self._entering(argv), **kwargs)
+
+    def _entering(self, argv):
+        return ["nsenter", "--target", str(self.pid), "--pid", "--mount"] + list(argv)
 
     def members(self):
         """{pid: (comm, state, ppid)} of the processes in the namespace (host PIDs)."""
@@ -180,7 +207,9 @@ class PidNamespace:
         return result
 
     def zombies(self):
-        return [p for p, (_, state, _) in self.members().items() if state == "Z"]
+        """Zombies left for PID 1 to reap: its children in state Z."""
+        return [pid for pid in children(self.pid)
+                if (stat_fields(pid) or ("", ""))[1] == "Z"]
 
     def close(self):
         stop(self.unshare)

@@ -1,7 +1,6 @@
 """--metrics-addr: /metrics, /healthz and 404, scraped over HTTP as Prometheus would."""
 
 import os
-import re
 import shutil
 import signal
 import socket

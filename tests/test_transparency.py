@@ -11,7 +11,7 @@ import tempfile
 import pytest
 
 import pypause
-from support import PYPAUSE, helper, wait_for, wait_until_idle
+from support import PYPAUSE, helper, wait_until_idle
 
 pytestmark = pytest.mark.timeout(30)
 

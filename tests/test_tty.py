@@ -3,7 +3,6 @@
 import fcntl
 import os
 import select
-import subprocess
 import termios
 
 import pytest

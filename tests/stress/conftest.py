@@ -7,21 +7,7 @@ import os
 
 import pytest
 
-from stress_support import MEASURED, STRESS, Namespace, PidsCgroup, pids_cgroup_parent
-
-
-@pytest.fixture
-def spaces():
-    """Factory: spaces(argv, unshare_args=..., **popen) -> Namespace; all torn down after."""
-    made = []
-
-    def make(argv, **kwargs):
-        ns = Namespace(argv, **kwargs)
-        made.append(ns)
-        return ns
-    yield make
-    for ns in made:
-        ns.close()
+from stress_support import MEASURED, STRESS, PidsCgroup, pids_cgroup_parent
 
 
 @pytest.fixture

@@ -19,7 +19,8 @@ import time
 import urllib.error
 import urllib.request
 
-from support import PYPAUSE, pid1_of, port_from, stop, wait_for  # noqa: F401 (re-exported)
+from support import (PYPAUSE, PidNamespace, children, port_from, stop,  # noqa: F401
+                     wait_for)  # (re-exported to the stress tests)
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 STRESS = os.environ.get("PYPAUSE_STRESS", "").strip().lower() not in ("", "0", "no", "false", "off")
@@ -62,22 +63,6 @@ def fd_count(pid):
 
 def thread_count(pid):
     return len(os.listdir("/proc/%d/task" % pid))
-
-
-def children(pid):
-    """PIDs of the children of `pid`, zombies included (from every thread's list)."""
-    kids = []
-    try:
-        tids = os.listdir("/proc/%d/task" % pid)
-    except OSError:
-        return kids
-    for tid in tids:
-        try:
-            with open("/proc/%d/task/%s/children" % (pid, tid)) as f:
-                kids.extend(int(k) for k in f.read().split())
-        except OSError:
-            pass
-    return kids
 
 
 def cpu_seconds(pid):
@@ -136,42 +121,7 @@ def free_port():
         return s.getsockname()[1]
 
 
-# -- namespaces ---------------------------------------------------------------
-
-class Namespace:
-    """`argv` run as PID 1 of a new PID namespace by `unshare --fork`.
-
-    `unshare_args` are extra unshare(1) options; `--mount-proc` is the default
-    (a /proc of the namespace's own). `argv` may be a wrapper (`sh -c ... exec`):
-    `pid` is the namespace's PID 1 as seen from here, whatever it exec's.
-    `before` is a command prefix for unshare itself (PidsCgroup.enter_argv).
-    """
-
-    def __init__(self, argv, unshare_args=("--mount-proc",), before=None, **popen):
-        command = ["unshare", "--pid", "--fork", "--kill-child", *unshare_args] + list(argv)
-        self.unshare = subprocess.Popen(before(command) if before else command, **popen)
-        self.pid = pid1_of(self.unshare)
-
-    def nsenter(self, argv, **popen):
-        """Start `argv` inside the namespace (PID and mount), as a second container would."""
-        return subprocess.Popen(["nsenter", "--target", str(self.pid), "--pid", "--mount"]
-                                + list(argv), **popen)
-
-    def zombies(self):
-        """Zombies among pypause's children, as seen from here."""
-        found = []
-        for pid in children(self.pid):
-            try:
-                with open("/proc/%d/stat" % pid) as f:
-                    if f.read().rsplit(")", 1)[1].split()[0] == "Z":
-                        found.append(pid)
-            except OSError:
-                pass
-        return found
-
-    def close(self):
-        stop(self.unshare)
-
+# -- storms in a namespace ------------------------------------------------------
 
 def storm(ns, total, makers, batch=100, late=True, timeout=600):
     """`makers` storm makers entered into `ns` at once, `total` orphans between them.
@@ -180,7 +130,7 @@ def storm(ns, total, makers, batch=100, late=True, timeout=600):
     """
     share = [total // makers + (1 if i < total % makers else 0) for i in range(makers)]
     t0 = time.monotonic()
-    started = [ns.nsenter([sys.executable, STORM_MAKER, str(n), "--batch", str(batch)]
+    started = [ns.enter([sys.executable, STORM_MAKER, str(n), "--batch", str(batch)]
                           + (["--late"] if late else []), stdout=subprocess.PIPE)
                for n in share]
     made = eagain = 0

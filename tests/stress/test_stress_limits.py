@@ -25,8 +25,8 @@ CODE = 3
 
 @needs_pidns
 @pytest.mark.timeout(scaled(120, 600))
-def test_under_a_pids_limit_pypause_keeps_reaping_and_exits_right(pids_cgroup, spaces):
-    ns = spaces([PYPAUSE, "-v", "--metrics-addr", "127.0.0.1:0", "--", sys.executable,
+def test_under_a_pids_limit_pypause_keeps_reaping_and_exits_right(pids_cgroup, pidns):
+    ns = pidns([PYPAUSE, "-v", "--metrics-addr", "127.0.0.1:0", "--", sys.executable,
                  STORM_MAKER, str(ORPHANS), "--batch", "50", "--late", "--code", str(CODE),
                  "--go"], before=pids_cgroup.enter_argv, stdin=subprocess.PIPE,
                 stdout=subprocess.PIPE, stderr=subprocess.PIPE)
@@ -82,10 +82,10 @@ def test_under_a_pids_limit_pypause_keeps_reaping_and_exits_right(pids_cgroup, s
 
 @needs_pidns
 @pytest.mark.timeout(60)
-def test_metrics_serve_again_once_the_pids_limit_lifts(pids_cgroup, spaces):
+def test_metrics_serve_again_once_the_pids_limit_lifts(pids_cgroup, pidns):
     """A scrape that cannot get a thread fails; the next one, with room, works."""
     pids_cgroup.set_max(100)
-    ns = spaces([PYPAUSE, "--metrics-addr", "127.0.0.1:0"], before=pids_cgroup.enter_argv,
+    ns = pidns([PYPAUSE, "--metrics-addr", "127.0.0.1:0"], before=pids_cgroup.enter_argv,
                 stderr=subprocess.PIPE)
     port = port_from(ns.unshare.stderr)
     assert get(port, "/healthz")[0] == 200
@@ -102,9 +102,9 @@ def test_metrics_serve_again_once_the_pids_limit_lifts(pids_cgroup, spaces):
 
 @needs_pidns
 @pytest.mark.timeout(60)
-def test_a_scrape_without_a_thread_to_serve_it_leaves_no_traceback(pids_cgroup, spaces):
+def test_a_scrape_without_a_thread_to_serve_it_leaves_no_traceback(pids_cgroup, pidns):
     pids_cgroup.set_max(100)
-    ns = spaces([PYPAUSE, "--metrics-addr", "127.0.0.1:0"], before=pids_cgroup.enter_argv,
+    ns = pidns([PYPAUSE, "--metrics-addr", "127.0.0.1:0"], before=pids_cgroup.enter_argv,
                 stderr=subprocess.PIPE)
     port = port_from(ns.unshare.stderr)
     pids_cgroup.set_max(pids_cgroup.current())
@@ -119,10 +119,10 @@ def test_a_scrape_without_a_thread_to_serve_it_leaves_no_traceback(pids_cgroup, 
 
 @needs_pidns
 @pytest.mark.timeout(30)
-def test_pid1_outlives_a_metrics_thread_that_cannot_start(pids_cgroup, spaces):
+def test_pid1_outlives_a_metrics_thread_that_cannot_start(pids_cgroup, pidns):
     # unshare, pypause and its child fit; the metrics server's thread does not.
     pids_cgroup.set_max(3)
-    ns = spaces([PYPAUSE, "--metrics-addr", "127.0.0.1:0", "--", "sh", "-c", "read x; exit 4"],
+    ns = pidns([PYPAUSE, "--metrics-addr", "127.0.0.1:0", "--", "sh", "-c", "read x; exit 4"],
                 before=pids_cgroup.enter_argv, stdin=subprocess.PIPE, stderr=subprocess.PIPE)
     wait_for(lambda: pids_cgroup.max_events() > 0 or ns.unshare.poll() is not None,
              what="the thread's start to fail")

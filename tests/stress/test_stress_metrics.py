@@ -22,8 +22,8 @@ IDLE = 200
 
 @needs_pidns
 @pytest.mark.timeout(scaled(150, 600))
-def test_scrapers_and_idle_connections_during_an_orphan_storm(spaces):
-    ns = spaces([PYPAUSE, "--metrics-addr", "127.0.0.1:0"], stderr=subprocess.PIPE)
+def test_scrapers_and_idle_connections_during_an_orphan_storm(pidns):
+    ns = pidns([PYPAUSE, "--metrics-addr", "127.0.0.1:0"], stderr=subprocess.PIPE)
     port = port_from(ns.unshare.stderr)
     assert get(port, "/healthz")[0] == 200
     wait_for(lambda: thread_count(ns.pid) == 2, what="the first scrape's thread to end")

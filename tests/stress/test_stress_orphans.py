@@ -19,8 +19,8 @@ MAKERS = 4
 
 @needs_pidns
 @pytest.mark.timeout(scaled(120, 600))
-def test_orphan_storm_from_several_processes_leaves_no_zombie_and_flat_memory(spaces):
-    ns = spaces([PYPAUSE])
+def test_orphan_storm_from_several_processes_leaves_no_zombie_and_flat_memory(pidns):
+    ns = pidns([PYPAUSE])
     wait_until_idle(ns.pid)
     # Warm-up: a first, smaller storm before the "before" reading, so that
     # what the allocator grows on first use (pymalloc arenas, the int cache,
@@ -63,11 +63,11 @@ def _children_left(ns):
 LEFT = 200  # half of them ignore SIGTERM
 
 
-def _leftovers_run(spaces, *pypause_args):
+def _leftovers_run(pidns, *pypause_args):
     """pypause -v [args] -- leftovers.py; return (exit status, seconds from the
     child's exit to pypause's, SIGTERM handlers that ran, stderr)."""
     r, w = os.pipe()
-    ns = spaces([PYPAUSE, "-v", *pypause_args, "--", sys.executable, LEFTOVERS, str(LEFT), "5",
+    ns = pidns([PYPAUSE, "-v", *pypause_args, "--", sys.executable, LEFTOVERS, str(LEFT), "5",
                  str(w)], pass_fds=(w,), stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     os.close(w)
     try:
@@ -89,8 +89,8 @@ def _leftovers_run(spaces, *pypause_args):
 
 @needs_pidns
 @pytest.mark.timeout(60)
-def test_pid1_exits_with_the_childs_code_and_the_kernel_takes_200_leftovers(spaces):
-    code, took, handled, err = _leftovers_run(spaces)
+def test_pid1_exits_with_the_childs_code_and_the_kernel_takes_200_leftovers(pidns):
+    code, took, handled, err = _leftovers_run(pidns)
     assert code == 5
     assert handled == 0  # SIGKILLed by the kernel: no handler ran
     assert took < 5
@@ -101,9 +101,9 @@ def test_pid1_exits_with_the_childs_code_and_the_kernel_takes_200_leftovers(spac
 
 @needs_pidns
 @pytest.mark.timeout(60)
-def test_grace_period_terms_then_kills_200_leftovers_half_ignoring_sigterm(spaces):
+def test_grace_period_terms_then_kills_200_leftovers_half_ignoring_sigterm(pidns):
     grace = 2.0
-    code, took, handled, err = _leftovers_run(spaces, "--grace-period", str(grace))
+    code, took, handled, err = _leftovers_run(pidns, "--grace-period", str(grace))
     assert code == 5
     assert handled == LEFT // 2  # every leftover that handles SIGTERM got it and cleaned up
     assert grace <= took < grace + 5

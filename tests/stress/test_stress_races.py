@@ -11,7 +11,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from stress_support import PYPAUSE, Namespace, measured, scaled, stop
+from stress_support import PYPAUSE, PidNamespace, measured, scaled, stop
 from support import UNSHARE_PROBLEM
 
 ITERATIONS = scaled(200, 1000)
@@ -58,7 +58,7 @@ def _run(i):
     argv = [PYPAUSE, *options, "--", "sh", "-c", "echo r; read x; exit %d" % code]
     pipes = dict(stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     if as_pid1:
-        ns = Namespace(argv, **pipes)
+        ns = PidNamespace(argv, **pipes)
         proc, target = ns.unshare, ns.pid
     else:
         proc = subprocess.Popen(argv, **pipes)

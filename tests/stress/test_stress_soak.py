@@ -23,10 +23,10 @@ QUIET = scaled(3, 10)       # seconds of a window with nothing happening
 
 @needs_pidns
 @pytest.mark.timeout(DURATION + scaled(90, 300))
-def test_soak_with_a_trickle_of_orphans_and_scrapes(spaces):
-    ns = spaces([PYPAUSE, "--metrics-addr", "127.0.0.1:0"], stderr=subprocess.PIPE)
+def test_soak_with_a_trickle_of_orphans_and_scrapes(pidns):
+    ns = pidns([PYPAUSE, "--metrics-addr", "127.0.0.1:0"], stderr=subprocess.PIPE)
     port = port_from(ns.unshare.stderr)
-    trickle = ns.nsenter([sys.executable, TRICKLE, str(INTERVAL)], stdin=subprocess.PIPE,
+    trickle = ns.enter([sys.executable, TRICKLE, str(INTERVAL)], stdin=subprocess.PIPE,
                          stdout=subprocess.PIPE)
     try:
         _soak(ns, port, trickle)

@@ -230,16 +230,16 @@ def test_idle_metrics_connection_timing_out_prints_no_traceback(procs):
 
 @needs_pidns
 @pytest.mark.timeout(scaled(90, 300))
-def test_without_proc_reaping_works_and_metrics_report_what_they_can(spaces):
+def test_without_proc_reaping_works_and_metrics_report_what_they_can(pidns):
     orphans = scaled(1000, 5000)
     # A private mount namespace whose /proc is an empty read-only tmpfs.
-    ns = spaces(["sh", "-c", 'mount -t tmpfs -o ro none /proc && exec "$@"', "sh",
+    ns = pidns(["sh", "-c", 'mount -t tmpfs -o ro none /proc && exec "$@"', "sh",
                  PYPAUSE, "-v", "--metrics-addr", "127.0.0.1:0"],
                 unshare_args=("--mount", "--propagation", "private"), stderr=subprocess.PIPE)
     port = port_from(ns.unshare.stderr)
     err = Lines(ns.unshare.stderr)
     wait_until_idle(ns.pid)
-    assert ns.nsenter(["sh", "-c", "ls -A /proc | wc -l"], stdout=subprocess.PIPE
+    assert ns.enter(["sh", "-c", "ls -A /proc | wc -l"], stdout=subprocess.PIPE
                       ).communicate(timeout=10)[0] == b"0\n"
     made, _, _ = storm(ns, orphans, 2)
     assert made == orphans
@@ -280,8 +280,8 @@ exec "$@"
 
 @needs_pidns
 @pytest.mark.timeout(60)
-def test_read_only_root_and_no_writable_tmp(spaces):
-    ns = spaces(["sh", "-c", READ_ONLY, "sh", PYPAUSE, "-v", "--metrics-addr", "127.0.0.1:0",
+def test_read_only_root_and_no_writable_tmp(pidns):
+    ns = pidns(["sh", "-c", READ_ONLY, "sh", PYPAUSE, "-v", "--metrics-addr", "127.0.0.1:0",
                  "--", sys.executable, STORM_MAKER, "200", "--late", "--code", "4"],
                 unshare_args=("--mount", "--propagation", "private", "--mount-proc"),
                 stdout=subprocess.PIPE, stderr=subprocess.PIPE)
@@ -366,7 +366,7 @@ def _writing_to_stderr(pid, calls):
 @pytest.mark.skipif(os.uname().machine not in _WRITE_SYSCALLS, reason="syscall numbers unknown")
 @pytest.mark.parametrize("kind", ["pipe, no /proc", "socket"])
 @pytest.mark.timeout(scaled(60, 180))
-def test_a_chatty_child_and_a_stalling_collector_never_block_pypause(spaces, procs, kind):
+def test_a_chatty_child_and_a_stalling_collector_never_block_pypause(pidns, procs, kind):
     """Black box: the child writes 64 KiB at a time to the stderr it shares with
     pypause, a slow reader drains it, pypause logs a line per signal (-vv). Each
     time pypause is seen in a write to fd 2, the reader is stopped: if pypause
@@ -385,7 +385,7 @@ def test_a_chatty_child_and_a_stalling_collector_never_block_pypause(spaces, pro
         if kind == "socket":
             pypause = procs(argv, stderr=w).pid
         else:
-            pypause = spaces(["sh", "-c", 'mount -t tmpfs -o ro none /proc && exec "$@"', "sh",
+            pypause = pidns(["sh", "-c", 'mount -t tmpfs -o ro none /proc && exec "$@"', "sh",
                               *argv], unshare_args=("--mount", "--propagation", "private"),
                              stderr=w).pid
     finally:
