@@ -50,18 +50,58 @@ class Option:
 
 
 def parse_metrics_addr(text):
-    """Parse `[HOST:]PORT` into (host, port); a bare PORT binds all interfaces."""
+    """Parse `[HOST:]PORT` into (host, port); a bare PORT binds all interfaces.
+
+    HOST is an IPv4 address, `[IPv6]` (with an optional `%zone`), or a DNS
+    name of ASCII letters, digits and hyphens: anything else (an IDNA name, an
+    over-long label) is refused here, before the child is started, rather
+    than failing at bind time.
+    """
     if text.startswith("["):  # IPv6: [::]:PORT
         host, sep, port = text[1:].partition("]:")
-        if not sep or not host:
+        if not sep or not _is_ipv6(host):
             raise ValueError(text)
     else:
         host, sep, port = text.rpartition(":")
         if not sep:
             host = "0.0.0.0"
-        elif not host or ":" in host:
+        elif not (_is_ipv4(host) or _is_hostname(host)):
             raise ValueError(text)
     return host, _number(port, 0, 65535)
+
+
+def _is_ipv4(text):
+    import _socket  # the C module: `socket` would import enum and selectors
+    try:
+        _socket.inet_pton(_socket.AF_INET, text)
+    except (OSError, ValueError):
+        return False
+    return True
+
+
+def _is_ipv6(text):
+    import _socket
+    address, percent, zone = text.partition("%")
+    if percent and not (0 < len(zone) < 16 and _is_name(zone.replace(".", "-"))):
+        return False
+    try:
+        _socket.inet_pton(_socket.AF_INET6, address)
+    except (OSError, ValueError):
+        return False
+    return True
+
+
+def _is_hostname(text):
+    """A DNS name (RFC 1123): at most 253 characters, dot-separated labels of
+    1 to 63 ASCII letters, digits and inner hyphens; one final dot allowed."""
+    name = text[:-1] if text.endswith(".") else text
+    return 0 < len(name) <= 253 and all(
+        0 < len(label) <= 63 and _is_name(label) and not label.startswith("-")
+        and not label.endswith("-") for label in name.split("."))
+
+
+def _is_name(text):
+    return text.isascii() and text.replace("-", "").replace("_", "").isalnum()
 
 
 def _number(text, low, high):

@@ -54,25 +54,48 @@ def debug(msg, **fields):
     _emit(DEBUG, msg, fields)
 
 
+#: JSON: a message cut to this many characters fits in PIPE_BUF whatever it
+#: holds (ensure_ascii writes a character outside the BMP as 12 bytes).
+_JSON_CUT = (_PIPE_BUF - 256) // 12
+#: Text: control characters written as escapes, so that nothing a child or an
+#: orphan names itself (a comm of "x\n[pypause] ok") can start a line.
+_ESCAPES = {c: "\\x%02x" % c for c in (*range(32), 127)}
+_ESCAPES.update({ord("\n"): "\\n", ord("\r"): "\\r", ord("\t"): "\\t"})
+
+
 def format_line(level, msg, fields):
-    """Return one log line (bytes, newline-terminated) in the configured format."""
+    """Return one log line (bytes, newline-terminated, at most PIPE_BUF bytes).
+
+    JSON lines are valid JSON (ASCII) and text lines valid UTF-8, whatever
+    `msg` and `fields` hold: an over-long JSON line keeps a cut message and
+    says "truncated"; a text line is cut between characters.
+    """
     if json_format:
         import json  # only in JSON mode: json pulls in re, a start-up cost
         record = {"ts": time.time(), "level": _LEVEL_NAMES[level], "msg": msg}
         record.update(fields)
         text = json.dumps(record, default=str)
         if len(text) >= _PIPE_BUF:  # cut the message, not the JSON
-            record = {"ts": record["ts"], "level": record["level"],
-                      "msg": msg[:_PIPE_BUF // 8], "truncated": True}
-            text = json.dumps(record, default=str)
-    else:
-        text = "[pypause] %s%s%s" % (
-            "" if level == INFO else _LEVEL_NAMES[level].upper() + ": ",
-            msg,
-            "".join(" %s=%s" % item for item in fields.items()),
-        )
-    line = text.encode("utf-8", "replace")[:_PIPE_BUF - 1]
+            text = json.dumps({"ts": record["ts"], "level": record["level"],
+                               "msg": msg[:_JSON_CUT], "truncated": True})
+        return text.encode("ascii") + b"\n"
+    text = "[pypause] %s%s%s" % (
+        "" if level == INFO else _LEVEL_NAMES[level].upper() + ": ",
+        msg.translate(_ESCAPES),
+        "".join(" %s=%s" % (key, _text_value(value)) for key, value in fields.items()),
+    )
+    line = text.encode("utf-8", "replace")
+    if len(line) >= _PIPE_BUF:
+        line = line[:_PIPE_BUF - 1].decode("utf-8", "ignore").encode("utf-8")
     return line + b"\n"
+
+
+def _text_value(value):
+    """A field's value for a text line: escaped, and quoted if it holds a space."""
+    text = str(value).translate(_ESCAPES)
+    if not text or any(c in text for c in ' "='):
+        return '"%s"' % text.replace('"', '\\"')
+    return text
 
 
 def _emit(level, msg, fields):
@@ -110,7 +133,7 @@ def _write(line):
 def usage_error(msg):
     """Print a one-line usage error, as every init does, without the log format."""
     try:
-        sys.stderr.write("pypause: %s (see pypause --help)\n" % msg)
+        sys.stderr.write("pypause: %s (see pypause --help)\n" % msg.translate(_ESCAPES))
         sys.stderr.flush()
     except (OSError, ValueError, AttributeError):
         pass

@@ -23,8 +23,9 @@ _SI_TKILL = -6
 class Events:
     """What the loop reports as it goes; this default reports nothing.
 
-    metrics.Metrics overrides every method. `needs_comm` asks the loop to
-    read each orphan's command name before reaping it.
+    metrics.Metrics has the same methods and counts what they report.
+    `needs_comm` asks the loop to read each orphan's command name before
+    reaping it.
     """
 
     needs_comm = False
@@ -44,20 +45,29 @@ class Events:
     def heartbeat(self):
         pass
 
+    def grace_period(self):
+        pass
 
-def run(config, main_pid, events):
+
+def run(config, main_pid, events, received=()):
     """Serve as init until it is time to exit; return pypause's exit status.
 
     `main_pid` is the main child in init mode, None in pause mode; `events`
-    hears of what happens. Every signal in signals.WAITED must already be blocked.
+    hears of what happens; `received` are signals that came before the loop
+    could wait for them (a SIGINT caught during start-up), handled first.
+    Every signal in signals.WAITED must already be blocked.
     """
     own_pid = os.getpid()
     reaper = Reaper(main_pid, events, config.warn_on_reap)
+    early = list(received)
     while True:
         try:
-            info = signal.sigwaitinfo(signals.WAITED)
-            signum = info.si_signo
-            from_self = info.si_pid == own_pid and info.si_code in (_SI_USER, _SI_TKILL)
+            if early:
+                signum, from_self = early.pop(0), False
+            else:
+                info = signal.sigwaitinfo(signals.WAITED)
+                signum = info.si_signo
+                from_self = info.si_pid == own_pid and info.si_code in (_SI_USER, _SI_TKILL)
             if not from_self:
                 events.signal_received(signum)
             # Always reap on SIGCHLD, even one pypause sent itself: a child's
@@ -65,11 +75,11 @@ def run(config, main_pid, events):
             if signum == signal.SIGCHLD:
                 code, stop = reaper.reap_all()
                 if code is not None:
-                    return _finish(config, main_pid, reaper, code)
+                    return _finish(config, main_pid, reaper, code, events)
                 if stop in JOB_CONTROL_STOPS:
                     _job_control_stop(config, main_pid, stop, own_pid)
             elif from_self:
-                pass  # a SIGPIPE from a log write, or /healthz waking us: not news
+                pass  # a SIGPIPE from a log write: not news
             elif main_pid is None:
                 if signum in SHUTDOWN_SIGNALS:
                     log.info("Shutting down, got signal: %s" % signals.describe(signum))
@@ -109,18 +119,39 @@ def _send(config, main_pid, signum):
 def _job_control_stop(config, main_pid, stop, own_pid):
     """The main child was stopped by SIGTSTP, SIGTTIN or SIGTTOU.
 
-    Under a shell (not PID 1), pypause stops too, so that the shell sees its
+    Under a job-control shell, pypause stops too, so that the shell sees its
     job stopped and can resume it with `fg` (the SIGCONT is then forwarded).
-    As PID 1 nothing above could ever resume it, and the container would hang
-    stopped: the child is resumed at once.
+    Anywhere else nothing could ever resume pypause, and a stopped process
+    keeps even a runtime's SIGTERM pending: the container would hang. So the
+    child is resumed at once. Not being PID 1 does not mean there is a shell
+    (a pod sharing its PID namespace, `docker run --init`); a terminal whose
+    foreground is pypause's group, or the child's that pypause gave it to, does.
     """
-    if own_pid == 1:
-        log.warning("main child stopped by %s; resuming it: nothing can resume "
-                    "a stopped container's init" % signals.name(stop), pid=main_pid)
+    if not _in_foreground(main_pid):
+        log.warning("main child stopped by %s; resuming it: no job-control shell "
+                    "could resume pypause" % signals.name(stop), pid=main_pid)
         _send(config, main_pid, signal.SIGCONT)
     else:
         log.debug("main child stopped; stopping pypause too", signal=signals.name(stop))
         os.kill(own_pid, signal.SIGSTOP)
+
+
+def _in_foreground(main_pid):
+    """True if pypause's controlling terminal has pypause's or the child's group
+    in the foreground. Never as PID 1 of a namespace: nothing outside it can
+    resume it."""
+    if os.getpid() == 1:
+        return False
+    try:
+        fd = os.open("/dev/tty", os.O_RDONLY | os.O_NOCTTY | os.O_CLOEXEC)
+    except OSError:  # ENXIO: no controlling terminal
+        return False
+    try:
+        return os.tcgetpgrp(fd) in (os.getpgrp(), main_pid)
+    except OSError:
+        return False
+    finally:
+        os.close(fd)
 
 
 def _give_terminal(main_pid):
@@ -132,10 +163,11 @@ def _give_terminal(main_pid):
         pass  # not our controlling terminal, or the child left its group
 
 
-def _finish(config, main_pid, reaper, code):
+def _finish(config, main_pid, reaper, code, events):
     """The main child exited with `code`: deal with the rest, then say how to exit."""
     if config.grace_period is not None:
-        shutdown.grace(main_pid, reaper, config.grace_period)
+        events.grace_period()
+        shutdown.grace(main_pid, reaper, config.grace_period)  # never raises
     if code in config.expect_exit:
         log.debug("expected exit code, reporting 0", status=code)
         return 0

@@ -7,13 +7,21 @@ import sys
 from pypause import cli, log, loop, signals, spawn, title
 
 
-def main(argv=None):
-    # Capture what the child must inherit, then block every handled signal
-    # before anything else: a signal that arrives during start-up waits for
-    # the loop instead of killing PID 1, and any thread started later
-    # inherits the mask.
-    inherited = spawn.InheritedSignals()
-    signal.pthread_sigmask(signal.SIG_BLOCK, signals.WAITED)
+def main(argv=None, started=None):
+    """Run pypause; return an exit status only for help, version and usage errors.
+
+    `started` is what the command script (bin/pypause) did before importing
+    the package: (the signal mask pypause inherited, True if a SIGINT came
+    before it could be blocked), with every signal already blocked. Without
+    it (`python -m pypause`, tests) the signals are blocked here.
+    """
+    if started is None:
+        started = (signal.pthread_sigmask(signal.SIG_BLOCK, signals.WAITED), False)
+    inherited_mask, early_sigint = started
+    # Keep blocked every signal pypause waits for, from now on in every
+    # thread too (threads inherit the mask), plus what was blocked already.
+    signal.pthread_sigmask(signal.SIG_SETMASK, signals.WAITED | set(inherited_mask))
+    inherited = spawn.InheritedSignals(inherited_mask)
     # Python ignores these; ignored signals are discarded even when blocked,
     # and a user may send them to be forwarded.
     signal.signal(signal.SIGPIPE, signal.SIG_DFL)
@@ -37,6 +45,9 @@ def main(argv=None):
         _set_pdeathsig(config.pdeathsig)
     main_pid = None
     if config.command:
+        if not config.command[0]:  # execvp("") would raise ValueError, not ENOENT
+            log.error("cannot run '': empty command name")
+            return 127
         try:
             main_pid = spawn.spawn(config.command, inherited)
         except OSError as e:  # fork() itself failed: EAGAIN at a pids limit, ENOMEM
@@ -48,17 +59,24 @@ def main(argv=None):
     events = loop.Events()
     if config.metrics_addr:
         events = _start_metrics(config.metrics_addr, "init" if main_pid else "pause") or events
-    code = loop.run(config, main_pid, events)
+    code = loop.run(config, main_pid, events, (signal.SIGINT,) if early_sigint else ())
     # Nothing is left to tear down (no atexit work; the metrics threads are
     # daemons), and interpreter finalization would add ~3 ms to every run.
     os._exit(code)
 
 
 def _start_metrics(addr, mode):
-    """Metrics, or None if they cannot be served (pypause goes on without)."""
-    from pypause import metrics  # only now: prometheus_client is heavy
-    collected = metrics.Metrics(mode)
-    return collected if metrics.serve(collected, *addr) else None
+    """Metrics, or None if they cannot be served (pypause goes on without).
+
+    Never raises: the child is already running, and PID 1 must go on.
+    """
+    try:
+        from pypause import metrics  # only now: prometheus_client is heavy
+        collected = metrics.Metrics(mode)
+        return collected if metrics.serve(collected, *addr) else None
+    except Exception as e:  # a missing or broken prometheus_client, a bug
+        log.error("metrics disabled: %r" % e)
+        return None
 
 
 def _become_subreaper():

@@ -57,6 +57,7 @@ class Metrics:
         self._comms = set()
         self._beats = 0
         self._beat = threading.Condition()
+        self._in_grace = False
 
     # -- called by the loop -------------------------------------------------
     def signal_received(self, signum):
@@ -83,9 +84,18 @@ class Metrics:
             self._beats += 1
             self._beat.notify_all()
 
+    def grace_period(self):
+        self._in_grace = True
+
     # -- called by HTTP threads ---------------------------------------------
     def loop_alive(self):
-        """True if the loop runs a step within HEALTH_TIMEOUT of being woken."""
+        """True if the loop runs a step within HEALTH_TIMEOUT of being woken.
+
+        During the grace period the loop does not beat: it is in a wait that
+        ends by itself at a deadline. pypause is doing its job, so it is healthy.
+        """
+        if self._in_grace:
+            return True
         with self._beat:
             seen = self._beats
             os.kill(os.getpid(), signal.SIGCHLD)  # a reap pass: harmless, and it wakes the loop
@@ -165,8 +175,9 @@ def serve(metrics, host, port):
                                     flags=socket.AI_PASSIVE)[0][0]
         server_class = type("Server", (_Server,), {"address_family": family})
         server = server_class((host, port), _Handler)
-    except OSError as e:
-        log.error("metrics disabled: cannot listen on %s:%d: %s" % (host, port, e.strerror or e))
+    except Exception as e:  # OSError, and UnicodeError from IDNA for odd names
+        log.error("metrics disabled: cannot listen on %s:%d: %s"
+                  % (host, port, getattr(e, "strerror", None) or e))
         return False
     server.set_app(metrics.wsgi_app())
     # poll_interval=None: the thread sleeps in select() until a connection comes.

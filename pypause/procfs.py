@@ -1,11 +1,38 @@
 """What /proc tells about processes. Every reader tolerates a missing /proc
-(a namespace without it mounted) and processes that vanish while being read."""
+(a namespace without it mounted) and processes that vanish while being read.
+
+A /proc of another PID namespace (`unshare --pid --fork` without
+`--mount-proc`, a container that bind-mounts the host's /proc) is treated as
+a missing one: its PIDs are not ours, so its names and counts would describe
+strangers.
+"""
 
 import os
 
+_ours = None  # is /proc of our PID namespace? Asked once (see ours())
+
+
+def ours():
+    """True if /proc is mounted and belongs to pypause's PID namespace.
+
+    /proc/self names the reader's PID as that /proc's namespace sees it: our
+    own PID only in a /proc of our namespace. Checked once; a /proc mounted
+    or replaced later is not noticed.
+    """
+    global _ours
+    if _ours is None:
+        try:
+            _ours = os.readlink("/proc/self") == str(os.getpid())
+        except OSError:
+            _ours = False
+    return _ours
+
 
 def stat(pid):
-    """(comm, state, ppid) of `pid`, or None if it is gone or /proc is absent."""
+    """(comm, state, ppid, pgrp) of `pid`, or None if it is gone.
+
+    The caller has checked ours().
+    """
     try:
         with open("/proc/%d/stat" % pid, "rb") as f:
             text = f.read()
@@ -13,8 +40,23 @@ def stat(pid):
         return None
     # comm may itself hold ")" or spaces: it ends at the last ")".
     end = text.rindex(b")")
-    state, ppid = text[end + 2:].split(b" ", 2)[:2]
-    return text[text.index(b"(") + 1:end].decode("utf-8", "replace"), state.decode(), int(ppid)
+    state, ppid, pgrp = text[end + 2:].split(b" ", 3)[:3]
+    comm = text[text.index(b"(") + 1:end].decode("utf-8", "replace")
+    return comm, state.decode(), int(ppid), int(pgrp)
+
+
+def processes():
+    """{pid: (comm, state, ppid, pgrp)} of every process in our namespace,
+    or None without a /proc of our own."""
+    if not ours():
+        return None
+    result = {}
+    for name in os.listdir("/proc"):
+        if name.isdigit():
+            fields = stat(int(name))
+            if fields:
+                result[int(name)] = fields
+    return result
 
 
 def comm(pid):
@@ -23,6 +65,8 @@ def comm(pid):
     Read for every orphan reaped with metrics on: unbuffered, ~3x cheaper
     than open().
     """
+    if not ours():
+        return None
     try:
         fd = os.open("/proc/%d/comm" % pid, os.O_RDONLY | os.O_CLOEXEC)
     except OSError:
@@ -36,19 +80,13 @@ def comm(pid):
 
 
 def census(parent):
-    """(processes visible, zombies whose parent is `parent`), or None without /proc."""
+    """(processes visible, zombies whose parent is `parent`), or None without
+    a /proc of our own."""
     try:
-        names = os.listdir("/proc")
+        found = processes()
     except OSError:
         return None
-    total = zombies = 0
-    for name in names:
-        if name.isdigit():
-            fields = stat(int(name))
-            if fields:
-                total += 1
-                if fields[1] == "Z" and fields[2] == parent:
-                    zombies += 1
-    if total == 0:
-        return None  # /proc is an empty directory: not mounted
-    return total, zombies
+    if found is None:
+        return None
+    zombies = sum(1 for _, state, ppid, _ in found.values() if state == "Z" and ppid == parent)
+    return len(found), zombies

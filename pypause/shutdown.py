@@ -3,79 +3,181 @@ child has exited, before it exits itself.
 
 Without a grace period PID 1 exits at once and the kernel SIGKILLs every
 process left in the namespace, with no chance to clean up. With one, the rest
-get SIGTERM, then up to SECONDS to exit, then SIGKILL.
+get SIGTERM and SIGCONT (a stopped process could not act on the SIGTERM; systemd
+sends both too), then up to SECONDS to exit, then SIGKILL.
 
 Which processes are "the rest": as PID 1, every other process of the PID
-namespace (kill(-1) reaches exactly those); otherwise the main child's process
-group, which is all pypause started and can name.
+namespace (kill(-1) reaches exactly those, including processes that entered
+it from outside, as `kubectl exec` does); otherwise the main child's process
+group, which is all pypause started and can name. A process pypause may not
+signal (another user's) is left out: it would not get the SIGTERM, so waiting
+for it to act on one would only waste the grace period.
+
+Waiting never polls. While any of the rest is a child of pypause, a SIGCHLD
+wakes the wait; once none is (only processes that entered from outside, or
+whose parent is still alive), a pidfd of each is polled for its exit.
 """
 
 import os
+import select
 import signal
 import time
 
-from pypause import log, signals
+from pypause import log, procfs, signals
 
 #: After SIGKILL, how long to wait for the kernel to finish the processes off.
 _KILL_WAIT = 1.0
+#: At most this many pidfds are watched at once. Watching some of the rest is
+#: enough: the wait is over only when all have exited, so it is enough to wake
+#: when one of the watched does and to look again.
+MAX_PIDFDS = 64
 
 
 class Leftovers:
     """The processes still around after the main child exited."""
 
     def __init__(self, main_pid):
-        self.as_pid1 = os.getpid() == 1
+        self.own_pid = os.getpid()
+        self.as_pid1 = self.own_pid == 1
         self.pgid = main_pid  # the child made its own group, named after it
+        self.told_refused = False  # "not waiting for ..." is logged once
+
+    def describe(self):
+        return "every process in the namespace" if self.as_pid1 else "process group %d" % self.pgid
 
     def signal(self, signum):
-        """Send `signum` to all of them; return False if there are none."""
+        """Send `signum` to all of them that pypause may signal; False if none is left.
+
+        kill(-1) skips what it may not signal; killpg() says EPERM only when it
+        could signal none of the group.
+        """
         try:
             if self.as_pid1:
                 os.kill(-1, signum)
             else:
                 os.killpg(self.pgid, signum)
-        except ProcessLookupError:
+        except (ProcessLookupError, PermissionError):
             return False
         return True
 
-    def gone(self, reaper):
-        """Reap what has exited; True once none of them is left."""
-        reaper.reap_all()
+    def alive(self):
+        """{pid: is our child} of the rest that pypause may signal, not yet exited.
+
+        None when /proc cannot tell (not mounted, or another namespace's).
+        """
+        found = procfs.processes()
+        if found is None:
+            return None
+        alive = {}
+        refused = []
+        for pid, (_, state, ppid, pgrp) in found.items():
+            if pid == self.own_pid or state == "Z" or not (self.as_pid1 or pgrp == self.pgid):
+                continue
+            try:
+                os.kill(pid, 0)
+            except ProcessLookupError:
+                continue
+            except PermissionError:
+                refused.append(pid)
+                continue
+            alive[pid] = ppid == self.own_pid
+        if refused and not self.told_refused:
+            self.told_refused = True
+            log.warning("not waiting for %d process(es) pypause may not signal" % len(refused),
+                        pid=refused[0])
+        return alive
+
+    def any_child(self):
+        """Without /proc: True if any child of ours (as PID 1) or any process
+        of the group that we may signal (otherwise) is left."""
         if self.as_pid1:
             try:  # as PID 1 every process left is our descendant, hence one is our child
-                os.waitid(os.P_ALL, 0, os.WEXITED | os.WNOHANG | os.WNOWAIT)
+                return os.waitid(os.P_ALL, 0, os.WEXITED | os.WNOHANG | os.WNOWAIT) is None
             except ChildProcessError:
-                return True
-            return False
-        return not self.signal(0)
+                return False
+        return self.signal(0)
 
 
 def grace(main_pid, reaper, seconds):
     """SIGTERM what is left, wait up to `seconds` for it to exit, then SIGKILL it.
 
-    Waits on SIGCHLD only (no polling); other signals that arrive meanwhile are
-    dropped: the main child they were meant for is gone.
+    Returns when all of it has exited or been killed. Never raises: pypause
+    must exit with the main child's status whatever happens here.
     """
-    rest = Leftovers(main_pid)
-    if rest.gone(reaper) or not rest.signal(signal.SIGTERM):
-        return
-    what = "every process in the namespace" if rest.as_pid1 else "process group %d" % rest.pgid
-    log.info("main child exited; sent SIGTERM to %s, waiting up to %gs" % (what, seconds))
-    if _wait(rest, reaper, seconds):
-        log.info("everything left exited within the grace period")
-        return
-    log.warning("grace period over; sending SIGKILL to %s" % what)
-    rest.signal(signal.SIGKILL)
-    _wait(rest, reaper, _KILL_WAIT)
+    try:
+        rest = Leftovers(main_pid)
+        if _all_gone(rest, reaper) or not rest.signal(signal.SIGTERM):
+            return
+        rest.signal(signal.SIGCONT)
+        log.info("main child exited; sent SIGTERM to %s, waiting up to %gs"
+                 % (rest.describe(), seconds))
+        if _wait(rest, reaper, seconds):
+            log.info("everything left exited within the grace period")
+            return
+        log.warning("grace period over; sending SIGKILL to %s" % rest.describe())
+        rest.signal(signal.SIGKILL)
+        _wait(rest, reaper, _KILL_WAIT)
+    except Exception as e:  # a bug here must not cost the child's exit status
+        log.error("grace period cut short: %r" % e)
+
+
+def _all_gone(rest, reaper):
+    reaper.reap_all()
+    return not _waiting_for(rest)
+
+
+def _waiting_for(rest):
+    """What the wait is for: "child" (a SIGCHLD will come), a list of PIDs
+    (pidfds to watch), or None when nothing is left."""
+    alive = rest.alive()
+    if alive is None:
+        return "child" if rest.any_child() else None
+    if any(alive.values()):
+        return "child"
+    return list(alive)[:MAX_PIDFDS] or None
 
 
 def _wait(rest, reaper, seconds):
+    """Wait until nothing is left (True) or `seconds` have passed (False)."""
     deadline = time.monotonic() + seconds
-    while not rest.gone(reaper):
+    while True:
+        reaper.reap_all()
+        what = _waiting_for(rest)
+        if what is None:
+            return True
         remaining = deadline - time.monotonic()
         if remaining <= 0:
             return False
-        info = signal.sigtimedwait(signals.WAITED, remaining)
-        if info is not None and info.si_signo != signal.SIGCHLD:
-            log.debug("dropped signal during grace period", signal=signals.name(info.si_signo))
-    return True
+        if what == "child":
+            info = signal.sigtimedwait(signals.WAITED, remaining)
+            if info is not None and info.si_signo != signal.SIGCHLD:
+                log.debug("dropped signal during grace period", signal=signals.name(info.si_signo))
+        else:
+            _wait_for_exit(what, remaining)
+
+
+def _wait_for_exit(pids, seconds):
+    """Sleep until one of `pids` exits or `seconds` pass; signals stay pending.
+
+    Without pidfds (Linux < 5.3, a seccomp filter, no fd left) there is
+    nothing to wake on: the wait lasts until a signal or the deadline.
+    """
+    fds = []
+    try:
+        for pid in pids:
+            try:
+                fds.append(os.pidfd_open(pid))
+            except ProcessLookupError:
+                return  # already gone: look again
+            except OSError:
+                break
+        if not fds:
+            signal.sigtimedwait(signals.WAITED, seconds)
+            return
+        poller = select.poll()
+        for fd in fds:
+            poller.register(fd, select.POLLIN)
+        poller.poll(max(1, int(seconds * 1000 + 0.999)))
+    finally:
+        for fd in fds:
+            os.close(fd)

@@ -23,8 +23,8 @@ _PYTHON_TOUCHED = (signal.SIGPIPE, signal.SIGXFSZ, signal.SIGINT)
 class InheritedSignals:
     """The signal state pypause was started with, to be handed to the child."""
 
-    def __init__(self):
-        self.mask = signal.pthread_sigmask(signal.SIG_BLOCK, ())
+    def __init__(self, mask):
+        self.mask = mask
         self.ignored_sigint = signal.getsignal(signal.SIGINT) == signal.SIG_IGN
 
     def restore_in_child(self):

@@ -1,10 +1,22 @@
 """Fixtures that end every process and namespace a test starts, also on failure."""
 
+import shutil
 import subprocess
+import tempfile
 
 import pytest
 
-from support import PidNamespace, stop
+from support import PidNamespace, stop, unprivileged_pypause
+
+
+@pytest.fixture
+def unprivileged():
+    """(argv, env) that run pypause as uid 65534; see support.unprivileged_pypause."""
+    directory = tempfile.mkdtemp(dir="/tmp")
+    try:
+        yield unprivileged_pypause(directory)
+    finally:
+        shutil.rmtree(directory)
 
 
 @pytest.fixture

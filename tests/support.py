@@ -39,6 +39,19 @@ def wait_for(condition, timeout=10.0, what="condition", interval=0.01):
         time.sleep(interval)
 
 
+def blocked_signals(pid):
+    """The set of signals `pid` blocks (SigBlk of its main thread), or None if gone."""
+    try:
+        with open("/proc/%d/status" % pid) as f:
+            for line in f:
+                if line.startswith("SigBlk:"):
+                    mask = int(line.split()[1], 16)
+                    return {n + 1 for n in range(64) if mask >> n & 1}
+    except OSError:
+        return None
+    return None
+
+
 def port_from(stderr):
     """Read pypause's stderr up to the line that says where metrics are served."""
     while True:
@@ -125,6 +138,27 @@ def wait_until_idle(pid, timeout=10.0):
         return fields and (fields[0] == number if number else fields[0] != "running")
     wait_for(idle, timeout, what="pypause %d to wait for signals" % pid)
 
+
+
+def unprivileged_pypause(directory):
+    """argv that runs pypause as uid/gid 65534, and the environment it needs.
+
+    This interpreter may live where uid 65534 cannot read (/root/.pyenv), so
+    the package is copied into `directory` (made world-readable; its parents
+    must be too: pytest's tmp_path is not) and run by a world-readable interpreter: Debian's /usr/bin/python3. Skips the test
+    when that cannot be done.
+    """
+    python = "/usr/bin/python3"
+    if os.geteuid() != 0:
+        pytest.skip("needs root to switch to uid 65534")
+    if not shutil.which("setpriv") or not os.access(python, os.X_OK):
+        pytest.skip("needs setpriv(1) and a system %s" % python)
+    import pypause
+    os.chmod(directory, 0o755)
+    shutil.copytree(os.path.dirname(pypause.__file__), os.path.join(directory, "pypause"))
+    argv = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups",
+            python, "-m", "pypause"]
+    return argv, {"PATH": "/usr/bin:/bin", "PYTHONPATH": str(directory)}
 
 
 def stop(proc):

@@ -5,11 +5,12 @@ import json
 import os
 import signal
 import subprocess
+import sys
 import time
 
 import pytest
 
-from support import PYPAUSE, helper, needs_pidns, stat_fields, wait_for, wait_until_idle
+from support import PYPAUSE, helper, needs_pidns, stat_fields, stop, wait_for, wait_until_idle
 
 pytestmark = pytest.mark.timeout(30)
 ENV = dict(os.environ)
@@ -187,6 +188,93 @@ def test_grace_period_with_nothing_left_exits_at_once():
     assert time.monotonic() - t0 < 5
 
 
+# A process that cleans up for a second on SIGTERM, then writes `flag` and
+# exits; it says "ready" on stdout once its handler is in place.
+SLOW_CLEANUP = """
+import os, signal, sys, time
+def term(signum, frame):
+    time.sleep(1)
+    open(sys.argv[1], "w").close()
+    os._exit(0)
+signal.signal(signal.SIGTERM, term)
+print("ready", flush=True)
+while True:
+    time.sleep(60)
+"""
+
+
+def test_grace_period_skips_a_group_member_it_may_not_signal(unprivileged, procs):
+    # pypause runs as uid 65534; a root process joins the child's process group.
+    argv, env = unprivileged
+    p = procs([*argv, "--grace-period", "20", "--", "sh", "-c", "echo $$; read x; exit 3"],
+              env=env, cwd="/", stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+              stderr=subprocess.PIPE)
+    child = int(p.stdout.readline())
+    intruder = procs([sys.executable, "-c", "import os, sys, time; os.setpgid(0, %d); "
+                      "print('joined', flush=True); time.sleep(60)" % child],
+                     stdout=subprocess.PIPE)
+    assert intruder.stdout.readline() == b"joined\n"
+    t0 = time.monotonic()
+    p.stdin.close()  # the child exits 3
+    assert p.wait(10) == 3  # neither hangs on EPERM nor waits 20 s for it
+    assert time.monotonic() - t0 < 5
+    err = p.stderr.read().decode()
+    assert "may not signal" in err and "unexpected error" not in err, err
+
+
+@needs_pidns
+def test_grace_period_as_pid1_skips_a_process_it_may_not_signal(unprivileged, pidns):
+    # PID 1 runs as uid 65534; root enters the namespace and leaves an orphan
+    # there, which PID 1 adopts but may not signal.
+    argv, env = unprivileged
+    ns = pidns([*argv, "--grace-period", "20", "--", "sh", "-c", "read x; exit 3"], env=env,
+               cwd="/", stdin=subprocess.PIPE, stderr=subprocess.PIPE)
+    wait_until_idle(ns.pid)
+    ns.nsenter(["sh", "-c", "sleep 60 & exit 0"], check=True, timeout=10)
+    wait_for(lambda: any(c == "sleep" and ppid == ns.pid for c, _, ppid in ns.members().values()),
+             what="the root orphan to be adopted")
+    t0 = time.monotonic()
+    ns.unshare.stdin.close()
+    assert ns.unshare.wait(10) == 3
+    assert time.monotonic() - t0 < 5
+    assert b"may not signal" in ns.unshare.stderr.read()
+
+
+@needs_pidns
+def test_grace_period_as_pid1_waits_for_a_process_that_entered_from_outside(pidns, tmp_path):
+    # As `kubectl exec` does: the process is in the namespace, but its parent
+    # (nsenter here, the runtime's shim there) is not: no SIGCHLD will come.
+    flag = tmp_path / "cleaned-up"
+    ns = pidns([PYPAUSE, "--grace-period", "10", "--", "sh", "-c", "read x; exit 3"],
+               stdin=subprocess.PIPE, stderr=subprocess.PIPE)
+    entered = ns.enter([sys.executable, "-c", SLOW_CLEANUP, str(flag)], stdout=subprocess.PIPE)
+    try:
+        assert entered.stdout.readline() == b"ready\n"
+        t0 = time.monotonic()
+        ns.unshare.stdin.close()
+        assert ns.unshare.wait(15) == 3
+        assert 1 <= time.monotonic() - t0 < 8
+        assert flag.exists()  # it finished cleaning up before PID 1 exited
+    finally:
+        stop(entered)
+
+
+def test_grace_period_resumes_a_stopped_process_so_it_can_clean_up(tmp_path):
+    # systemd sends SIGCONT after SIGTERM for the same reason: a stopped
+    # process cannot run its SIGTERM handler.
+    flag, fifo = tmp_path / "cleaned-up", tmp_path / "ready"
+    os.mkfifo(fifo)
+    script = ('%s -c "$1" "$2" > "$3" & read ready < "$3"; kill -STOP $!; exit 3'
+              % sys.executable)
+    t0 = time.monotonic()
+    r = subprocess.run([PYPAUSE, "--grace-period", "10", "--", "sh", "-c", script, "sh",
+                        SLOW_CLEANUP, str(flag), str(fifo)], capture_output=True, timeout=20)
+    assert r.returncode == 3
+    assert flag.exists()
+    assert time.monotonic() - t0 < 8, r.stderr  # not the whole period, then SIGKILL
+    assert b"sending SIGKILL" not in r.stderr
+
+
 # -- --log-format / PYPAUSE_LOG_FORMAT ----------------------------------------
 
 @pytest.mark.parametrize("args, env", [(["--log-format", "json"], {}),
@@ -224,12 +312,13 @@ def test_pid1_forwards_sigtstp_without_stranding_the_child(pidns):
     assert ns.unshare.wait(10) == 0
 
 
-def test_under_a_shell_pypause_stops_with_its_child_and_resumes_with_it(procs):
-    p = procs([PYPAUSE, "--", "sh", "-c", "kill -TSTP $$; exit 7"])
-    # As a shell would see it: its job (pypause) is stopped.
-    wait_for(lambda: stat_fields(p.pid)[1] == "T", what="pypause to stop")
-    os.kill(p.pid, signal.SIGCONT)  # what `fg` does
+def test_without_a_terminal_a_stopped_child_is_resumed_even_when_not_pid1(procs):
+    # A pod sharing its PID namespace, `docker run --init`: pypause is not PID 1,
+    # and nothing could resume it if it stopped with its child.
+    p = procs([PYPAUSE, "--", "sh", "-c", "kill -TSTP $$; exit 7"], start_new_session=True,
+              stderr=subprocess.PIPE)
     assert p.wait(10) == 7
+    assert b"resuming it" in p.stderr.read()
 
 
 # -- bad input ----------------------------------------------------------------
