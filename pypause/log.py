@@ -59,8 +59,10 @@ def debug(msg, **fields):
 _JSON_CUT = (_PIPE_BUF - 256) // 12
 #: Text: control characters written as escapes, so that nothing a child or an
 #: orphan names itself (a comm of "x\n[pypause] ok") can start a line.
-_ESCAPES = {c: "\\x%02x" % c for c in (*range(32), 127)}
-_ESCAPES.update({ord("\n"): "\\n", ord("\r"): "\\r", ord("\t"): "\\t"})
+#: (C0 and C1 controls, DEL, and the Unicode line and paragraph separators.)
+_ESCAPES = {c: "\\x%02x" % c for c in (*range(32), *range(127, 160))}
+_ESCAPES.update({ord("\n"): "\\n", ord("\r"): "\\r", ord("\t"): "\\t",
+                 0x2028: "\\u2028", 0x2029: "\\u2029"})
 
 
 def format_line(level, msg, fields):

@@ -1,8 +1,12 @@
-"""The parser's pure logic, without starting processes."""
+"""The parser's and the log lines' pure logic, without starting processes."""
+
+import json
+import random
+import socket
 
 import pytest
 
-from pypause import cli, signals
+from pypause import cli, log, signals
 
 pytestmark = pytest.mark.timeout(10)
 
@@ -14,6 +18,8 @@ pytestmark = pytest.mark.timeout(10)
     ("localhost:80", ("localhost", 80)),
     ("[::]:9100", ("::", 9100)),
     ("[::1]:1", ("::1", 1)),
+    ("[fe80::1%eth0]:9100", ("fe80::1%eth0", 9100)),
+    ("metrics.my-pod.svc:9100", ("metrics.my-pod.svc", 9100)),
 ])
 def test_metrics_addr(text, addr):
     assert cli.parse_metrics_addr(text) == addr
@@ -61,3 +67,52 @@ def test_bad_signal_names(text):
 def test_signal_name_round_trip():
     for signum in signals.WAITED:
         assert signals.parse(signals.name(signum)) == signum
+
+
+def test_fuzzed_metrics_addresses_are_refused_or_bindable():
+    """Whatever is accepted can be handed to getaddrinfo without an exception
+    other than OSError (no IDNA UnicodeError, no ValueError)."""
+    rng = random.Random(10)
+    alphabet = ["a", "b", "7", "-", "_", ".", ":", "[", "]", "%", "::", "é", "\u00df",
+                "\U0001f600", " ", "\x00", "a" * 63, "b" * 64, "1.2.3.4", "::1", "99999"]
+    for _ in range(3000):
+        text = "".join(rng.choice(alphabet) for _ in range(rng.randint(0, 8)))
+        if rng.random() < 0.5:
+            text += ":%d" % rng.choice([0, 1, 9100, 65535, 65536, 10 ** 6])
+        try:
+            host, port = cli.parse_metrics_addr(text)
+        except ValueError:
+            continue
+        assert 0 <= port <= 65535
+        try:
+            socket.getaddrinfo(host, port, flags=socket.AI_NUMERICHOST)
+        except socket.gaierror:  # a name, not an address: it must encode for DNS
+            assert host.encode("idna").decode("ascii") == host
+
+
+@pytest.mark.parametrize("log_format", ["text", "json"])
+def test_fuzzed_log_lines_are_one_valid_line_within_pipe_buf(log_format):
+    rng = random.Random(4)
+    pieces = ["x", "\n", "\r", "\x1b[2J", "\x00", "é", "\U0001f600", "\udcff", '"', "\\",
+              "[pypause] ok", " ", "=", "\u2028"]
+    log.configure(0, log_format)
+    try:
+        for _ in range(500):
+            msg = "".join(rng.choice(pieces) for _ in range(rng.choice([1, 10, 500, 3000])))
+            field = "".join(rng.choice(pieces) for _ in range(rng.choice([0, 5, 2000])))
+            line = log.format_line(log.WARNING, msg, {"comm": field, "pid": 7})
+            assert len(line) <= 4096 and line.endswith(b"\n")
+            assert line.count(b"\n") == 1 and b"\r" not in line
+            text = line.decode("utf-8")  # strict: valid UTF-8
+            if log_format == "json":
+                assert json.loads(text)["level"] == "warning"
+            else:
+                assert text.startswith("[pypause] WARNING: ")
+                assert not {"\x1b", "\x00", "\u2028"} & set(text)
+    finally:
+        log.configure(0, "text")
+
+
+def test_text_fields_cannot_forge_a_line():
+    line = log.format_line(log.WARNING, "reaped zombie", {"comm": "x\n[pypause] ok", "pid": 9})
+    assert line == b'[pypause] WARNING: reaped zombie comm="x\\n[pypause] ok" pid=9\n'

@@ -132,6 +132,18 @@ def test_warn_on_reap_names_each_orphan(procs, args, env):
     assert p.wait(10) == 0
 
 
+def test_warn_on_reap_escapes_a_hostile_command_name(tmp_path):
+    # An orphan whose comm holds a newline must not write a line of its own.
+    name = "x\n[pypause] ok"  # 14 bytes: all of it is the comm
+    os.symlink("/bin/true", tmp_path / name)
+    r = subprocess.run([PYPAUSE, "-w", "--", "sh", "-c", '("$1" &); sleep 0.5', "sh",
+                        str(tmp_path / name)], capture_output=True, timeout=20)
+    assert r.returncode == 0
+    assert r.stderr.decode().splitlines() == [
+        r'[pypause] WARNING: reaped zombie pid=%s comm="x\n[pypause] ok" status=0'
+        % r.stderr.split(b"pid=")[1].split()[0].decode()]
+
+
 # -- --grace-period / PYPAUSE_GRACE_PERIOD ------------------------------------
 
 @needs_pidns
@@ -380,6 +392,16 @@ def test_options_as_pid1(pidns):
     assert ns.unshare.wait(10) == 0  # and sh with 7, an expected code
     records = [json.loads(line) for line in ns.unshare.stderr.read().splitlines()]
     assert any(r["msg"] == "reaped zombie" and r["comm"] == "sleep" for r in records)
+
+
+def test_json_log_lines_stay_json_with_wide_characters():
+    name = "\U0001f600" * 400  # 12 bytes each once escaped
+    r = subprocess.run([PYPAUSE, "--log-format", "json", "--", name], capture_output=True,
+                       timeout=20)
+    assert r.returncode == 126  # ENAMETOOLONG
+    assert len(r.stderr) <= 4096
+    record = json.loads(r.stderr)
+    assert record["truncated"] is True and record["msg"].startswith("cannot run '\U0001f600")
 
 
 def test_json_log_lines_stay_json_when_too_long():

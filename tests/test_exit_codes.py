@@ -52,6 +52,12 @@ def test_command_not_executable_is_126(tmp_path):
     assert "Permission denied" in r.stderr
 
 
+def test_empty_command_is_127_with_a_line_that_says_why():
+    r = run("--", "")
+    assert r.returncode == 127
+    assert r.stderr.count("\n") == 1 and "empty command" in r.stderr
+
+
 def test_directory_as_command_is_126(tmp_path):
     assert run("--", str(tmp_path)).returncode == 126
 

@@ -6,6 +6,7 @@ import signal
 import socket
 import subprocess
 import threading
+import time
 import urllib.error
 import urllib.request
 
@@ -177,6 +178,57 @@ def test_bad_address_is_a_usage_error():
                        capture_output=True, text=True, timeout=20)
     assert r.returncode == 2
     assert "--metrics-addr" in r.stderr
+
+
+@pytest.mark.parametrize("addr", [
+    "a..b:9100", "x" * 64 + ":9100", "é.example:9100", "-a:1", "[zz]:1", "[::1:1",
+    "[]:1", "1.2.3.4:65536", "host:", "::1:9100", "[::1%]:1",
+])
+def test_bad_address_is_a_usage_error_before_the_child_starts(addr, tmp_path):
+    flag = tmp_path / "started"
+    r = subprocess.run([PYPAUSE, "--metrics-addr", addr, "--", "touch", str(flag)],
+                       capture_output=True, text=True, timeout=20)
+    assert r.returncode == 2, r.stderr
+    assert r.stderr.count("\n") == 1 and "--metrics-addr" in r.stderr
+    assert not flag.exists()
+
+
+def test_address_that_cannot_be_bound_disables_metrics_only():
+    # A valid address this machine does not have (TEST-NET-1): found at bind time.
+    r = subprocess.run([PYPAUSE, "--metrics-addr", "192.0.2.1:9100", "--", "sh", "-c", "exit 5"],
+                       capture_output=True, text=True, timeout=20)
+    assert r.returncode == 5
+    assert "metrics disabled" in r.stderr and "Traceback" not in r.stderr
+
+
+@needs_pidns
+def test_healthz_answers_at_once_during_the_grace_period(pidns):
+    ns = pidns([PYPAUSE, "--metrics-addr", "127.0.0.1:0", "--grace-period", "20", "--",
+                "sh", "-c", '(trap "" TERM; sleep 30) & read x; exit 3'],
+               stdin=subprocess.PIPE, stderr=subprocess.PIPE)
+    port = port_from(ns.unshare.stderr)
+    ns.unshare.stdin.close()
+    while b"waiting up to" not in ns.unshare.stderr.readline():
+        pass
+    t0 = time.monotonic()
+    assert get(port, "/healthz")[0] == 200  # doing its job: not a reason to restart it
+    assert time.monotonic() - t0 < 1
+
+
+@needs_pidns
+def test_proc_of_another_namespace_is_treated_as_missing(pidns):
+    # unshare without --mount-proc: /proc is the host's, whose PIDs are not ours.
+    ns = pidns([PYPAUSE, "--metrics-addr", "127.0.0.1:0", "--",
+                *helper("orphans", 20, 0, "--stay")], unshare_args=(), stdin=subprocess.PIPE,
+               stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    port = port_from(ns.unshare.stderr)
+    assert ns.unshare.stdout.readline() == b"orphaned\n"
+    wait_for(lambda: reaped(port, "unknown") == 20, what="20 orphans counted as unknown")
+    got = samples(port)
+    assert not [labels for name, labels in got if name == "pypause_zombies_reaped_total"
+                and labels != frozenset({("comm", "unknown")})]
+    assert ("pypause_processes", frozenset()) not in got
+    assert ("pypause_zombies", frozenset()) not in got
 
 
 def test_metrics_on_ipv6_any(procs):

@@ -60,3 +60,19 @@ def test_ctrl_z_stops_pypause_with_the_child_and_fg_resumes_both(terminal):
     write(b"hello\n")
     assert "got hello" in read_until("got hello").decode()
     assert p.wait(10) == 6
+
+
+def test_under_a_job_control_shell_ctrl_z_and_fg_work(terminal):
+    # The case where pypause must stop with its child: an interactive shell
+    # took it as a job and will resume it with `fg`.
+    start, read_until, write = terminal
+    start(["bash", "--norc", "--noprofile", "-i"])
+    write(b"PS1='$ '; echo shell-ready\n")
+    read_until("shell-ready")
+    write(("%s -- sh -c 'kill -TSTP $$; echo resumed; exit 7'\n" % PYPAUSE).encode())
+    read_until("Stopped")
+    write(b"fg\n")
+    read_until("resumed")
+    write(b"echo status=$?\n")
+    assert "status=7" in read_until("status=7").decode()
+    write(b"exit\n")
