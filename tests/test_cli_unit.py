@@ -97,8 +97,10 @@ def test_fuzzed_log_lines_are_one_valid_line_within_pipe_buf(log_format):
               "[pypause] ok", " ", "=", "\u2028"]
     log.configure(0, log_format)
     try:
+        wide = ["\U0001f600", "\udcff", "\x01"]  # 12, 6 and 6 bytes in JSON
         for _ in range(500):
-            msg = "".join(rng.choice(pieces) for _ in range(rng.choice([1, 10, 500, 3000])))
+            pool = pieces if rng.random() < 0.5 else wide
+            msg = "".join(rng.choice(pool) for _ in range(rng.choice([1, 10, 500, 3000])))
             field = "".join(rng.choice(pieces) for _ in range(rng.choice([0, 5, 2000])))
             line = log.format_line(log.WARNING, msg, {"comm": field, "pid": 7})
             assert len(line) <= 4096 and line.endswith(b"\n")
