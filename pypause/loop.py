@@ -123,35 +123,36 @@ def _job_control_stop(config, main_pid, stop, own_pid):
     job stopped and can resume it with `fg` (the SIGCONT is then forwarded).
     Anywhere else nothing could ever resume pypause, and a stopped process
     keeps even a runtime's SIGTERM pending: the container would hang. So the
-    child is resumed at once. Not being PID 1 does not mean there is a shell
-    (a pod sharing its PID namespace, `docker run --init`); a terminal whose
-    foreground is pypause's group, or the child's that pypause gave it to, does.
+    child is resumed at once.
     """
-    if not _in_foreground(main_pid):
+    if _job_control_shell_above():
+        log.debug("main child stopped; stopping pypause too", signal=signals.name(stop))
+        os.kill(own_pid, signal.SIGSTOP)
+    else:
         log.warning("main child stopped by %s; resuming it: no job-control shell "
                     "could resume pypause" % signals.name(stop), pid=main_pid)
         _send(config, main_pid, signal.SIGCONT)
-    else:
-        log.debug("main child stopped; stopping pypause too", signal=signals.name(stop))
-        os.kill(own_pid, signal.SIGSTOP)
 
 
-def _in_foreground(main_pid):
-    """True if pypause's controlling terminal has pypause's or the child's group
-    in the foreground. Never as PID 1 of a namespace: nothing outside it can
-    resume it."""
-    if os.getpid() == 1:
+def _job_control_shell_above():
+    """True if a shell runs pypause as a job and can resume it.
+
+    Not being PID 1 does not say so (a pod sharing its PID namespace, `docker
+    run --init`). A shell that does job control runs each job in a process
+    group of its own, in its session, on its controlling terminal: pypause has
+    a controlling terminal, and its parent is in the same session but another
+    process group (POSIX: pypause's group is not orphaned; for an orphaned
+    group the kernel itself discards SIGTSTP). A parent that is PID 1 is an
+    init (`docker run -it --init`), not a shell.
+    """
+    parent = os.getppid()
+    if os.getpid() == 1 or parent <= 1:
         return False
     try:
-        fd = os.open("/dev/tty", os.O_RDONLY | os.O_NOCTTY | os.O_CLOEXEC)
-    except OSError:  # ENXIO: no controlling terminal
-        return False
-    try:
-        return os.tcgetpgrp(fd) in (os.getpgrp(), main_pid)
+        os.close(os.open("/dev/tty", os.O_RDONLY | os.O_CLOEXEC))  # ENXIO: no terminal
+        return os.getsid(parent) == os.getsid(0) and os.getpgid(parent) != os.getpgrp()
     except OSError:
         return False
-    finally:
-        os.close(fd)
 
 
 def _give_terminal(main_pid):

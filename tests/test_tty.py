@@ -7,7 +7,7 @@ import termios
 
 import pytest
 
-from support import PYPAUSE, stat_fields, wait_for
+from support import PYPAUSE
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -50,13 +50,15 @@ def test_child_becomes_the_foreground_process_group(terminal):
     assert p.wait(10) == 0
 
 
-def test_ctrl_z_stops_pypause_with_the_child_and_fg_resumes_both(terminal):
+def test_ctrl_z_without_a_shell_above_resumes_the_child(terminal):
+    # pypause leads the terminal's session, as the first process of a
+    # container started with a tty (not PID 1 when the pod shares its PID
+    # namespace): no shell could resume it if it stopped.
     start, read_until, write = terminal
     p = start([PYPAUSE, "--", "sh", "-c", 'echo waiting; read line; echo "got $line"; exit 6'])
     read_until("waiting")
     write(b"\x1a")  # ^Z: SIGTSTP to the foreground group, the child's
-    wait_for(lambda: stat_fields(p.pid)[1] == "T", what="pypause to stop with its child")
-    os.kill(p.pid, 18)  # SIGCONT, as a shell's fg sends to its job
+    read_until("resuming it")
     write(b"hello\n")
     assert "got hello" in read_until("got hello").decode()
     assert p.wait(10) == 6
@@ -75,4 +77,22 @@ def test_under_a_job_control_shell_ctrl_z_and_fg_work(terminal):
     read_until("resumed")
     write(b"echo status=$?\n")
     assert "status=7" in read_until("status=7").decode()
+    write(b"exit\n")
+
+
+def test_under_a_job_control_shell_a_background_read_stops_the_job(terminal):
+    # A background job that reads the terminal gets SIGTTIN: pypause must stop
+    # with it (the shell reports the job stopped), not resume it in a loop.
+    start, read_until, write = terminal
+    start(["bash", "--norc", "--noprofile", "-i"])
+    write(b"PS1='$ '; set -b; echo shell-ready\n")  # -b: report stops at once
+    read_until("shell-ready")
+    write(("%s -- sh -c 'read line; echo \"got $line\"; exit 5' &\n" % PYPAUSE).encode())
+    read_until("Stopped")
+    write(b"fg\n")
+    write(b"hello\n")
+    read_until("got hello")
+    write(b"echo status=$?\n")
+    seen = read_until("status=5").decode()
+    assert "resuming it" not in seen
     write(b"exit\n")
