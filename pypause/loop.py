@@ -18,6 +18,7 @@ JOB_CONTROL_STOPS = frozenset({signal.SIGTSTP, signal.SIGTTIN, signal.SIGTTOU})
 # si_code values (asm-generic/siginfo.h) of signals sent by kill() and tgkill()
 _SI_USER = 0
 _SI_TKILL = -6
+_told_eperm = False  # the warning of _send() is given once
 
 
 class Events:
@@ -105,13 +106,21 @@ def _forward(config, main_pid, signum, events):
 
 
 def _send(config, main_pid, signum):
-    """Send `signum`; return False if the child is already gone (not an error)."""
+    """Send `signum`; return False if the child is already gone (not an error)
+    or may not be signalled (a setuid child of a non-root pypause: said once)."""
+    global _told_eperm
     try:
         if config.pgroup:
             os.killpg(main_pid, signum)
         else:
             os.kill(main_pid, signum)
     except ProcessLookupError:
+        return False
+    except PermissionError:
+        if not _told_eperm:
+            _told_eperm = True
+            log.warning("not permitted to signal the main child; signals are not "
+                        "forwarded", pid=main_pid)
         return False
     return True
 

@@ -1,6 +1,7 @@
 """Forwarding in init mode, and the pause-mode rules for SIGTERM/SIGINT/others."""
 
 import os
+import shutil
 import signal
 import subprocess
 import time
@@ -69,6 +70,27 @@ def test_sigint_is_forwarded_not_raised_in_pypause(echo_child):
         os.kill(p.pid, signal.SIGINT)
         assert readline() == "SIGINT"
     assert p.poll() is None
+
+
+def test_a_child_pypause_may_not_signal_is_said_once(unprivileged, procs):
+    # pypause as uid 65534; its child a setuid-root program that drops the
+    # 65534 it was started with: kill() now says EPERM.
+    argv, env = unprivileged
+    setuid_python = os.path.join(env["PYTHONPATH"], "python-setuid")
+    shutil.copy("/usr/bin/python3", setuid_python)
+    os.chmod(setuid_python, 0o4755)
+    p = procs([*argv, "--", setuid_python, "-c", "import os, time; os.setresuid(0, 0, 0); "
+               "print(os.getpid(), flush=True); time.sleep(60)"],
+              env=env, cwd="/", stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    child = int(p.stdout.readline())
+    wait_until_idle(p.pid)
+    for signum in (signal.SIGTERM, signal.SIGUSR1, signal.SIGHUP):
+        os.kill(p.pid, signum)
+    os.kill(child, signal.SIGKILL)  # as root
+    assert p.wait(10) == 137  # pypause lived on, and exits with its child
+    err = p.stderr.read().decode()
+    assert err.count("not permitted to signal the main child") == 1, err
+    assert "unexpected error" not in err
 
 
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
