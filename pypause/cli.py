@@ -72,11 +72,7 @@ def parse_metrics_addr(text):
 
 def _is_ipv4(text):
     import _socket  # the C module: `socket` would import enum and selectors
-    try:
-        _socket.inet_pton(_socket.AF_INET, text)
-    except (OSError, ValueError):
-        return False
-    return True
+    return _is_address(_socket.AF_INET, text)
 
 
 def _is_ipv6(text):
@@ -84,9 +80,14 @@ def _is_ipv6(text):
     address, percent, zone = text.partition("%")
     if percent and not (0 < len(zone) < 16 and _is_name(zone.replace(".", "-"))):
         return False
+    return _is_address(_socket.AF_INET6, address)
+
+
+def _is_address(family, text):
+    import _socket
     try:
-        _socket.inet_pton(_socket.AF_INET6, address)
-    except (OSError, ValueError):
+        _socket.inet_pton(family, text)
+    except (OSError, ValueError):  # ValueError: an embedded NUL
         return False
     return True
 

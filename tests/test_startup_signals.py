@@ -51,6 +51,41 @@ def test_signals_are_blocked_before_the_package_is_imported():
     assert raising == "False"  # a SIGINT now is noted for the loop, not raised
 
 
+# Runs the installed command script and sends the process a SIGINT at the first
+# call of getsignal(): the script's first statement, where Python's own
+# handler still raises KeyboardInterrupt (as for a SIGINT that came while the
+# interpreter started up).
+EARLY_SIGINT = """
+import os, sys, _signal
+def profile(frame, event, arg):
+    if event == "c_call" and getattr(arg, "__name__", "") == "getsignal":
+        sys.setprofile(None)
+        os.kill(os.getpid(), _signal.SIGINT)
+script = sys.argv[1]
+sys.argv = sys.argv[1:]
+code = compile(open(script).read(), script, "exec")
+sys.setprofile(profile)
+exec(code, {"__name__": "__main__"})
+"""
+
+
+def test_a_sigint_python_caught_before_the_mask_ends_pause_mode_with_0():
+    r = subprocess.run([sys.executable, "-c", EARLY_SIGINT, PYPAUSE], capture_output=True,
+                       text=True, timeout=20)
+    assert r.returncode == 0, r.stderr
+    assert r.stderr == "[pypause] Shutting down, got signal: Interrupt\n"
+
+
+def test_a_sigint_python_caught_before_the_mask_is_forwarded_to_the_child():
+    t0 = time.monotonic()
+    r = subprocess.run([sys.executable, "-c", EARLY_SIGINT, PYPAUSE, "--", "sh", "-c",
+                        "trap 'exit 42' INT; sleep 10 & wait"], capture_output=True,
+                       text=True, timeout=20)
+    assert r.returncode in (42, 130), r.stderr  # trapped, or before the trap was set
+    assert time.monotonic() - t0 < 8
+    assert "Traceback" not in r.stderr
+
+
 def _start_pid1(argv):
     """Start argv as PID 1 of a new namespace; return (unshare, its PID 1, time of exec).
 
