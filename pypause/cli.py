@@ -26,7 +26,7 @@ class Config:
                  grace_period=None, log_format="text"):
         self.command = command            # [] means pause mode
         self.verbosity = verbosity
-        self.metrics_addr = metrics_addr  # (host, port) or None
+        self.metrics_addr = metrics_addr  # (host or None for all, port), or None
         self.pgroup = pgroup              # forward to the child's process group
         self.rewrite = dict(rewrite)      # {signal: signal, or 0 to drop}
         self.expect_exit = frozenset(expect_exit)  # child codes reported as 0
@@ -50,7 +50,8 @@ class Option:
 
 
 def parse_metrics_addr(text):
-    """Parse `[HOST:]PORT` into (host, port); a bare PORT binds all interfaces.
+    """Parse `[HOST:]PORT` into (host, port); a bare PORT (host None) binds
+    every interface, IPv6 and IPv4.
 
     HOST is an IPv4 address, `[IPv6]` (with an optional `%zone`), or a DNS
     name of ASCII letters, digits and hyphens: anything else (an IDNA name, an
@@ -64,7 +65,7 @@ def parse_metrics_addr(text):
     else:
         host, sep, port = text.rpartition(":")
         if not sep:
-            host = "0.0.0.0"
+            host = None  # every interface, IPv6 and IPv4: see httpd.listen()
         elif not (_is_ipv4(host) or _is_hostname(host)):
             raise ValueError(text)
     return host, _number(port, 0, 65535)
@@ -180,7 +181,8 @@ OPTIONS = [
            convert=_log_format, help="log lines as text (default) or JSON"),
     Option(None, "metrics-addr", "metrics_addr", env="PYPAUSE_METRICS_ADDR",
            metavar="[HOST:]PORT", convert=parse_metrics_addr,
-           help="serve Prometheus metrics on /metrics (PORT alone: all interfaces)"),
+           help="serve Prometheus metrics on /metrics (PORT alone: every interface, "
+                "IPv6 and IPv4)"),
 ]
 _BY_SHORT = {o.short: o for o in OPTIONS if o.short}
 _BY_LONG = {o.long: o for o in OPTIONS}

@@ -20,6 +20,7 @@ import os
 import select
 import sys
 import time
+from _thread import allocate_lock  # not threading: a start-up cost
 
 ERROR, WARNING, INFO, DEBUG = 0, 1, 2, 3
 _LEVEL_NAMES = ("error", "warning", "info", "debug")
@@ -28,6 +29,7 @@ _PIPE_BUF = select.PIPE_BUF
 threshold = INFO
 json_format = False
 dropped = 0
+_dropped_lock = allocate_lock()
 _nowait = hasattr(os, "RWF_NOWAIT")  # False once the kernel says it cannot
 
 
@@ -101,13 +103,19 @@ def _text_value(value):
 
 
 def _emit(level, msg, fields):
-    global dropped
     if level > threshold:
         return
     try:
-        if not _write(format_line(level, msg, fields)):
-            dropped += 1
+        if _write(format_line(level, msg, fields)):
+            return
     except Exception:  # EPIPE, EBADF, a bad field: never fatal
+        pass
+    _count_dropped()
+
+
+def _count_dropped():
+    global dropped
+    with _dropped_lock:  # the loop and the metrics thread both log
         dropped += 1
 
 

@@ -21,35 +21,6 @@ _SI_TKILL = -6
 _told_eperm = False  # the warning of _send() is given once
 
 
-class Events:
-    """What the loop reports as it goes; this default reports nothing.
-
-    metrics.Metrics has the same methods and counts what they report.
-    `needs_comm` asks the loop to read each orphan's command name before
-    reaping it.
-    """
-
-    needs_comm = False
-
-    def signal_received(self, signum):
-        pass
-
-    def signal_forwarded(self, signum):
-        pass
-
-    def orphan_reaped(self, comm):
-        pass
-
-    def child_exited(self, code):
-        pass
-
-    def heartbeat(self):
-        pass
-
-    def grace_period(self):
-        pass
-
-
 def run(config, main_pid, events, received=()):
     """Serve as init until it is time to exit; return pypause's exit status.
 

@@ -5,6 +5,7 @@ import signal
 import sys
 
 from pypause import cli, log, loop, signals, spawn, title
+from pypause.events import Events, Guarded
 
 
 def main(argv=None, started=None):
@@ -56,7 +57,7 @@ def main(argv=None, started=None):
     # An init must not keep a mount busy through its working directory.
     os.chdir("/")
     title.set_title(["pypause"] + argv)
-    events = loop.Events()
+    events = Events()
     if config.metrics_addr:
         events = _start_metrics(config.metrics_addr, "init" if main_pid else "pause") or events
     code = loop.run(config, main_pid, events, (signal.SIGINT,) if early_sigint else ())
@@ -73,7 +74,7 @@ def _start_metrics(addr, mode):
     try:
         from pypause import metrics  # only now: prometheus_client is heavy
         collected = metrics.Metrics(mode)
-        return collected if metrics.serve(collected, *addr) else None
+        return Guarded(collected) if metrics.serve(collected, *addr) else None
     except Exception as e:  # a missing or broken prometheus_client, a bug
         log.error("metrics disabled: %r" % e)
         return None

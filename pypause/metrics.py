@@ -1,33 +1,39 @@
 """Prometheus metrics on what PID 1 reaps and forwards, served beside the loop.
 
-Imported only when --metrics-addr is given: prometheus_client costs ~80 ms and
-~14 MB. The HTTP server runs in daemon threads started after every waited
-signal is blocked (they inherit the mask, so no signal lands in them). It never
-calls into the loop: counters are updated by the loop and read by scrapes, and
-/healthz asks the loop for a heartbeat by sending pypause a SIGCHLD.
+Imported only when --metrics-addr is given. The loop reports events to a
+`Metrics`, which keeps plain counters: the loop is their only writer, a scrape
+reads a copy (made under the GIL), so the hot path of a reap storm takes no
+lock. A scrape turns them into metric families through prometheus_client's
+registry (see promclient.py for the parts of it that are loaded).
+
+Every series whose labels are known in advance exists from the start, at 0,
+so that increase() and rate() count the first event too. No series has a
+`_created` sample: every counter starts with pypause, which
+`pypause_start_time_seconds` dates.
+
+The HTTP server (httpd.py) runs in one daemon thread, started after every
+waited signal is blocked (it inherits the mask, so no signal lands in it). It
+never calls into the loop: /healthz asks the loop for a heartbeat by sending
+pypause a SIGCHLD, and the loop's heartbeat wakes the server.
 """
 
 import os
 import signal
-import socket
-import sys
 import threading
 import time
-from socketserver import ThreadingMixIn
-from wsgiref.simple_server import WSGIRequestHandler, WSGIServer
 
-from prometheus_client import (CollectorRegistry, Counter, Gauge, ProcessCollector,
-                               make_wsgi_app)
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
-
-from pypause import __version__, log, procfs, signals
+from pypause import __version__, httpd, log, procfs, promclient, signals
+from pypause.promclient import CounterMetricFamily, GaugeMetricFamily
 
 #: Distinct `comm` label values kept; the rest are counted as comm="other".
 MAX_COMMS = 64
 #: Seconds /healthz waits for the loop to answer before saying 503.
 HEALTH_TIMEOUT = 2.0
-#: Seconds an HTTP connection may sit idle before it is closed (ends its thread).
-IDLE_TIMEOUT = 30
+#: Signals whose counters exist from the start: the ones that stop a container.
+_SHUTDOWN = ("SIGTERM", "SIGINT")
+_INDEX = (b"<html><head><title>pypause</title></head><body><h1>pypause</h1>"
+          b'<p><a href="/metrics">metrics</a> <a href="/healthz">healthz</a></p>'
+          b"</body></html>\n")
 
 
 class Metrics:
@@ -36,160 +42,163 @@ class Metrics:
     needs_comm = True  # orphans are counted by command name
 
     def __init__(self, mode):
-        self.registry = CollectorRegistry(auto_describe=True)
-        ProcessCollector(registry=self.registry)
-        r = self.registry
-        self._reaped = Counter("pypause_zombies_reaped", "Processes reaped that were not the "
-                               "main child, by command name", ["comm"], registry=r)
-        self._received = Counter("pypause_signals_received", "Signals received by pypause",
-                                 ["signal"], registry=r)
-        self._forwarded = Counter("pypause_signals_forwarded", "Signals forwarded to the "
-                                  "main child", ["signal"], registry=r)
-        Gauge("pypause_info", "pypause version and mode (pause or init)",
-              ["version", "mode"], registry=r).labels(__version__, mode).set(1)
-        Gauge("pypause_start_time_seconds", "Start time of pypause since the Unix epoch",
-              registry=r).set(time.time())
-        if mode == "init":
-            self._running = Gauge("pypause_child_running", "1 while the main child runs",
-                                  registry=r)
-            self._running.set(1)
-        r.register(_ProcCollector())
-        self._comms = set()
-        self._beats = 0
-        self._beat = threading.Condition()
-        self._in_grace = False
+        self.mode = mode
+        self.started = time.time()
+        self.reaped = 0
+        self.reaped_by_comm = {}
+        self.received = dict.fromkeys(_SHUTDOWN, 0)
+        self.forwarded = dict.fromkeys(_SHUTDOWN, 0)
+        self.child_code = None  # init mode: the main child's exit code, once it exited
+        self.in_grace = False
+        self.server = None
+        self.beats = 0
+        self.beat_wanted = False  # set by /healthz, cleared by the loop's next beat
+        self.registry = promclient.CollectorRegistry(auto_describe=False)
+        promclient.ProcessCollector(registry=self.registry)
+        self.registry.register(self)
 
     # -- called by the loop -------------------------------------------------
     def signal_received(self, signum):
-        self._received.labels(signals.name(signum)).inc()
+        name = signals.name(signum)
+        self.received[name] = self.received.get(name, 0) + 1
 
     def signal_forwarded(self, signum):
-        self._forwarded.labels(signals.name(signum)).inc()
+        name = signals.name(signum)
+        self.forwarded[name] = self.forwarded.get(name, 0) + 1
 
     def orphan_reaped(self, comm):
+        self.reaped += 1
         comm = comm or "unknown"
-        if comm not in self._comms:
-            if len(self._comms) >= MAX_COMMS:
-                comm = "other"
-            self._comms.add(comm)
-        self._reaped.labels(comm).inc()
+        counts = self.reaped_by_comm
+        if comm in counts:
+            counts[comm] += 1
+        elif len(counts) < MAX_COMMS:
+            counts[comm] = 1
+        else:
+            counts["other"] = counts.get("other", 0) + 1
 
     def child_exited(self, code):
-        self._running.set(0)
-        Gauge("pypause_child_exit_code", "Exit code of the main child (128+N: killed by "
-              "signal N)", registry=self.registry).set(code)
+        self.child_code = code
 
     def heartbeat(self):
-        with self._beat:
-            self._beats += 1
-            self._beat.notify_all()
+        self.beats += 1
+        if self.beat_wanted:
+            self.beat_wanted = False
+            self.server.wake()
 
     def grace_period(self):
-        self._in_grace = True
+        self.in_grace = True
 
-    # -- called by HTTP threads ---------------------------------------------
-    def loop_alive(self):
-        """True if the loop runs a step within HEALTH_TIMEOUT of being woken.
-
-        During the grace period the loop does not beat: it is in a wait that
-        ends by itself at a deadline. pypause is doing its job, so it is healthy.
-        """
-        if self._in_grace:
-            return True
-        with self._beat:
-            seen = self._beats
-            os.kill(os.getpid(), signal.SIGCHLD)  # a reap pass: harmless, and it wakes the loop
-            return self._beat.wait_for(lambda: self._beats > seen, HEALTH_TIMEOUT)
-
-    def wsgi_app(self):
-        metrics_app = make_wsgi_app(self.registry)
-
-        def app(environ, start_response):
-            path = environ.get("PATH_INFO", "")
-            if path == "/metrics":
-                return metrics_app(environ, start_response)
-            if path == "/healthz":
-                ok = self.loop_alive()
-                start_response("200 OK" if ok else "503 Service Unavailable",
-                               [("Content-Type", "text/plain")])
-                return [b"ok\n" if ok else b"main loop not answering\n"]
-            start_response("404 Not Found", [("Content-Type", "text/plain")])
-            return [b"not found: try /metrics or /healthz\n"]
-        return app
-
-
-class _ProcCollector:
-    """Gauges read from /proc at scrape time, and log lines dropped."""
+    # -- called by the HTTP thread ------------------------------------------
+    def respond(self, method, path, headers):
+        if path == "/metrics":
+            if "application/openmetrics-text" in (
+                    kind.partition(";")[0].strip() for kind in headers.get("accept", "").split(",")):
+                return 200, promclient.OPENMETRICS_TYPE, promclient.openmetrics(self.registry)
+            return 200, promclient.TEXT_TYPE, promclient.text(self.registry)
+        if path == "/healthz":
+            # During the grace period the loop does not beat: it is in a wait
+            # that ends by itself at a deadline, doing its job. Healthy.
+            return _HEALTHY if self.in_grace else _HealthCheck(self)
+        if path == "/":
+            return 200, "text/html; charset=utf-8", _INDEX
+        return 404, "text/plain", b"not found: try /metrics or /healthz\n"
 
     def collect(self):
-        yield CounterMetricFamily("pypause_log_lines_dropped", "Log lines pypause dropped "
-                                  "because stderr could not take them", value=log.dropped)
+        """Metric families for the registry (prometheus_client's collector protocol)."""
+        yield _counter("pypause_zombies_reaped", "Processes reaped that were not the main "
+                       "child", self.reaped)
+        yield _by_label("pypause_zombies_reaped_by_comm", "Processes reaped that were not "
+                        "the main child, by command name", "comm", self.reaped_by_comm)
+        yield _by_label("pypause_signals_received", "Signals received by pypause", "signal",
+                        self.received)
+        if self.mode == "init":
+            yield _by_label("pypause_signals_forwarded", "Signals forwarded to the main child",
+                            "signal", self.forwarded)
+            yield _gauge("pypause_child_running", "1 while the main child runs",
+                         int(self.child_code is None))
+            if self.child_code is not None:
+                yield _gauge("pypause_child_exit_code", "Exit code of the main child "
+                             "(128+N: killed by signal N)", self.child_code)
+        info = GaugeMetricFamily("pypause_info", "pypause version and mode (pause or init)",
+                                 labels=["version", "mode"])
+        info.add_metric([__version__, self.mode], 1)
+        yield info
+        yield _gauge("pypause_start_time_seconds", "Start time of pypause since the Unix "
+                     "epoch", self.started)
+        yield _counter("pypause_log_lines_dropped", "Log lines pypause dropped because "
+                       "stderr could not take them", log.dropped)
+        if self.server is not None:
+            yield _counter("pypause_metrics_connections_rejected", "Metrics connections "
+                           "closed unserved to make room at the cap", self.server.rejected)
+            yield _counter("pypause_metrics_errors", "Metrics connections that failed: "
+                           "accept errors, bad requests, missed deadlines, internal errors",
+                           self.server.errors)
         census = procfs.census(os.getpid())
-        if census is None:  # no /proc in this namespace: report what we can
-            return
-        processes, zombies = census
-        yield GaugeMetricFamily("pypause_processes", "Processes visible in pypause's PID "
-                                "namespace", value=processes)
-        yield GaugeMetricFamily("pypause_zombies", "Zombies whose parent is pypause, "
-                                "not yet reaped", value=zombies)
+        if census is not None:  # no /proc of our own: report what we can
+            processes, zombies = census
+            yield _gauge("pypause_processes", "Processes visible in pypause's PID "
+                         "namespace", processes)
+            yield _gauge("pypause_zombies", "Zombies whose parent is pypause, not yet "
+                         "reaped", zombies)
 
 
-class _Server(ThreadingMixIn, WSGIServer):
-    daemon_threads = True  # a thread per connection, never joined
-    # socketserver's default backlog of 5 drops the SYNs of a burst of scrapers,
-    # each of which then waits a second for its retransmission.
-    request_queue_size = 128
-
-    def handle_error(self, request, client_address):
-        # socketserver prints a traceback to sys.stderr: a blocking write that
-        # would hang this thread (and leak its socket) on a full pipe.
-        log.warning("metrics request failed: %r" % (sys.exc_info()[1],),
-                    client="%s:%s" % client_address[:2])
+_HEALTHY = (200, "text/plain", b"ok\n")
 
 
-class _LogStream:
-    """What wsgiref's error reporting writes to: log lines, never a blocking write."""
+class _HealthCheck(httpd.Pending):
+    """/healthz: healthy if the loop runs a step within HEALTH_TIMEOUT of being woken."""
 
-    def write(self, text):
-        if text.strip():
-            log.warning("metrics: %s" % text.strip().splitlines()[-1])
+    def __init__(self, metrics):
+        self.metrics = metrics
+        self.seen = metrics.beats
+        self.deadline = time.monotonic() + HEALTH_TIMEOUT
+        metrics.beat_wanted = True  # before the SIGCHLD: its beat must wake the server
+        os.kill(os.getpid(), signal.SIGCHLD)  # a reap pass: harmless, and it wakes the loop
 
-    def flush(self):
-        pass
+    def poll(self):
+        return _HEALTHY if self.metrics.beats > self.seen else None
+
+    def expire(self):
+        return 503, "text/plain", b"main loop not answering\n"
 
 
-class _Handler(WSGIRequestHandler):
-    timeout = IDLE_TIMEOUT
+def _counter(name, documentation, value):
+    return CounterMetricFamily(name, documentation, value=value)
 
-    def log_message(self, *args):
-        pass  # a line per scrape would drown the logs
 
-    def get_stderr(self):
-        return _LogStream()
+def _gauge(name, documentation, value):
+    return GaugeMetricFamily(name, documentation, value=value)
+
+
+def _by_label(name, documentation, label, counts):
+    family = CounterMetricFamily(name, documentation, labels=[label])
+    for value, count in sorted(dict(counts).items()):  # a copy: the loop may add keys
+        family.add_metric([value], count)
+    return family
 
 
 def serve(metrics, host, port):
-    """Serve `metrics` on host:port in a daemon thread. Return False if it cannot bind."""
+    """Serve `metrics` on host:port in a daemon thread. Return False if it cannot.
+
+    `host` None: every interface, IPv6 and IPv4 (see httpd.listen).
+    """
     try:
-        family = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM,
-                                    flags=socket.AI_PASSIVE)[0][0]
-        server_class = type("Server", (_Server,), {"address_family": family})
-        server = server_class((host, port), _Handler)
+        listener, shown = httpd.listen(host, port)
     except Exception as e:  # OSError, and UnicodeError from IDNA for odd names
         log.error("metrics disabled: cannot listen on %s:%d: %s"
-                  % (host, port, getattr(e, "strerror", None) or e))
+                  % (host or "*", port, getattr(e, "strerror", None) or e))
         return False
-    server.set_app(metrics.wsgi_app())
-    # poll_interval=None: the thread sleeps in select() until a connection comes.
-    thread = threading.Thread(target=server.serve_forever, args=(None,), name="metrics",
-                              daemon=True)
+    metrics.server = httpd.Server(listener, metrics.respond)
+    thread = threading.Thread(target=metrics.server.serve_forever, name="metrics", daemon=True)
     try:
         thread.start()
     except RuntimeError as e:  # no thread to be had (a pids limit): PID 1 goes on
-        server.server_close()
+        listener.close()
+        metrics.server = None
         log.error("metrics disabled: cannot start the server thread: %s" % e)
         return False
-    bound = server.server_address
-    log.info("serving metrics on http://%s:%d/metrics" % (
-        "[%s]" % bound[0] if family == socket.AF_INET6 else bound[0], bound[1]))
+    stack = " (IPv6 and IPv4)" if host is None and shown == "[::]" else ""
+    log.info("serving metrics on http://%s:%d/metrics%s"
+             % (shown, listener.getsockname()[1], stack))
     return True

@@ -23,6 +23,9 @@ class Reaper:
     `main_pid` is None in pause mode. With `needs_comm`, each orphan is first
     looked at without being reaped (waitid WNOWAIT) so that its /proc entry
     still exists to give its command name.
+
+    `events` hears of each reap only after the main child's status is kept;
+    an observer that may raise comes wrapped in events.Guarded.
     """
 
     def __init__(self, main_pid, events, warn_on_reap=False):
@@ -43,14 +46,13 @@ class Reaper:
         while True:
             reaped = self._next()
             if reaped is None:
-                return code, stop
+                break
             pid, status, comm = reaped
             if os.WIFSTOPPED(status):
                 if pid == self.main_pid:
                     stop = os.WSTOPSIG(status)
             elif pid == self.main_pid:
                 code = exit_code(status)
-                self.events.child_exited(code)
                 log.debug("main child exited", pid=pid, status=code)
             else:
                 self.events.orphan_reaped(comm)
@@ -58,6 +60,9 @@ class Reaper:
                     log.warning("reaped zombie", pid=pid, comm=comm, status=exit_code(status))
                 elif log.threshold >= log.DEBUG:  # the hot path of a storm
                     log.debug("reaped orphan", pid=pid, status=exit_code(status))
+        if code is not None:
+            self.events.child_exited(code)
+        return code, stop
 
     def _next(self):
         """(pid, wait status, comm) of one child that changed state, or None."""

@@ -12,8 +12,8 @@ pytestmark = pytest.mark.timeout(10)
 
 
 @pytest.mark.parametrize("text, addr", [
-    ("9100", ("0.0.0.0", 9100)),
-    ("0", ("0.0.0.0", 0)),
+    ("9100", (None, 9100)),
+    ("0", (None, 0)),
     ("127.0.0.1:9100", ("127.0.0.1", 9100)),
     ("localhost:80", ("localhost", 80)),
     ("[::]:9100", ("::", 9100)),
@@ -42,7 +42,7 @@ def test_flags_cluster_and_win_over_environment():
 
 def test_environment_applies_without_flags():
     config = cli.parse([], {"PYPAUSE_VERBOSITY": "1", "PYPAUSE_METRICS_ADDR": "9100"})
-    assert (config.command, config.verbosity, config.metrics_addr) == ([], 1, ("0.0.0.0", 9100))
+    assert (config.command, config.verbosity, config.metrics_addr) == ([], 1, (None, 9100))
 
 
 def test_lone_dash_is_a_command():
@@ -84,6 +84,8 @@ def test_fuzzed_metrics_addresses_are_refused_or_bindable():
         except ValueError:
             continue
         assert 0 <= port <= 65535
+        if host is None:
+            continue
         try:
             socket.getaddrinfo(host, port, flags=socket.AI_NUMERICHOST)
         except socket.gaierror:  # a name, not an address: it must encode for DNS

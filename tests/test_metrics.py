@@ -5,7 +5,6 @@ import shutil
 import signal
 import socket
 import subprocess
-import threading
 import time
 import urllib.error
 import urllib.request
@@ -36,7 +35,8 @@ def samples(port):
 
 
 def reaped(port, comm):
-    return samples(port).get(("pypause_zombies_reaped_total", frozenset({("comm", comm)})), 0)
+    return samples(port).get(("pypause_zombies_reaped_by_comm_total",
+                              frozenset({("comm", comm)})), 0)
 
 
 @pytest.fixture
@@ -92,20 +92,25 @@ def test_healthz_and_unknown_paths(init_with_metrics):
     _, port = init_with_metrics()
     status, _, body = get(port, "/healthz")
     assert (status, body) == (200, "ok\n")
-    assert get(port, "/")[0] == 404
+    assert get(port, "/nothing-here")[0] == 404
     assert get(port, "/metricsx")[0] == 404
 
 
-def test_healthz_reports_whether_the_loop_answers(monkeypatch):
+def test_healthz_waits_for_a_loop_heartbeat():
     """Pure logic: /healthz depends on a loop heartbeat, not on the HTTP thread."""
-    from pypause import metrics
-    monkeypatch.setattr(metrics, "HEALTH_TIMEOUT", 0.2)
+    from pypause import httpd, metrics
     m = metrics.Metrics("pause")
-    assert m.loop_alive() is False  # no loop beats here: 503
-    beating = threading.Timer(0.05, m.heartbeat)
-    beating.start()
-    assert m.loop_alive() is True
-    beating.join()
+    woken = []
+    m.server = type("Server", (), {"wake": lambda self: woken.append(1)})()
+    check = m.respond("GET", "/healthz", {})  # sends this process a SIGCHLD: ignored here
+    assert isinstance(check, httpd.Pending)
+    assert check.poll() is None and check.expire()[0] == 503  # no beat yet
+    m.heartbeat()  # the loop's next step
+    assert woken == [1] and check.poll()[0] == 200
+    m.heartbeat()
+    assert woken == [1]  # only a beat someone waits for wakes the server
+    m.grace_period()
+    assert m.respond("GET", "/healthz", {})[0] == 200  # at once
 
 
 def test_openmetrics_when_asked_for(init_with_metrics):
@@ -136,7 +141,7 @@ def test_comm_labels_are_bounded(procs, tmp_path):
 
     def counted():
         got = {dict(labels)["comm"]: v for (name, labels), v in samples(port).items()
-               if name == "pypause_zombies_reaped_total"}
+               if name == "pypause_zombies_reaped_by_comm_total"}
         return got if sum(got.values()) == 80 else None
     got = wait_for(counted, what="80 orphans counted")
     assert len(got) == 65  # 64 names + "other"
@@ -225,7 +230,7 @@ def test_proc_of_another_namespace_is_treated_as_missing(pidns):
     assert ns.unshare.stdout.readline() == b"orphaned\n"
     wait_for(lambda: reaped(port, "unknown") == 20, what="20 orphans counted as unknown")
     got = samples(port)
-    assert not [labels for name, labels in got if name == "pypause_zombies_reaped_total"
+    assert not [labels for name, labels in got if name == "pypause_zombies_reaped_by_comm_total"
                 and labels != frozenset({("comm", "unknown")})]
     assert ("pypause_processes", frozenset()) not in got
     assert ("pypause_zombies", frozenset()) not in got
@@ -291,7 +296,7 @@ def test_a_real_prometheus_scrapes_pypause(init_with_metrics, procs, tmp_path):
           stderr=subprocess.DEVNULL)
 
     def query():
-        url = ("http://127.0.0.1:%d/api/v1/query?query=pypause_zombies_reaped_total" % web)
+        url = ("http://127.0.0.1:%d/api/v1/query?query=pypause_zombies_reaped_by_comm_total" % web)
         try:
             with urllib.request.urlopen(url, timeout=5) as r:
                 result = json.load(r)["data"]["result"]

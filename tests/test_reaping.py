@@ -3,6 +3,7 @@
 import os
 import signal
 import subprocess
+import sys
 
 import pytest
 
@@ -79,3 +80,42 @@ def test_idle_init_mode_never_wakes_up(procs):
     with pytest.raises(subprocess.TimeoutExpired):
         p.wait(3)
     assert context_switches(p.pid) == before
+
+
+# A real Reaper, wrapped as main() wraps the metrics, with an observer that
+# raises on every event; run in a process of its own, whose only children are
+# the ones it makes: a main child (exit 7) and 20 others, all exited at once.
+RAISING_OBSERVER = """
+import os, sys
+from pypause.events import Guarded
+from pypause.reaper import Reaper
+
+class Broken:
+    needs_comm = True
+    def __getattr__(self, name):
+        def fail(*args):
+            raise RuntimeError("observer bug in " + name)
+        return fail
+
+def child(code):
+    pid = os.fork()
+    if pid == 0:
+        os._exit(code)
+    return pid
+
+main_pid = child(7)
+others = [child(0) for _ in range(20)]
+for pid in [main_pid] + others:  # all exited (zombies), none reaped yet
+    os.waitid(os.P_PID, pid, os.WEXITED | os.WNOWAIT)
+code, stop = Reaper(main_pid, Guarded(Broken())).reap_all()
+left = [pid for pid in [main_pid] + others if os.path.exists("/proc/%d" % pid)]
+print(code, stop, len(left))
+"""
+
+
+def test_an_observer_that_raises_costs_no_status_and_no_reap():
+    r = subprocess.run([sys.executable, "-c", RAISING_OBSERVER], capture_output=True,
+                       text=True, timeout=20, cwd=os.path.dirname(os.path.dirname(__file__)))
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.split() == ["7", "None", "0"]  # the status kept, every child reaped
+    assert r.stderr.count("observer bug") == 1  # logged once, not per event

@@ -198,7 +198,7 @@ def test_pod_infra_serves_metrics_in_the_pod_network_namespace(pods, image, metr
                          "the metrics endpoint in the pod's network namespace")
     status, content_type, body = responses["/metrics"]
     assert (status, content_type) == (200, "text/plain")
-    reaped = 'pypause_zombies_reaped_total{comm="%s"} %d.0' % (ORPHAN_COMM, ORPHANS)
+    reaped = 'pypause_zombies_reaped_by_comm_total{comm="%s"} %d.0' % (ORPHAN_COMM, ORPHANS)
     assert reaped in body.splitlines(), body
     assert responses["/healthz"][0] == 200
 

@@ -90,7 +90,7 @@ def _check_config(config):
     assert isinstance(config.verbosity, int) and config.verbosity >= 0
     if config.metrics_addr is not None:
         host, port = config.metrics_addr
-        assert isinstance(host, str) and host and 0 <= port <= 65535
+        assert (host is None or isinstance(host, str) and host) and 0 <= port <= 65535
     if config.grace_period is not None:
         assert math.isfinite(config.grace_period) and config.grace_period >= 0
     assert all(isinstance(k, int) and isinstance(v, int) for k, v in config.rewrite.items())

@@ -106,4 +106,4 @@ def _soak(ns, port, trickle):
 
 
 def _reaped(port):
-    return value(samples(port), "pypause_zombies_reaped_total", comm="true") or 0
+    return value(samples(port), "pypause_zombies_reaped_by_comm_total", comm="true") or 0

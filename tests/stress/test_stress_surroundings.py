@@ -247,7 +247,7 @@ def test_without_proc_reaping_works_and_metrics_report_what_they_can(pidns):
     assert ns.zombies() == []
     got = samples(port)
     # Counted under "unknown": the command name comes from /proc.
-    assert value(got, "pypause_zombies_reaped_total", comm="unknown") == orphans
+    assert value(got, "pypause_zombies_reaped_by_comm_total", comm="unknown") == orphans
     # Logging needs no /proc either: each line is written or counted as dropped.
     written = lambda: sum("reaped orphan" in line for line in err.lines if line)
     wait_for(lambda: written() + value(samples(port), "pypause_log_lines_dropped_total")

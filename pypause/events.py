@@ -1,0 +1,63 @@
+"""What the loop tells an observer (the metrics), and the guard between them.
+
+An observer runs inside PID 1's loop and reap drain. Whatever goes wrong in it
+must cost nothing else: not a signal, not a reap, not the main child's status.
+"""
+
+from pypause import log
+
+_METHODS = ("signal_received", "signal_forwarded", "orphan_reaped", "child_exited",
+            "heartbeat", "grace_period")
+
+
+class Events:
+    """What the loop reports as it goes; this default reports nothing.
+
+    metrics.Metrics has the same methods and counts what they report.
+    `needs_comm` asks the loop to read each orphan's command name before
+    reaping it.
+    """
+
+    needs_comm = False
+
+    def signal_received(self, signum):
+        pass
+
+    def signal_forwarded(self, signum):
+        pass
+
+    def orphan_reaped(self, comm):
+        pass
+
+    def child_exited(self, code):
+        pass
+
+    def heartbeat(self):
+        pass
+
+    def grace_period(self):
+        pass
+
+
+class Guarded:
+    """`observer`'s methods, each of which logs an exception instead of raising.
+
+    Only the first exception is logged: a bug met on every orphan of a storm
+    would otherwise write a line for each.
+    """
+
+    def __init__(self, observer):
+        self.needs_comm = observer.needs_comm
+        self._told = False
+        for name in _METHODS:
+            setattr(self, name, self._guard(getattr(observer, name)))
+
+    def _guard(self, method):
+        def call(*args):
+            try:
+                method(*args)
+            except Exception as e:
+                if not self._told:
+                    self._told = True
+                    log.error("metrics failed (pypause goes on; not logged again): %r" % e)
+        return call

@@ -1,0 +1,323 @@
+"""The HTTP side of metrics: one thread, one selector, bounded in every way.
+
+Why not http.server or wsgiref: they start a thread per connection (2,000 idle
+connections made 2,000 threads, and under a pod's pids limit PID 1's threads
+compete with the app for pids), restart an idle timer on every byte (a client
+that trickles is held forever), spin when accept() has no descriptor to give,
+and weigh ~5 MiB of imports in every pod. Here one thread serves every
+connection, and:
+
+- at most MAX_CONNECTIONS are open. At the cap, the one that has waited
+  longest without a complete request is closed for the newcomer, so idle or
+  slow clients cannot lock a scraper out;
+- a connection has DEADLINE seconds from accept() to its last byte written,
+  whatever it trickles;
+- a request's line and headers are at most MAX_REQUEST bytes (else 431); only
+  GET and HEAD are served (else 405); every response closes the connection;
+- when accept() fails for want of descriptors or memory, accepting pauses for
+  BACKOFF seconds instead of spinning on a listening socket that stays readable;
+- what goes wrong is counted (`rejected`, `errors`) and logged at most once
+  per LOG_INTERVAL.
+
+Idle, the thread sleeps in select() with no timeout: it wakes for a
+connection, for the deadline of an open one, or when wake() is called.
+"""
+
+import errno
+import os
+import selectors
+import socket
+import time
+
+from pypause import log
+
+MAX_CONNECTIONS = 64
+DEADLINE = 5.0
+MAX_REQUEST = 8192
+BACKOFF = 1.0
+LOG_INTERVAL = 60.0
+#: accept() errors that say "not now": no descriptor or memory to give.
+_SHORTAGES = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM})
+_REASONS = {200: "OK", 400: "Bad Request", 404: "Not Found", 405: "Method Not Allowed",
+            431: "Request Header Fields Too Large", 500: "Internal Server Error",
+            503: "Service Unavailable"}
+
+
+class Pending:
+    """An answer that is not ready yet (/healthz waits for the loop).
+
+    The server calls poll() whenever wake() is called, and expire() at
+    `deadline` (time.monotonic()) if poll() has not answered by then (or at
+    the connection's own deadline, if that comes first).
+    """
+
+    deadline = 0.0
+
+    def poll(self):
+        """The response (status, content type, body), or None if not ready."""
+        raise NotImplementedError
+
+    def expire(self):
+        """The response once `deadline` has passed."""
+        raise NotImplementedError
+
+
+def listen(host, port):
+    """A non-blocking listening socket; return (socket, how to show its address).
+
+    `host` None means every interface, IPv6 and IPv4 alike (`[::]` with
+    IPV6_V6ONLY off), or IPv4 alone (`0.0.0.0`) where the kernel has no IPv6.
+    Raises OSError (and UnicodeError for a name IDNA cannot encode).
+    """
+    if host is None:
+        try:
+            sock = socket.socket(socket.AF_INET6, socket.SOCK_STREAM)
+        except OSError:
+            return listen("0.0.0.0", port)
+        try:
+            sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
+            return _listen(sock, ("::", port)), "[::]"
+        except OSError as e:
+            sock.close()
+            if e.errno not in (errno.EADDRNOTAVAIL, errno.EAFNOSUPPORT):
+                raise
+            return listen("0.0.0.0", port)
+    family, _, _, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM,
+                                                  flags=socket.AI_PASSIVE)[0]
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        _listen(sock, address)
+    except OSError:
+        sock.close()
+        raise
+    shown = address[0]
+    return sock, "[%s]" % shown if family == socket.AF_INET6 else shown
+
+
+def _listen(sock, address):
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind(address)
+    # A burst of scrapers must not wait for SYN retransmission (a backlog of 5 did).
+    sock.listen(128)
+    sock.setblocking(False)
+    return sock
+
+
+class _Connection:
+    __slots__ = ("sock", "deadline", "request", "reply", "pending")
+
+    def __init__(self, sock, deadline):
+        self.sock = sock
+        self.deadline = deadline
+        self.request = bytearray()
+        self.reply = None     # bytes still to send, once the request is answered
+        self.pending = None   # a Pending answer being waited for
+
+
+class Server:
+    """Serves `respond(method, path, headers)` on `listener` from one thread.
+
+    `respond` gets the method ("GET" or "HEAD"), the path without its query
+    and the request's headers ({lower-case name: value}); it returns
+    (status, content type, body bytes) or a Pending. It runs in the server's
+    thread; an exception in it is a 500.
+    """
+
+    def __init__(self, listener, respond):
+        self.listener = listener
+        self.respond = respond
+        self.rejected = 0  # connections closed unserved, to make room at the cap
+        self.errors = 0    # accept failures, bad requests, deadlines missed, 500s
+        self._connections = {}  # socket -> _Connection, oldest first
+        self._selector = selectors.DefaultSelector()
+        self._wake_r, self._wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+        self._paused_until = None
+        self._last_log = None
+        self._unlogged = 0
+
+    def wake(self):
+        """Have the server poll its pending answers (any thread may call this)."""
+        try:
+            os.write(self._wake_w, b"!")
+        except BlockingIOError:
+            pass  # the pipe is full of wake-ups already
+
+    def serve_forever(self):
+        self._selector.register(self.listener, selectors.EVENT_READ, self._accept)
+        self._selector.register(self._wake_r, selectors.EVENT_READ, self._woken)
+        while True:
+            for key, events in self._selector.select(self._timeout()):
+                if not isinstance(key.data, _Connection):
+                    key.data()  # _accept or _woken
+                elif events & selectors.EVENT_READ:
+                    self._read(key.data)
+                else:
+                    self._send(key.data)
+            self._expire()
+
+    # -- deadlines -----------------------------------------------------------
+    def _timeout(self):
+        """Seconds until the next deadline; None (sleep until woken) if none."""
+        deadlines = [c.deadline for c in self._connections.values()]
+        if self._paused_until is not None:
+            deadlines.append(self._paused_until)
+        return max(0.0, min(deadlines) - time.monotonic()) if deadlines else None
+
+    def _expire(self):
+        now = time.monotonic()
+        if self._paused_until is not None and now >= self._paused_until:
+            self._paused_until = None
+            self._selector.register(self.listener, selectors.EVENT_READ, self._accept)
+        for conn in list(self._connections.values()):
+            if now < conn.deadline:
+                continue
+            if conn.pending:
+                self._answer(conn, conn.pending.expire())
+            else:
+                self.errors += 1
+                self._log_limited("a client did not finish within %gs" % DEADLINE)
+                self._close(conn)
+
+    def _woken(self):
+        try:
+            while os.read(self._wake_r, 4096):
+                pass
+        except BlockingIOError:
+            pass
+        for conn in list(self._connections.values()):
+            if conn.pending:
+                answer = conn.pending.poll()
+                if answer is not None:
+                    self._answer(conn, answer)
+
+    # -- connections -----------------------------------------------------------
+    def _accept(self):
+        for _ in range(MAX_CONNECTIONS):  # a burst, but not forever: others wait too
+            try:
+                sock, _ = self.listener.accept()
+            except BlockingIOError:
+                return
+            except OSError as e:
+                self.errors += 1
+                if e.errno in _SHORTAGES:
+                    self._selector.unregister(self.listener)
+                    self._paused_until = time.monotonic() + BACKOFF
+                    self._log_limited("cannot accept connections: %s; pausing %gs"
+                                      % (e.strerror, BACKOFF))
+                    return
+                self._log_limited("accept failed: %s" % e.strerror)  # ECONNABORTED and the like
+                continue
+            if len(self._connections) >= MAX_CONNECTIONS and not self._make_room():
+                self.rejected += 1
+                sock.close()
+                continue
+            sock.setblocking(False)
+            conn = _Connection(sock, time.monotonic() + DEADLINE)
+            self._connections[sock] = conn
+            self._selector.register(sock, selectors.EVENT_READ, conn)
+
+    def _make_room(self):
+        """Close the oldest connection still sending its request; False if none is."""
+        for conn in self._connections.values():
+            if conn.reply is None and conn.pending is None:
+                self.rejected += 1
+                self._log_limited("more than %d connections: closed the oldest unfinished "
+                                  "one" % MAX_CONNECTIONS)
+                self._close(conn)
+                return True
+        return False
+
+    def _read(self, conn):
+        try:
+            data = conn.sock.recv(MAX_REQUEST + 1)
+        except OSError:  # ECONNRESET and the like: the client is gone
+            data = b""
+        if not data:
+            self._close(conn)
+            return
+        conn.request += data
+        end = conn.request.find(b"\r\n\r\n")
+        if end < 0 and len(conn.request) <= MAX_REQUEST:
+            return  # more to come
+        if end < 0 or end > MAX_REQUEST:
+            self.errors += 1
+            self._log_limited("a request over %d bytes" % MAX_REQUEST)
+            self._answer(conn, (431, "text/plain", b"request too large\n"))
+            return
+        self._selector.unregister(conn.sock)  # nothing more to read; reply registers again
+        self._dispatch(conn, bytes(conn.request[:end]))
+
+    def _dispatch(self, conn, head):
+        lines = head.decode("latin-1").split("\r\n")
+        words = lines[0].split(" ")
+        if len(words) != 3 or not words[2].startswith("HTTP/"):
+            self.errors += 1
+            self._log_limited("a malformed request")
+            self._answer(conn, (400, "text/plain", b"bad request\n"))
+            return
+        method, target = words[0], words[1]
+        if method not in ("GET", "HEAD"):
+            self._answer(conn, (405, "text/plain", b"only GET and HEAD\n"))
+            return
+        headers = {}
+        for line in lines[1:]:
+            name, _, value = line.partition(":")
+            headers[name.strip().lower()] = value.strip()
+        try:
+            answer = self.respond(method, target.partition("?")[0], headers)
+        except Exception as e:
+            self.errors += 1
+            self._log_limited("answering %s failed: %r" % (target[:64], e))
+            answer = (500, "text/plain", b"internal error\n")
+        if isinstance(answer, Pending):
+            conn.pending = answer
+            conn.deadline = min(conn.deadline, answer.deadline)
+        else:
+            self._answer(conn, answer, head_only=method == "HEAD")
+
+    def _answer(self, conn, answer, head_only=False):
+        status, content_type, body = answer
+        allow = "Allow: GET, HEAD\r\n" if status == 405 else ""
+        head = ("HTTP/1.1 %d %s\r\nContent-Type: %s\r\nContent-Length: %d\r\n%s"
+                "Connection: close\r\n\r\n" % (status, _REASONS[status], content_type,
+                                               len(body), allow)).encode("latin-1")
+        conn.pending = None
+        conn.reply = head if head_only else head + body
+        try:
+            self._selector.modify(conn.sock, selectors.EVENT_WRITE, conn)
+        except KeyError:  # not registered while its answer was being made
+            self._selector.register(conn.sock, selectors.EVENT_WRITE, conn)
+        self._send(conn)
+
+    def _send(self, conn):
+        try:
+            sent = conn.sock.send(conn.reply, socket.MSG_NOSIGNAL)
+        except BlockingIOError:
+            return
+        except OSError:  # EPIPE, ECONNRESET: the client left
+            self._close(conn)
+            return
+        conn.reply = conn.reply[sent:]
+        if not conn.reply:
+            self._close(conn)
+
+    def _close(self, conn):
+        try:
+            self._selector.unregister(conn.sock)
+        except KeyError:  # waiting for a Pending answer
+            pass
+        del self._connections[conn.sock]
+        conn.sock.close()
+
+    # -- failures ----------------------------------------------------------------
+    def _log_limited(self, what):
+        """Log `what` unless a line was written within LOG_INTERVAL (then count it)."""
+        now = time.monotonic()
+        if self._last_log is not None and now - self._last_log < LOG_INTERVAL:
+            self._unlogged += 1
+            return
+        more = (" (and %d more since the last line)" % self._unlogged) if self._unlogged else ""
+        log.warning("metrics: %s%s; counted in pypause_metrics_*_total, logged at most "
+                    "once a minute" % (what, more))
+        self._last_log = now
+        self._unlogged = 0
