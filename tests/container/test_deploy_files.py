@@ -88,3 +88,33 @@ def test_runtime_config_snippets_name_the_image():
     assert v3["plugins"]["io.containerd.cri.v1.images"]["pinned_images"]["sandbox"] == IMAGE
     crio = tomllib.loads(read("crio", "99-pypause.conf"))["crio"]["image"]
     assert crio == {"pause_image": IMAGE, "pause_command": "/pause"}
+
+
+def _readme_yaml_blocks():
+    with open(os.path.join(REPO, "README.md")) as f:
+        return [yaml.safe_load(block) for block in re.findall(r"```yaml\n(.*?)```", f.read(), re.S)]
+
+
+def test_readme_deploy_and_alert_agree_on_port_labels_and_rule():
+    blocks = _readme_yaml_blocks()
+    with open(METRICS_DOCKERFILE) as f:
+        port = re.search(r"^ENV PYPAUSE_METRICS_ADDR=(\d+)$", f.read(), re.M).group(1)
+    (scrape,) = [b for b in blocks if "scrape_configs" in b]
+    assert scrape["scrape_configs"][0]["static_configs"][0]["targets"][0].endswith(":" + port)
+    (annotated,) = [b for b in blocks if "annotations" in b.get("metadata", {})]
+    assert annotated["metadata"]["annotations"]["prometheus.io/port"] == port
+    (monitor,) = [b for b in blocks if b.get("kind") == "PodMonitor"]
+    deployed = documents()[("PodMonitor", "pypause-sandbox")]["spec"]
+    assert monitor["spec"]["selector"] == deployed["selector"]
+    assert (monitor["spec"]["podMetricsEndpoints"][0]["port"]
+            == deployed["podMetricsEndpoints"][0]["port"])
+    with open(os.path.join(REPO, "docs", "prometheus", "alerts.yml")) as f:
+        rules = yaml.safe_load(f)
+    assert rules in blocks  # the README shows the rule file as it is
+
+
+def test_the_alert_texts_use_only_labels_every_series_has():
+    with open(os.path.join(REPO, "docs", "prometheus", "alerts.yml")) as f:
+        (rule,) = yaml.safe_load(f)["groups"][0]["rules"]
+    used = set(re.findall(r"\$labels\.(\w+)", " ".join(rule["annotations"].values())))
+    assert used and used <= {"instance", "job"}  # what a scrape gives every series
