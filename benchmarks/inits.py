@@ -44,6 +44,7 @@ while True:
         sys.exit(0)
 """
 
+FLOOR_NAME = "python floor"
 METRICS_ADDR = "127.0.0.1:0"  # port 0: the kernel picks a free port; procfs finds it
 
 
@@ -149,7 +150,7 @@ def pypause_metrics_init_argv(script, command):
 
 def python_floor(python):
     return Init(
-        "python floor",
+        FLOOR_NAME,
         lambda cmd: [python, "-I", "-c", FLOOR] + cmd,
         pause_argv=[python, "-I", "-c", FLOOR],
         metrics_argv=[python, "-I", "-c", "import prometheus_client\n" + FLOOR],

@@ -1,4 +1,4 @@
-"""The six measurements. Each runs every init in the same way, in one run.
+"""The seven measurements. Each runs every init in the same way, in one run.
 
 Each measurement writes its figures into a `Results`, by figure and init.
 Every process is started through a `Session`, which ends them all by PID
@@ -8,6 +8,7 @@ when the measurement is done or has failed.
 import math
 import os
 import random
+import resource
 import signal
 import socket
 import statistics
@@ -144,6 +145,12 @@ def idle(all_inits, seconds, settle, log_fd, results):
             results.set("wakeups_" + mode, name, procfs.context_switches(proc.pid) - switches)
             results.set("rss_" + mode, name, procfs.rss_kib(proc.pid) / 1024)
             results.set("uss_" + mode, name, procfs.uss_kib(proc.pid) / 1024)
+    # pypause serving metrics next to the floor serving none: how much its
+    # metrics cost in all, prometheus_client included (a target of its own).
+    if results.get("uss_metrics", "pypause") is not None:
+        results.set("uss_metrics_floor", "pypause", results.get("uss_metrics", "pypause"))
+        results.set("uss_metrics_floor", inits.FLOOR_NAME,
+                    results.get("uss_pause", inits.FLOOR_NAME))
 
 
 def _scrape(port):
@@ -346,3 +353,45 @@ def metrics_cost(script, python, scrapes, orphans, repeats, grace, log_fd, resul
         results.set("reap_metrics_us", "pypause", statistics.median(quiet) / 1e3)
         results.set("reap_scraped_us", "pypause", statistics.median(scraped) / 1e3)
         results.set("zombies_metrics", "pypause", zombies)
+
+
+def idle_connections(script, connections, settle, log_fd, results):
+    """7. pypause's threads and RSS, metrics on, while `connections` idle clients are connected.
+
+    The clients connect to the metrics port all at once and send nothing. The
+    server may close some of them (it keeps a bounded number); the figures are
+    what the crowd costs pypause, sampled once it has accept()ed them all: the
+    threads it has (len of /proc/PID/task) and its RSS, against its RSS just
+    before. pypause is started before the harness raises its own descriptor
+    limit, so it runs with the limit every other init had.
+    """
+    with Session(log_fd) as session:
+        proc = session.start([script, "--metrics-addr", inits.METRICS_ADDR])
+        port = _wait_for_port(proc, timeout=10)
+        if port is None:
+            raise RuntimeError("pypause --metrics-addr stopped serving")
+        time.sleep(settle)
+        idle_rss = procfs.rss_kib(proc.pid)
+        limits = resource.getrlimit(resource.RLIMIT_NOFILE)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (limits[1], limits[1]))
+        clients = []
+        try:
+            for _ in range(connections):
+                clients.append(socket.create_connection(("127.0.0.1", port), timeout=10))
+            deadline = time.monotonic() + 2
+            while procfs.accept_queue(proc.pid):
+                if time.monotonic() > deadline:
+                    raise RuntimeError("pypause left %d metrics connections unaccepted"
+                                       % procfs.accept_queue(proc.pid))
+                time.sleep(0.01)
+            threads, rss = procfs.thread_count(proc.pid), procfs.rss_kib(proc.pid)
+        finally:
+            for client in clients:
+                client.close()
+            resource.setrlimit(resource.RLIMIT_NOFILE, limits)
+        if not proc.alive():
+            raise RuntimeError("pypause exited with idle metrics connections open (code %s)"
+                               % proc.exit_code)
+    results.set("threads_connections", "pypause", threads)
+    results.set("rss_connections", "pypause", rss / 1024)
+    results.set("rss_connections_growth", "pypause", (rss - idle_rss) / 1024)

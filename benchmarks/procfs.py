@@ -95,12 +95,11 @@ def zombie_children(pid):
     return count
 
 
-def listening_tcp_ports(pid):
-    """TCP ports that `pid` listens on (IPv4 and IPv6), from its own fds.
+def _listening(pid):
+    """(port, connections waiting in its accept queue) of each TCP socket `pid` listens on.
 
-    Finds the port an init bound with port 0 without parsing its logs: the
-    socket inodes among /proc/PID/fd are matched with LISTEN rows of
-    /proc/PID/net/tcp{,6}.
+    The socket inodes among /proc/PID/fd are matched with LISTEN rows of
+    /proc/PID/net/tcp{,6} (IPv4 and IPv6).
     """
     inodes = set()
     fd_dir = "/proc/%d/fd" % pid
@@ -111,16 +110,30 @@ def listening_tcp_ports(pid):
             continue
         if target.startswith("socket:["):
             inodes.add(target[8:-1])
-    ports = []
+    found = []
     for table in ("tcp", "tcp6"):
         try:
             with open("/proc/%d/net/%s" % (pid, table)) as f:
                 next(f)  # header
                 for line in f:
                     cols = line.split()
-                    # cols[1] local "ADDR:PORT" in hex, cols[3] state (0A = LISTEN), cols[9] inode
+                    # cols[1] local "ADDR:PORT" in hex, cols[3] state (0A = LISTEN),
+                    # cols[4] "tx_queue:rx_queue" (for LISTEN, rx_queue is the accept
+                    # queue), cols[9] inode
                     if cols[3] == "0A" and cols[9] in inodes:
-                        ports.append(int(cols[1].rpartition(":")[2], 16))
+                        found.append((int(cols[1].rpartition(":")[2], 16),
+                                      int(cols[4].partition(":")[2], 16)))
         except FileNotFoundError:
             continue
-    return sorted(set(ports))
+    return found
+
+
+def listening_tcp_ports(pid):
+    """TCP ports that `pid` listens on: finds the port an init bound with port 0
+    without parsing its logs."""
+    return sorted({port for port, _ in _listening(pid)})
+
+
+def accept_queue(pid):
+    """Connections the kernel has established for `pid` that it has not accept()ed yet."""
+    return sum(queued for _, queued in _listening(pid))

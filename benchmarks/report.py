@@ -1,12 +1,15 @@
 """The Markdown table, the targets verdict and the chart."""
 
-FLOOR = "python floor"
+from benchmarks import inits
+
+FLOOR = inits.FLOOR_NAME
 
 # (key, label, decimals); a row shows only if some init has the figure.
 ROWS = [
     ("startup_ms", "start-up, `INIT -- true` as PID 1 (ms, median)", 2),
     ("rss_pause", "idle RSS, pause mode (MiB)", 2),
     ("uss_pause", "idle USS, pause mode (MiB)", 2),
+    ("uss_metrics_floor", "idle USS, metrics on (MiB; floor: pause mode, no metrics)", 2),
     ("rss_init", "idle RSS, init mode, child sleeping (MiB)", 2),
     ("uss_init", "idle USS, init mode, child sleeping (MiB)", 2),
     ("rss_metrics", "idle RSS, metrics on (MiB; floor: + `import prometheus_client`)", 2),
@@ -26,6 +29,9 @@ ROWS = [
     ("reap_metrics_us", "reap CPU per orphan, zombie storm, metrics on (µs)", 2),
     ("reap_scraped_us", "reap CPU per orphan, exit storm, metrics on, scraped 10×/s (µs)", 2),
     ("zombies_metrics", "zombies left after a storm, metrics on", 0),
+    ("threads_connections", "threads with idle metrics connections open", 0),
+    ("rss_connections", "RSS with idle metrics connections open (MiB)", 2),
+    ("rss_connections_growth", "RSS growth from idle metrics connections (MiB)", 2),
 ]
 
 
@@ -59,6 +65,7 @@ def targets(results):
     by_ratio("idle RSS, pause mode ≤ 1.1× Python floor", "rss_pause", FLOOR, 1.1)
     by_ratio("idle RSS, metrics on ≤ 1.1× (floor + import prometheus_client)",
              "rss_metrics", FLOOR, 1.1)
+    by_ratio("idle USS, metrics on ≤ 2.5× Python floor (USS)", "uss_metrics_floor", FLOOR, 2.5)
     by_count("0 wake-ups while idle, every mode",
              ["wakeups_pause", "wakeups_init", "wakeups_metrics"])
     by_ratio("reap CPU per orphan (zombie storm) ≤ 1.5× tini", "reap_us", "tini", 1.5)

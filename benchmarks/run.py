@@ -26,6 +26,7 @@ class Plan:
         self.storm_grace = 0.1 if quick else 0.5
         self.signal_samples, self.signal_warmup = (100, 10) if quick else (5000, 50)
         self.scrapes = 50 if quick else 1000
+        self.idle_connections = 100 if quick else 1000
         # How long `pypause --metrics-addr` may take to listen before the
         # metrics figures are skipped as not implemented.
         self.metrics_probe = 1.5 if quick else 5.0
@@ -141,6 +142,8 @@ def main(argv=None):
                 steps.append(("metrics cost", lambda: measure.metrics_cost(
                     script, python, plan.scrapes, plan.orphans, plan.storm_repeats,
                     plan.storm_grace, log_fd, results)))
+                steps.append(("idle metrics connections", lambda: measure.idle_connections(
+                    script, plan.idle_connections, plan.settle, log_fd, results)))
             for name, step in steps:
                 t = time.monotonic()
                 print("benchmarks: %s ..." % name, end=" ", file=sys.stderr, flush=True)
@@ -184,6 +187,10 @@ def main(argv=None):
         "directly" % plan.signal_samples,
         "metrics: %d scrapes, each on a new connection; storms as above, with "
         "`--metrics-addr`" % plan.scrapes,
+        "idle metrics connections: %d TCP connections to pypause's metrics port (pause mode), "
+        "opened at once and sending nothing; threads and RSS sampled once pypause has "
+        "accepted them all, RSS growth against the same process just before"
+        % plan.idle_connections,
     ]
     os.makedirs(os.path.dirname(out_md), exist_ok=True)
     columns = [i.name for i in all_inits] + [measure.NO_INIT]

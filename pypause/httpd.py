@@ -104,14 +104,15 @@ def _listen(sock, address):
 
 
 class _Connection:
-    __slots__ = ("sock", "deadline", "request", "reply", "pending")
+    __slots__ = ("sock", "deadline", "request", "reply", "pending", "head_only")
 
     def __init__(self, sock, deadline):
         self.sock = sock
         self.deadline = deadline
         self.request = bytearray()
-        self.reply = None     # bytes still to send, once the request is answered
-        self.pending = None   # a Pending answer being waited for
+        self.reply = None       # bytes still to send, once the request is answered
+        self.pending = None     # a Pending answer being waited for
+        self.head_only = False  # a HEAD request: the answer without its body
 
 
 class Server:
@@ -134,6 +135,13 @@ class Server:
         self._paused_until = None
         self._last_log = None
         self._unlogged = 0
+
+    def close(self):
+        """Release the server's sockets and pipe; only if serve_forever() never ran."""
+        self.listener.close()
+        self._selector.close()
+        os.close(self._wake_r)
+        os.close(self._wake_w)
 
     def wake(self):
         """Have the server poll its pending answers (any thread may call this)."""
@@ -237,6 +245,8 @@ class Server:
             return
         conn.request += data
         end = conn.request.find(b"\r\n\r\n")
+        if end < 0:
+            end = conn.request.find(b"\n\n")  # bare LFs, as a hand-typed request has
         if end < 0 and len(conn.request) <= MAX_REQUEST:
             return  # more to come
         if end < 0 or end > MAX_REQUEST:
@@ -248,7 +258,7 @@ class Server:
         self._dispatch(conn, bytes(conn.request[:end]))
 
     def _dispatch(self, conn, head):
-        lines = head.decode("latin-1").split("\r\n")
+        lines = head.decode("latin-1").splitlines()
         words = lines[0].split(" ")
         if len(words) != 3 or not words[2].startswith("HTTP/"):
             self.errors += 1
@@ -256,6 +266,7 @@ class Server:
             self._answer(conn, (400, "text/plain", b"bad request\n"))
             return
         method, target = words[0], words[1]
+        conn.head_only = method == "HEAD"
         if method not in ("GET", "HEAD"):
             self._answer(conn, (405, "text/plain", b"only GET and HEAD\n"))
             return
@@ -273,16 +284,16 @@ class Server:
             conn.pending = answer
             conn.deadline = min(conn.deadline, answer.deadline)
         else:
-            self._answer(conn, answer, head_only=method == "HEAD")
+            self._answer(conn, answer)
 
-    def _answer(self, conn, answer, head_only=False):
+    def _answer(self, conn, answer):
         status, content_type, body = answer
         allow = "Allow: GET, HEAD\r\n" if status == 405 else ""
         head = ("HTTP/1.1 %d %s\r\nContent-Type: %s\r\nContent-Length: %d\r\n%s"
                 "Connection: close\r\n\r\n" % (status, _REASONS[status], content_type,
                                                len(body), allow)).encode("latin-1")
         conn.pending = None
-        conn.reply = head if head_only else head + body
+        conn.reply = head if conn.head_only else head + body
         try:
             self._selector.modify(conn.sock, selectors.EVENT_WRITE, conn)
         except KeyError:  # not registered while its answer was being made

@@ -189,12 +189,17 @@ def serve(metrics, host, port):
         log.error("metrics disabled: cannot listen on %s:%d: %s"
                   % (host or "*", port, getattr(e, "strerror", None) or e))
         return False
-    metrics.server = httpd.Server(listener, metrics.respond)
+    try:
+        metrics.server = httpd.Server(listener, metrics.respond)
+    except OSError as e:  # no descriptor left for its wake-up pipe
+        listener.close()
+        log.error("metrics disabled: %s" % e.strerror)
+        return False
     thread = threading.Thread(target=metrics.server.serve_forever, name="metrics", daemon=True)
     try:
         thread.start()
     except RuntimeError as e:  # no thread to be had (a pids limit): PID 1 goes on
-        listener.close()
+        metrics.server.close()
         metrics.server = None
         log.error("metrics disabled: cannot start the server thread: %s" % e)
         return False

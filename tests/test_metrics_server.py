@@ -605,12 +605,19 @@ def test_other_methods_than_get_and_head_are_405(server, method, path):
     assert r.closed, r
 
 
-def test_head_is_served_without_a_body(server):
+@pytest.mark.parametrize("path", ["/metrics", "/healthz"])  # /healthz: answered later
+def test_head_is_served_without_a_body(server, path):
     _, port = server
-    r = exchange(port, request("HEAD", "/metrics"))
+    r = exchange(port, request("HEAD", path))
     assert r.status == 200, r
     assert r.body == b"", r
     assert r.closed, r
+
+
+def test_a_request_with_bare_line_feeds_is_answered(server):
+    _, port = server  # as typed by hand into nc: HTTP allows a recipient to accept it
+    r = exchange(port, b"GET /healthz HTTP/1.0\n\n")
+    assert (r.status, r.body) == (200, b"ok\n"), r
 
 
 class _Links(html.parser.HTMLParser):
