@@ -8,13 +8,13 @@ SIGCHLD is among the signals it waits for).
 """
 
 import os
-import signal
+import _signal
 
 from pypause import log, shutdown, signals
 from pypause.reaper import Reaper
 
-SHUTDOWN_SIGNALS = (signal.SIGTERM, signal.SIGINT)
-JOB_CONTROL_STOPS = frozenset({signal.SIGTSTP, signal.SIGTTIN, signal.SIGTTOU})
+SHUTDOWN_SIGNALS = (_signal.SIGTERM, _signal.SIGINT)
+JOB_CONTROL_STOPS = frozenset({_signal.SIGTSTP, _signal.SIGTTIN, _signal.SIGTTOU})
 # si_code values (asm-generic/siginfo.h) of signals sent by kill() and tgkill()
 _SI_USER = 0
 _SI_TKILL = -6
@@ -37,14 +37,14 @@ def run(config, main_pid, events, received=()):
             if early:
                 signum, from_self = early.pop(0), False
             else:
-                info = signal.sigwaitinfo(signals.WAITED)
+                info = _signal.sigwaitinfo(signals.WAITED)
                 signum = info.si_signo
                 from_self = info.si_pid == own_pid and info.si_code in (_SI_USER, _SI_TKILL)
             if not from_self:
                 events.signal_received(signum)
             # Always reap on SIGCHLD, even one pypause sent itself: a child's
             # SIGCHLD may have been merged into it.
-            if signum == signal.SIGCHLD:
+            if signum == _signal.SIGCHLD:
                 code, stop = reaper.reap_all()
                 if code is not None:
                     return _finish(config, main_pid, reaper, code, events)
@@ -58,7 +58,7 @@ def run(config, main_pid, events, received=()):
                     return 0
                 log.debug("ignored signal", signal=signals.name(signum))
             else:
-                if signum == signal.SIGCONT:
+                if signum == _signal.SIGCONT:
                     _give_terminal(main_pid)
                 _forward(config, main_pid, config.rewrite.get(signum, signum), events)
             events.heartbeat()
@@ -107,11 +107,11 @@ def _job_control_stop(config, main_pid, stop, own_pid):
     """
     if _job_control_shell_above():
         log.debug("main child stopped; stopping pypause too", signal=signals.name(stop))
-        os.kill(own_pid, signal.SIGSTOP)
+        os.kill(own_pid, _signal.SIGSTOP)
     else:
         log.warning("main child stopped by %s; resuming it: no job-control shell "
                     "could resume pypause" % signals.name(stop), pid=main_pid)
-        _send(config, main_pid, signal.SIGCONT)
+        _send(config, main_pid, _signal.SIGCONT)
 
 
 def _job_control_shell_above():

@@ -1,11 +1,17 @@
-"""Entry point: set up PID 1 in the one order that is safe, then run the loop."""
+"""Entry point: set up PID 1 in the one order that is safe, then run the loop.
 
+What is loaded when: until the child runs, only what starting it needs, all
+of it on C modules (`_signal`, not `signal`, which imports enum): the command
+line (cli), log lines (log), the signal sets (signals) and fork/exec (spawn).
+The loop, the process title and the metrics are imported in serve(), once
+the child runs. tests/test_transparency.py pins this.
+"""
+
+import _signal
 import os
-import signal
 import sys
 
-from pypause import cli, log, loop, signals, spawn, title
-from pypause.events import Events, Guarded
+from pypause import cli, log, signals, spawn
 
 
 def main(argv=None, started=None):
@@ -17,16 +23,16 @@ def main(argv=None, started=None):
     it (`python -m pypause`, tests) the signals are blocked here.
     """
     if started is None:
-        started = (signal.pthread_sigmask(signal.SIG_BLOCK, signals.WAITED), False)
+        started = (_signal.pthread_sigmask(_signal.SIG_BLOCK, signals.WAITED), False)
     inherited_mask, early_sigint = started
     # Keep blocked every signal pypause waits for, from now on in every
     # thread too (threads inherit the mask), plus what was blocked already.
-    signal.pthread_sigmask(signal.SIG_SETMASK, signals.WAITED | set(inherited_mask))
+    _signal.pthread_sigmask(_signal.SIG_SETMASK, signals.WAITED | set(inherited_mask))
     inherited = spawn.InheritedSignals(inherited_mask)
     # Python ignores these; ignored signals are discarded even when blocked,
     # and a user may send them to be forwarded.
-    signal.signal(signal.SIGPIPE, signal.SIG_DFL)
-    signal.signal(signal.SIGXFSZ, signal.SIG_DFL)
+    _signal.signal(_signal.SIGPIPE, _signal.SIG_DFL)
+    _signal.signal(_signal.SIGXFSZ, _signal.SIG_DFL)
     _reserve_closed_stdio()
 
     argv = sys.argv[1:] if argv is None else argv
@@ -54,16 +60,25 @@ def main(argv=None, started=None):
         except OSError as e:  # fork() itself failed: EAGAIN at a pids limit, ENOMEM
             log.error("cannot start %r: fork failed: %s" % (config.command[0], e.strerror))
             return 1
+    os._exit(serve(config, main_pid, argv, early_sigint))
+
+
+def serve(config, main_pid, argv, early_sigint):
+    """Everything after the child runs: title, metrics, the loop; its exit status.
+
+    The caller exits with os._exit(): nothing is left to tear down (no atexit
+    work; the metrics thread is a daemon), and interpreter finalization would
+    add ~3 ms to every run.
+    """
+    from pypause import loop, title  # only now: the child is already running
+    from pypause.events import Events
     # An init must not keep a mount busy through its working directory.
     os.chdir("/")
     title.set_title(["pypause"] + argv)
     events = Events()
     if config.metrics_addr:
         events = _start_metrics(config.metrics_addr, "init" if main_pid else "pause") or events
-    code = loop.run(config, main_pid, events, (signal.SIGINT,) if early_sigint else ())
-    # Nothing is left to tear down (no atexit work; the metrics threads are
-    # daemons), and interpreter finalization would add ~3 ms to every run.
-    os._exit(code)
+    return loop.run(config, main_pid, events, (_signal.SIGINT,) if early_sigint else ())
 
 
 def _start_metrics(addr, mode):
@@ -72,7 +87,8 @@ def _start_metrics(addr, mode):
     Never raises: the child is already running, and PID 1 must go on.
     """
     try:
-        from pypause import metrics  # only now: prometheus_client is heavy
+        from pypause import metrics  # only when asked for: prometheus_client is heavy
+        from pypause.events import Guarded
         collected = metrics.Metrics(mode)
         return Guarded(collected) if metrics.serve(collected, *addr) else None
     except Exception as e:  # a missing or broken prometheus_client, a bug

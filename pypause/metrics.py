@@ -18,7 +18,7 @@ pypause a SIGCHLD, and the loop's heartbeat wakes the server.
 """
 
 import os
-import signal
+import _signal
 import threading
 import time
 
@@ -154,7 +154,7 @@ class _HealthCheck(httpd.Pending):
         self.seen = metrics.beats
         self.deadline = time.monotonic() + HEALTH_TIMEOUT
         metrics.beat_wanted = True  # before the SIGCHLD: its beat must wake the server
-        os.kill(os.getpid(), signal.SIGCHLD)  # a reap pass: harmless, and it wakes the loop
+        os.kill(os.getpid(), _signal.SIGCHLD)  # a reap pass: harmless, and it wakes the loop
 
     def poll(self):
         return _HEALTHY if self.metrics.beats > self.seen else None

@@ -20,7 +20,7 @@ whose parent is still alive), a pidfd of each is polled for its exit.
 
 import os
 import select
-import signal
+import _signal
 import time
 
 from pypause import log, procfs, signals
@@ -106,16 +106,16 @@ def grace(main_pid, reaper, seconds):
     """
     try:
         rest = Leftovers(main_pid)
-        if _all_gone(rest, reaper) or not rest.signal(signal.SIGTERM):
+        if _all_gone(rest, reaper) or not rest.signal(_signal.SIGTERM):
             return
-        rest.signal(signal.SIGCONT)
+        rest.signal(_signal.SIGCONT)
         log.info("main child exited; sent SIGTERM to %s, waiting up to %gs"
                  % (rest.describe(), seconds))
         if _wait(rest, reaper, seconds):
             log.info("everything left exited within the grace period")
             return
         log.warning("grace period over; sending SIGKILL to %s" % rest.describe())
-        rest.signal(signal.SIGKILL)
+        rest.signal(_signal.SIGKILL)
         _wait(rest, reaper, _KILL_WAIT)
     except Exception as e:  # a bug here must not cost the child's exit status
         log.error("grace period cut short: %r" % e)
@@ -149,8 +149,8 @@ def _wait(rest, reaper, seconds):
         if remaining <= 0:
             return False
         if what == "child":
-            info = signal.sigtimedwait(signals.WAITED, remaining)
-            if info is not None and info.si_signo != signal.SIGCHLD:
+            info = _signal.sigtimedwait(signals.WAITED, remaining)
+            if info is not None and info.si_signo != _signal.SIGCHLD:
                 log.debug("dropped signal during grace period", signal=signals.name(info.si_signo))
         else:
             _wait_for_exit(what, remaining)
@@ -172,7 +172,7 @@ def _wait_for_exit(pids, seconds):
             except OSError:
                 break
         if not fds:
-            signal.sigtimedwait(signals.WAITED, seconds)
+            _signal.sigtimedwait(signals.WAITED, seconds)
             return
         poller = select.poll()
         for fd in fds:

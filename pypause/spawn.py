@@ -9,7 +9,7 @@ a plain fork(), a reset of the signal state, and exec().
 
 import errno
 import os
-import signal
+import _signal
 
 from pypause import log
 
@@ -17,7 +17,7 @@ from pypause import log
 # before any of our code runs. What pypause's own parent gave is lost for the
 # first two; a handler shows that SIGINT was not ignored (CPython keeps an
 # inherited SIG_IGN for SIGINT).
-_PYTHON_TOUCHED = (signal.SIGPIPE, signal.SIGXFSZ, signal.SIGINT)
+_PYTHON_TOUCHED = (_signal.SIGPIPE, _signal.SIGXFSZ, _signal.SIGINT)
 
 
 class InheritedSignals:
@@ -25,14 +25,14 @@ class InheritedSignals:
 
     def __init__(self, mask):
         self.mask = mask
-        self.ignored_sigint = signal.getsignal(signal.SIGINT) == signal.SIG_IGN
+        self.ignored_sigint = _signal.getsignal(_signal.SIGINT) == _signal.SIG_IGN
 
     def restore_in_child(self):
         """Reset the calling (freshly forked) process to the inherited state."""
         for signum in _PYTHON_TOUCHED:
-            keep_ignored = signum == signal.SIGINT and self.ignored_sigint
-            signal.signal(signum, signal.SIG_IGN if keep_ignored else signal.SIG_DFL)
-        signal.pthread_sigmask(signal.SIG_SETMASK, self.mask)
+            keep_ignored = signum == _signal.SIGINT and self.ignored_sigint
+            _signal.signal(signum, _signal.SIG_IGN if keep_ignored else _signal.SIG_DFL)
+        _signal.pthread_sigmask(_signal.SIG_SETMASK, self.mask)
 
 
 def exec_status(err):

@@ -2,6 +2,7 @@
 
 import json
 import random
+import signal
 import socket
 
 import pytest
@@ -51,8 +52,8 @@ def test_lone_dash_is_a_command():
 
 @pytest.mark.parametrize("text, signum", [
     ("TERM", 15), ("SIGTERM", 15), ("term", 15), ("9", 9),
-    ("RTMIN", signals.signal.SIGRTMIN), ("SIGRTMIN+2", signals.signal.SIGRTMIN + 2),
-    ("RTMAX-1", signals.signal.SIGRTMAX - 1),
+    ("RTMIN", signal.SIGRTMIN), ("SIGRTMIN+2", signal.SIGRTMIN + 2),
+    ("RTMAX-1", signal.SIGRTMAX - 1), ("IOT", signal.SIGABRT), ("cld", signal.SIGCHLD),
 ])
 def test_signal_names(text, signum):
     assert signals.parse(text) == signum
@@ -67,6 +68,19 @@ def test_bad_signal_names(text):
 def test_signal_name_round_trip():
     for signum in signals.WAITED:
         assert signals.parse(signals.name(signum)) == signum
+
+
+def test_signal_names_are_those_of_the_signal_module():
+    """signals.py names them without `signal` (and its enum): the same names."""
+    for signum in range(1, signal.NSIG):
+        if signal.SIGRTMIN < signum < signal.SIGRTMAX:
+            expected = "SIGRTMIN+%d" % (signum - signal.SIGRTMIN)
+        else:
+            try:
+                expected = signal.Signals(signum).name
+            except ValueError:
+                expected = "SIG%d" % signum
+        assert signals.name(signum) == expected
 
 
 def test_fuzzed_metrics_addresses_are_refused_or_bindable():

@@ -9,7 +9,7 @@ import sys
 import pytest
 
 import pypause
-from support import PYPAUSE, helper, wait_until_idle
+from support import PYPAUSE, helper, needs_pidns, wait_until_idle
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -96,15 +96,46 @@ def test_runs_as_unprivileged_user(unprivileged):
     assert r.returncode == 9, r.stderr
 
 
-def test_start_up_imports_nothing_optional(tmp_path):
-    """Measured without site-packages' own .pth imports: only what pypause imports."""
-    code = ("import sys; sys.path.insert(0, %r); sys.argv = ['pypause', '--', 'true'];"
-            "from pypause.main import main; sys.exit(main())"
-            % os.path.dirname(os.path.dirname(pypause.__file__)))
-    r = subprocess.run([sys.executable, "-S", "-X", "importtime", "-c", code],
+# Runs pypause's main() (as the command script does, after its first
+# statements) without site-packages' own .pth imports, and prints the modules
+# loaded at the moment the child is forked, then those loaded by the end.
+IMPORTS = """
+import os, sys
+sys.path.insert(0, sys.argv[1])
+real_fork = os.fork
+def fork():
+    print("at fork:", " ".join(sorted(sys.modules)), flush=True)
+    return real_fork()
+os.fork = fork
+real_exit = os._exit
+def _exit(code):
+    print("at exit:", " ".join(sorted(sys.modules)), flush=True)
+    real_exit(code)
+os._exit = _exit
+sys.argv = ["pypause", "--", "true"]
+from pypause.main import main
+main()
+"""
+
+
+@pytest.mark.parametrize("as_pid1", [
+    pytest.param(True, marks=needs_pidns, id="pid1"), pytest.param(False, id="subreaper")])
+def test_start_up_imports_nothing_optional(as_pid1):
+    prefix = ["unshare", "--pid", "--fork", "--mount-proc", "--kill-child"] if as_pid1 else []
+    r = subprocess.run([*prefix, sys.executable, "-S", "-c", IMPORTS,
+                        os.path.dirname(os.path.dirname(pypause.__file__))],
                        capture_output=True, text=True, timeout=20)
-    assert r.returncode == 0
-    imported = {line.split("|")[-1].strip() for line in r.stderr.splitlines()}
-    heavy = {"prometheus_client", "re", "json", "argparse", "logging", "dataclasses",
-             "threading", "http.server", "socket"}
-    assert imported & heavy == set()
+    assert r.returncode == 0, r.stderr
+    loaded = {line.split(":")[0]: set(line.split(":")[1].split())
+              for line in r.stdout.splitlines()}
+    assert {"pypause.cli", "pypause.spawn"} <= loaded["at fork"]  # the probe sees them
+    # Until the child runs: nothing that only the loop, the title or the metrics
+    # need. Not PID 1, pypause must become a subreaper before the fork: ctypes.
+    assert not loaded["at fork"] & {
+        "enum", "signal", "re", "typing", "collections", "functools", "importlib.machinery",
+        "pypause.loop", "pypause.title", "pypause.reaper", "pypause.shutdown",
+        *(["ctypes"] if as_pid1 else [])}
+    # Ever, without metrics: nothing optional.
+    assert not loaded["at exit"] & {
+        "prometheus_client", "re", "json", "argparse", "logging", "dataclasses", "enum",
+        "threading", "http.server", "socket", "selectors"}
