@@ -1,5 +1,6 @@
 """Exit status rules: the child's code, 128+N, 127/126, and 2 for usage errors."""
 
+import os
 import subprocess
 
 import pytest
@@ -99,3 +100,14 @@ def test_python_dash_m_runs_pypause():
     import sys
     r = subprocess.run([sys.executable, "-m", "pypause", "--", "sh", "-c", "exit 6"], timeout=20)
     assert r.returncode == 6
+
+
+def test_a_foreign_pypause_package_is_named_not_a_traceback(tmp_path):
+    # PyPI's unrelated "pypause" installs a top-level package of the same name.
+    (tmp_path / "pypause").mkdir()
+    (tmp_path / "pypause" / "__init__.py").write_text("VERSION = '9'\n")
+    r = subprocess.run([PYPAUSE, "--version"], capture_output=True, text=True, timeout=20,
+                       env={**os.environ, "PYTHONPATH": str(tmp_path)})
+    assert r.returncode == 2
+    assert r.stderr.count("\n") == 1 and "pypause-init" in r.stderr
+    assert "Traceback" not in r.stderr
