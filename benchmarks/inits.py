@@ -16,18 +16,21 @@ import sys
 # The Python floor: the least any pure-Python init can do and cost. It
 # blocks every catchable signal, spawns the command (if any) with a clean
 # signal state, then sleeps in sigwaitinfo(): SIGCHLD drains every exited
-# child, any other signal goes to the child (or ends pause mode). Run with
-# -I: no environment variables, no user site, no current directory in path.
+# child, any other signal goes to the child (or ends pause mode). `S` is the
+# C module `_signal`, which the interpreter has loaded before any code runs:
+# the floor imports nothing that `python -I` (with site) has not already
+# imported. Like pypause it ends with os._exit, skipping finalization. Run
+# with -I: no environment variables, no user site, no current directory in path.
 FLOOR = """\
-import os, signal, sys
-S = signal.valid_signals() - {signal.SIGKILL, signal.SIGSTOP}
-signal.pthread_sigmask(signal.SIG_BLOCK, S)
+import os, sys
+ALL = S.valid_signals() - {S.SIGKILL, S.SIGSTOP}
+S.pthread_sigmask(S.SIG_BLOCK, ALL)
 cmd = sys.argv[1:]
 child = cmd and os.posix_spawnp(cmd[0], cmd, os.environ, setsigmask=(),
-                                setsigdef=(signal.SIGPIPE, signal.SIGXFSZ, signal.SIGINT))
+                                setsigdef=(S.SIGPIPE, S.SIGXFSZ, S.SIGINT))
 while True:
-    sig = signal.sigwaitinfo(S).si_signo
-    if sig == signal.SIGCHLD:
+    signo = S.sigwaitinfo(ALL).si_signo
+    if signo == S.SIGCHLD:
         while True:
             try:
                 pid, status = os.waitpid(-1, os.WNOHANG)
@@ -37,14 +40,19 @@ while True:
                 break
             if pid == child:
                 code = os.waitstatus_to_exitcode(status)
-                sys.exit(code if code >= 0 else 128 - code)
+                os._exit(code if code >= 0 else 128 - code)
     elif child:
-        os.kill(child, sig)
-    elif sig in (signal.SIGTERM, signal.SIGINT):
-        sys.exit(0)
+        os.kill(child, signo)
+    elif signo in (S.SIGTERM, S.SIGINT):
+        os._exit(0)
 """
 
 FLOOR_NAME = "python floor"
+# The same floor with `import signal as S`: the floor these benchmarks used
+# before (then ending with sys.exit). `signal` imports enum, functools,
+# collections and more, which no init needs: the difference between the two
+# columns is what they cost.
+SIGNAL_FLOOR_NAME = "floor + import signal"
 METRICS_ADDR = "127.0.0.1:0"  # port 0: the kernel picks a free port; procfs finds it
 
 
@@ -148,14 +156,20 @@ def pypause_metrics_init_argv(script, command):
     return [script, "--metrics-addr", METRICS_ADDR, "--"] + list(command)
 
 
-def python_floor(python):
+def _floor(name, python, code, metrics=False):
     return Init(
-        FLOOR_NAME,
-        lambda cmd: [python, "-I", "-c", FLOOR] + cmd,
-        pause_argv=[python, "-I", "-c", FLOOR],
-        metrics_argv=[python, "-I", "-c", "import prometheus_client\n" + FLOOR],
+        name,
+        lambda cmd: [python, "-I", "-c", code] + cmd,
+        pause_argv=[python, "-I", "-c", code],
+        metrics_argv=[python, "-I", "-c", "import prometheus_client\n" + code] if metrics else None,
         version=_version([python, "-VV"]),
     )
+
+
+def python_floors(python):
+    """The Python floor, and the same floor importing `signal` (no metrics mode)."""
+    return [_floor(FLOOR_NAME, python, "import _signal as S\n" + FLOOR, metrics=True),
+            _floor(SIGNAL_FLOOR_NAME, python, "import signal as S\n" + FLOOR)]
 
 
 # (name, how to start init mode, pause-mode flags or None)

@@ -1,4 +1,4 @@
-"""The seven measurements. Each runs every init in the same way, in one run.
+"""The eight measurements. Each runs every init in the same way, in one run.
 
 Each measurement writes its figures into a `Results`, by figure and init.
 Every process is started through a `Session`, which ends them all by PID
@@ -15,7 +15,7 @@ import statistics
 import threading
 import time
 
-from benchmarks import inits, pidns, procfs
+from benchmarks import inits, pidns, procevents, procfs
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 STORM_CHILD = os.path.join(HERE, "storm_child.py")
@@ -89,25 +89,51 @@ def _wait_for_child(proc, timeout):
 
 
 def startup(all_inits, runs, warmup, log_fd, results):
-    """1. Median wall time of `INIT -- true` as PID 1, runs interleaved across inits.
+    """1. Median wall time of `INIT -- true` as PID 1, runs interleaved across inits,
+    and over the same runs the time from the init's exec to its child's exec.
 
     Interleaving (in a new random order each round) spreads any drift of the
     machine over all inits alike. The no-init row runs `true` alone as PID 1:
     the cost of spawn, exit and namespace teardown that every row contains.
+    Both execs are stamped by the kernel (procevents.py); without its process
+    events the second figure is skipped with a note.
     """
     true = "/bin/true" if os.path.exists("/bin/true") else "/usr/bin/true"
     subjects = [(i.name, i.init_argv(["true"])) for i in all_inits] + [(NO_INIT, [true])]
     times = {name: [] for name, _ in subjects}
-    for round_no in range(warmup + runs):
-        random.shuffle(subjects)
-        for name, argv in subjects:
-            elapsed, code = pidns.time_as_pid1(argv, log_fd)
-            if code != 0:
-                raise RuntimeError("%s exited %d instead of 0" % (" ".join(argv[:3]), code))
-            if round_no >= warmup:
-                times[name].append(elapsed)
+    to_child = {i.name: [] for i in all_inits}
+    try:
+        events = procevents.ProcEvents()
+    except OSError as e:
+        events = None
+        results.notes.append("time until the child runs: skipped, no process events "
+                             "from the kernel (%s)" % e.strerror)
+    try:
+        for round_no in range(warmup + runs):
+            random.shuffle(subjects)
+            for name, argv in subjects:
+                elapsed, code, pid = pidns.time_as_pid1(argv, log_fd)
+                if code != 0:
+                    raise RuntimeError("%s exited %d instead of 0"
+                                       % (" ".join(argv[:3]), code))
+                seen = events.read() if events else []
+                if round_no >= warmup:
+                    times[name].append(elapsed)
+                    if name in to_child:
+                        to_child[name].append(procevents.exec_to_child_exec(seen, pid))
+    finally:
+        if events:
+            events.close()
     for name, samples in times.items():
         results.set("startup_ms", name, statistics.median(samples) * 1e3)
+    for name, samples in to_child.items():
+        found = [ns for ns in samples if ns is not None]
+        if len(found) < len(samples) and events:
+            results.notes.append("time until the child runs, %s: %d of %d runs without both "
+                                 "execs among the kernel's events"
+                                 % (name, len(samples) - len(found), len(samples)))
+        if found:
+            results.set("child_ms", name, statistics.median(found) / 1e6)
 
 
 def idle(all_inits, seconds, settle, log_fd, results):
@@ -151,6 +177,29 @@ def idle(all_inits, seconds, settle, log_fd, results):
         results.set("uss_metrics_floor", "pypause", results.get("uss_metrics", "pypause"))
         results.set("uss_metrics_floor", inits.FLOOR_NAME,
                     results.get("uss_pause", inits.FLOOR_NAME))
+
+
+def pods(pause_inits, count, settle, log_fd, results):
+    """8. Mean PSS and USS per process of `count` copies of each init in pause mode.
+
+    As on a node with `count` pods: the copies run side by side, each PID 1 of
+    its own namespace, and one init's copies alone at a time, so that they
+    share their pages (the interpreter's, for a Python init) only with each
+    other. PSS divides each shared page among the processes that map it.
+    """
+    for init in pause_inits:
+        with Session(log_fd) as session:
+            running = [session.start(init.pause_argv) for _ in range(count)]
+            time.sleep(settle)
+            pss, uss = [], []
+            for proc in running:
+                if not proc.alive():
+                    raise RuntimeError("%s exited in pause mode (code %s)"
+                                       % (" ".join(proc.argv[:3]), proc.exit_code))
+                pss.append(procfs.pss_kib(proc.pid))
+                uss.append(procfs.uss_kib(proc.pid))
+        results.set("pss_pods", init.name, statistics.mean(pss) / 1024)
+        results.set("uss_pods", init.name, statistics.mean(uss) / 1024)
 
 
 def _scrape(port):

@@ -233,12 +233,13 @@ def _exec_init(argv, stdin_fd, stdout_fd, log_fd):
 
 
 def time_as_pid1(argv, log_fd):
-    """Run `argv` to its end as PID 1 of a new namespace; return (seconds, exit code).
+    """Run `argv` to its end as PID 1 of a new namespace; return (seconds, exit code, PID).
 
     The clock covers exactly spawn, run, exit and reap of the init: fork,
     unshare and reporting are outside it. No /proc of its own is mounted
     here, as that would have to happen inside the clock; no init reads /proc
-    to start.
+    to start. The PID is the init's as the harness sees it, gone by the time
+    this returns: it finds the init among process events (procevents.py).
     """
     report_r, report_w = os.pipe()
     harness = os.getpid()
@@ -260,7 +261,8 @@ def time_as_pid1(argv, log_fd):
                     setsigdef=_RESET_SIGNALS, setsigmask=())
                 _, status = os.waitpid(pid, 0)
                 elapsed = time.perf_counter_ns() - started
-                os.write(report_w, b"%d %d\n" % (elapsed, os.waitstatus_to_exitcode(status)))
+                os.write(report_w, b"%d %d %d\n"
+                         % (elapsed, os.waitstatus_to_exitcode(status), pid))
                 code = 0
         finally:
             os._exit(code)
@@ -278,5 +280,5 @@ def time_as_pid1(argv, log_fd):
         os.waitpid(helper, 0)
     if line is None:
         raise RuntimeError("timing run of %s failed" % " ".join(argv))
-    elapsed, code = line.split()
-    return int(elapsed) / 1e9, int(code)
+    elapsed, code, pid = line.split()
+    return int(elapsed) / 1e9, int(code), int(pid)

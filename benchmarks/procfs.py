@@ -59,10 +59,19 @@ def rss_kib(pid):
     return int(_status_fields("/proc/%d/status" % pid)["VmRSS"].split()[0])
 
 
+def _rollup_kib(pid, keys):
+    fields = _status_fields("/proc/%d/smaps_rollup" % pid)
+    return sum(int(fields[k].split()[0]) for k in keys)
+
+
 def uss_kib(pid):
     """Unique set size: the pages only this process maps (what killing it frees)."""
-    fields = _status_fields("/proc/%d/smaps_rollup" % pid)
-    return sum(int(fields[k].split()[0]) for k in ("Private_Clean", "Private_Dirty"))
+    return _rollup_kib(pid, ("Private_Clean", "Private_Dirty"))
+
+
+def pss_kib(pid):
+    """Proportional set size: each page's size divided by the processes mapping it."""
+    return _rollup_kib(pid, ("Pss",))
 
 
 def state(pid):

@@ -13,6 +13,7 @@ import time
 from benchmarks import inits, measure, pidns, report
 
 HERE = os.path.dirname(os.path.abspath(__file__))
+README = os.path.join(os.path.dirname(HERE), "README.md")
 
 
 class Plan:
@@ -27,6 +28,7 @@ class Plan:
         self.signal_samples, self.signal_warmup = (100, 10) if quick else (5000, 50)
         self.scrapes = 50 if quick else 1000
         self.idle_connections = 100 if quick else 1000
+        self.pods = 5 if quick else 50
         # How long `pypause --metrics-addr` may take to listen before the
         # metrics figures are skipped as not implemented.
         self.metrics_probe = 1.5 if quick else 5.0
@@ -114,8 +116,8 @@ def main(argv=None):
                 os.path.join(tmp, "venv"), args.pypause)
             how = "from a clean venv (see README), code from %s%s" % (source, _commit(source))
         pypause = inits.pypause(script)
-        floor = inits.python_floor(python)
-        all_inits = [pypause, floor] + peers
+        floors = inits.python_floors(python)
+        all_inits = [pypause] + floors + peers
         log_path = os.path.join(tmp, "inits.log")
         log_fd = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
         try:
@@ -131,6 +133,9 @@ def main(argv=None):
                     all_inits, plan.startup_runs, plan.startup_warmup, log_fd, results)),
                 ("idle memory and wake-ups", lambda: measure.idle(
                     all_inits, plan.idle_seconds, plan.settle, log_fd, results)),
+                ("per-pod memory", lambda: measure.pods(
+                    [i for i in all_inits if i.pause_argv], plan.pods, plan.settle, log_fd,
+                    results)),
                 ("signal latency", lambda: measure.signal_latency(
                     all_inits, python, plan.signal_samples, plan.signal_warmup, log_fd,
                     results)),
@@ -173,13 +178,20 @@ def main(argv=None):
         "every init runs as PID 1 of a new PID namespace with a /proc of its own, and "
         "PATH as its only environment variable, as in a container",
         "pypause: the installed pypause command, run %s (%s)" % (how, pypause.version),
-        "Python floor: `python -I -c FLOOR` on the same interpreter, FLOOR being the "
-        "minimal init in benchmarks/inits.py (%s)" % floor.version,
+        "Python floor: `python -I -c CODE` on the same interpreter, CODE being "
+        "`import _signal as S` and the minimal init FLOOR of benchmarks/inits.py (%s); "
+        "\"%s\": the same with `import signal as S`"
+        % (floors[0].version, inits.SIGNAL_FLOOR_NAME),
     ] + ["%s: %s" % (i.name, i.version) for i in peers] + [
         "start-up: median of %d runs of each, interleaved in random order; "
-        "\"no init\" runs `true` alone as PID 1" % plan.startup_runs,
+        "\"no init\" runs `true` alone as PID 1; time until the child runs: from the "
+        "init's exec to its child's, both stamped by the kernel (proc connector), over "
+        "the same runs" % plan.startup_runs,
         "idle: memory after, and context switches during, %.0f s in which all inits "
         "idle side by side" % plan.idle_seconds,
+        "per pod: %d copies of each init in pause mode, each PID 1 of its own namespace, "
+        "one init's copies at a time; PSS and USS read %.1f s after the last started, "
+        "mean of the copies" % (plan.pods, plan.settle),
         "reap storms: %d orphans behind each init, %d storm(s) of each kind (see README), "
         "medians; zombies counted %.1f s after each storm"
         % (plan.orphans, plan.storm_repeats, plan.storm_grace),
@@ -205,4 +217,30 @@ def main(argv=None):
     sys.stdout.write(text)
     print("benchmarks: wrote %s%s" % (out_md, "" if why_no_chart else " and " + out_png),
           file=sys.stderr)
+    if not args.quick and not args.out:
+        first_line = "Latest run: %s, %s, %s (full table: [%s](%s)):" % (
+            date.split()[0], machine_line(), " ".join(floors[0].version.split()[:2]),
+            _link(out_md), _link(out_md))
+        block = report.readme_block(results, columns, first_line,
+                                    None if why_no_chart else _link(out_png))
+        update_readme(README, block)
     return 0
+
+
+def _link(path):
+    return os.path.relpath(path, os.path.dirname(README))
+
+
+def update_readme(path, block):
+    """Put `block` between the benchmark markers of the README at `path`; without
+    the markers, say so and leave the file alone."""
+    with open(path) as f:
+        text = report.with_readme_block(f.read(), block)
+    if text is None:
+        print("benchmarks: %s has no %s ... %s markers: not updated"
+              % (path, report.README_BEGIN, report.README_END), file=sys.stderr)
+        return False
+    with open(path, "w") as f:
+        f.write(text)
+    print("benchmarks: wrote the benchmark block of %s" % path, file=sys.stderr)
+    return True
