@@ -17,14 +17,13 @@ our back the way a stalled log collector's pipe does.
 
 import errno
 import os
-import select
 import sys
 import time
 from _thread import allocate_lock  # not threading: a start-up cost
 
 ERROR, WARNING, INFO, DEBUG = 0, 1, 2, 3
 _LEVEL_NAMES = ("error", "warning", "info", "debug")
-_PIPE_BUF = select.PIPE_BUF
+_PIPE_BUF = 4096  # Linux's, on every architecture: a write up to it is atomic
 
 threshold = INFO
 json_format = False
@@ -132,6 +131,7 @@ def _write(line):
             if e.errno not in (errno.EOPNOTSUPP, errno.EINVAL, errno.ENOSYS, errno.ESPIPE):
                 raise
             _nowait = False  # a tty or a file, or an old kernel: poll from now on
+    import select  # only on this path: loading it is a start-up cost
     poller = select.poll()
     poller.register(2, select.POLLOUT)
     if not any(ev & select.POLLOUT for _, ev in poller.poll(0)):
