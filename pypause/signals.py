@@ -26,6 +26,8 @@ _RTMAX = _signal.SIGRTMAX
 #: number (SIGIOT, SIGCLD, SIGPOLL) is accepted by parse() but never shown.
 _BY_NAME = {name: number for name, number in vars(_signal).items()
             if name.startswith("SIG") and not name.startswith("SIG_")}
+if 16 not in _BY_NAME.values():  # Python < 3.11 does not name it; Linux does
+    _BY_NAME["SIGSTKFLT"] = 16
 _NAMES = {number: name for name, number in _BY_NAME.items()
           if name not in ("SIGIOT", "SIGCLD", "SIGPOLL")}
 
@@ -49,6 +51,8 @@ def parse(text):
     can be sent; 0 is not accepted here (callers that allow it check first).
     """
     spec = text.strip().upper()
+    if spec.startswith("SIG") and spec[3:].isdigit():  # "SIG32", as name() writes it
+        spec = spec[3:]
     if spec.isdigit():
         signum = int(spec)
     else:

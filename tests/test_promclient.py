@@ -14,8 +14,6 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from support import PYPAUSE, port_from
 
-tomllib = pytest.importorskip("tomllib", reason="tomllib comes with Python 3.11+")
-
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 #: What pypause must not load: prometheus_client's HTTP machinery.
 HEAVY = {"http.server", "http.client", "ssl", "urllib.request", "wsgiref.simple_server",
@@ -74,6 +72,7 @@ def test_an_unknown_layout_disables_metrics_loudly(procs, tmp_path):
 
 
 def _oldest_allowed():
+    tomllib = pytest.importorskip("tomllib", reason="tomllib comes with Python 3.11+")
     with open(os.path.join(REPO, "pyproject.toml"), "rb") as f:
         dependencies = tomllib.load(f)["project"]["dependencies"]
     (spec,) = [d for d in dependencies if d.startswith("prometheus-client")]
