@@ -25,7 +25,7 @@ ARG BASE_IMAGE=python:3.11-slim-bookworm
 
 FROM ${BASE_IMAGE} AS wheels
 # What building the distribution reads (pyproject.toml names the rest).
-COPY pyproject.toml README.md /src/
+COPY pyproject.toml README.md LICENSE /src/
 COPY bin /src/bin
 COPY pypause /src/pypause
 # pip's own wheel too: the build stage runs pip from it.
@@ -40,6 +40,8 @@ FROM scratch
 ARG BASE_IMAGE
 COPY --from=build /out/runtime/ /
 COPY --from=build /out/pypause/ /
+# Apache-2.0 asks for a copy with every distribution of the work.
+COPY LICENSE /usr/share/doc/pypause/LICENSE
 ENV PATH=/usr/local/bin:/usr/bin:/bin
 LABEL org.opencontainers.image.title="pypause" \
       org.opencontainers.image.description="A pure-Python init for containers: pod pause container and image init" \
