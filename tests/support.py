@@ -125,18 +125,21 @@ def context_switches(pid):
 _SIGWAIT_SYSCALL = {"x86_64": "128", "aarch64": "137"}
 
 
+def in_sigwait(pid):
+    """True if `pid` sleeps in sigwaitinfo() (where /proc shows its waited
+    signals as unblocked: the kernel lets them through to the wait)."""
+    number = _SIGWAIT_SYSCALL.get(os.uname().machine)
+    try:
+        with open("/proc/%d/syscall" % pid) as f:
+            fields = f.read().split()
+    except OSError:
+        return False
+    return bool(fields) and (fields[0] == number if number else fields[0] != "running")
+
+
 def wait_until_idle(pid, timeout=10.0):
     """Wait until `pid` sleeps in sigwaitinfo(), i.e. its start-up is over."""
-    number = _SIGWAIT_SYSCALL.get(os.uname().machine)
-
-    def idle():
-        try:
-            with open("/proc/%d/syscall" % pid) as f:
-                fields = f.read().split()
-        except OSError:
-            return False
-        return fields and (fields[0] == number if number else fields[0] != "running")
-    wait_for(idle, timeout, what="pypause %d to wait for signals" % pid)
+    wait_for(lambda: in_sigwait(pid), timeout, what="pypause %d to wait for signals" % pid)
 
 
 

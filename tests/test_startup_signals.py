@@ -16,7 +16,7 @@ import time
 import pytest
 
 from pypause import signals
-from support import PYPAUSE, blocked_signals, needs_pidns, wait_until_idle
+from support import PYPAUSE, blocked_signals, in_sigwait, needs_pidns, wait_until_idle
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -114,9 +114,14 @@ def _start_pid1(argv):
 
 
 def _masked(pid):
-    """Wait, polling as fast as Python can, until `pid` blocks SIGTERM; return when."""
-    while signal.SIGTERM not in (blocked_signals(pid) or ()):
-        pass
+    """Wait, polling as fast as Python can, until `pid` blocks SIGTERM; return when.
+
+    Once in sigwaitinfo(), /proc shows the waited signals unblocked: a poll
+    that came too late to see the mask sees that instead.
+    """
+    deadline = time.monotonic() + 10
+    while signal.SIGTERM not in (blocked_signals(pid) or ()) and not in_sigwait(pid):
+        assert time.monotonic() < deadline, "pypause never blocked SIGTERM"
     return time.monotonic()
 
 

@@ -25,9 +25,16 @@ def bit(signum):
     return 1 << (signum - 1)
 
 
+def _as_this_process_has_them():
+    """A preexec_fn that changes nothing, to make subprocess fork and exec:
+    without one, Python 3.13 starts pypause with posix_spawn, and glibc's
+    posix_spawn hands on its own signals 32 and 33 ignored."""
+
+
 def child_signal_state(**kwargs):
     """(SigBlk, SigIgn) of a child exec'd by pypause directly: cat, since a
     Python child would ignore SIGPIPE and SIGXFSZ by itself."""
+    kwargs.setdefault("preexec_fn", _as_this_process_has_them)
     r = subprocess.run([PYPAUSE, "--", "cat", "/proc/self/status"],
                        capture_output=True, text=True, timeout=20, **kwargs)
     assert r.returncode == 0, r.stderr
