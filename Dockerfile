@@ -35,13 +35,13 @@ FROM ${BASE_IMAGE} AS build
 COPY --from=wheels /wheels /wheels
 COPY deploy/image/assemble_rootfs.py /assemble_rootfs.py
 RUN ["python3", "-I", "/assemble_rootfs.py", "/wheels", "/out"]
+# Apache-2.0 asks for a copy with every distribution of the work: in pypause's layer.
+COPY LICENSE /out/pypause/usr/share/doc/pypause/LICENSE
 
 FROM scratch
 ARG BASE_IMAGE
 COPY --from=build /out/runtime/ /
 COPY --from=build /out/pypause/ /
-# Apache-2.0 asks for a copy with every distribution of the work.
-COPY LICENSE /usr/share/doc/pypause/LICENSE
 ENV PATH=/usr/local/bin:/usr/bin:/bin
 LABEL org.opencontainers.image.title="pypause" \
       org.opencontainers.image.description="A pure-Python init for containers: pod pause container and image init" \

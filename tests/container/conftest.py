@@ -142,6 +142,36 @@ def metrics_image(podman, image):
     return IMAGE + "-metrics"
 
 
+@pytest.fixture(scope="session")
+def nonreaping_image(podman, base_image, workdir):
+    """A sandbox image whose PID 1 never reaps: the negative control of the reaping tests.
+
+    Python with no SIGCHLD handler, on the same base, with the pause image's user.
+    """
+    context = os.path.join(workdir, "nonreaping")
+    os.makedirs(context)
+    with open(os.path.join(context, "Containerfile"), "w") as f:
+        f.write('FROM %s\nUSER 65535:65535\n'
+                'ENTRYPOINT ["python3", "-c", "import signal; signal.pause()"]\n' % base_image)
+    name = "localhost/pypause-test-nonreaping:latest"
+    podman("build", "--pull=never", "--network", "none", "-t", name, context)
+    return name
+
+
+@pytest.fixture(scope="session")
+def oci_archive(podman, workdir):
+    """oci_archive(image): the image saved as an OCI archive (once), for `ctr images import`."""
+    saved = {}
+
+    def save(image):
+        if image not in saved:
+            path = os.path.join(workdir, "oci-%d.tar" % len(saved))
+            podman("save", "--format", "oci-archive", "--output", path, image)
+            saved[image] = path
+        return saved[image]
+    return save
+
+
 def pytest_terminal_summary(terminalreporter):
     if MEASURED:
         terminalreporter.section("pause image measurements")

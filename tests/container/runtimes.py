@@ -1,10 +1,12 @@
 """Helpers for the container tests: commands, polling, /proc, and the private podman."""
 
+import json
 import os
 import resource
 import shutil
 import signal
 import subprocess
+import sys
 
 from support import wait_for  # noqa: F401 (re-exported to the container tests)
 
@@ -120,20 +122,26 @@ def orphans_of(init_pid):
             if fields[0] == ORPHAN_COMM}
 
 
-def adopt_then_kill_orphans(init_pid, count):
-    """Wait until `count` orphans are children of `init_pid`, then SIGKILL them all at once.
-
-    The orphans die together, so their SIGCHLDs coalesce.
-    """
+def wait_until_adopted(init_pid, count):
+    """Wait until `count` orphans, all alive, are children of `init_pid`."""
     def adopted():
         orphans = orphans_of(init_pid)
-        return len(orphans) == count and all(ppid == init_pid for _, _, ppid in orphans.values())
+        return len(orphans) == count and all(ppid == init_pid and state != "Z"
+                                             for _, state, ppid in orphans.values())
     try:
         wait_for(adopted, 20, "%d orphans adopted by pid %d" % (count, init_pid))
     except AssertionError:
         found = sorted((ppid, state) for _, state, ppid in orphans_of(init_pid).values())
         raise AssertionError("expected %d orphans with parent %d; found (ppid, state): %s"
                              % (count, init_pid, found)) from None
+
+
+def adopt_then_kill_orphans(init_pid, count):
+    """Wait until `count` orphans are children of `init_pid`, then SIGKILL them all at once.
+
+    The orphans die together, so their SIGCHLDs coalesce.
+    """
+    wait_until_adopted(init_pid, count)
     for pid in orphans_of(init_pid):
         os.kill(pid, signal.SIGKILL)
 
@@ -197,3 +205,23 @@ def _hard_nofile():
     hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
     return 1048576 if hard == resource.RLIM_INFINITY else hard
 
+
+# ---------------------------------------------------------------- network namespaces
+
+# Run by `nsenter --net=...` with this interpreter: GET paths from 127.0.0.1,
+# inside the namespace, as a sidecar of the pod would.
+FETCH = """\
+import json, sys, urllib.request
+result = {}
+for path in sys.argv[2:]:
+    with urllib.request.urlopen("http://127.0.0.1:%s%s" % (sys.argv[1], path), timeout=2) as r:
+        result[path] = [r.status, r.headers.get_content_type(), r.read().decode()]
+print(json.dumps(result))
+"""
+
+
+def fetch_in_netns(pid, port, *paths):
+    """GET `paths` from 127.0.0.1:`port` in the network namespace of `pid`; None if refused."""
+    r = subprocess.run(["nsenter", "--net=/proc/%d/ns/net" % pid, sys.executable, "-c", FETCH,
+                        str(port)] + list(paths), capture_output=True, text=True, timeout=10)
+    return json.loads(r.stdout) if r.returncode == 0 else None
