@@ -1,6 +1,7 @@
 # pypause as a pod's pause (sandbox) image.
 #
-#   podman build -t pypause .            # or: docker build -t pypause .
+#   deploy/image/build.sh -t localhost/pypause:local      # fills in the OCI labels
+#   podman build -t localhost/pypause:local .              # the same, labels left empty
 #
 # The final image is assembled from the base image's own Python: the
 # interpreter, the standard library an init can need, the shared libraries
@@ -40,13 +41,23 @@ COPY LICENSE /out/pypause/usr/share/doc/pypause/LICENSE
 
 FROM scratch
 ARG BASE_IMAGE
+# Filled in by deploy/image/build.sh: the version from pypause/__init__.py,
+# the git commit, the build time (RFC 3339), where the source can be found.
+ARG VERSION=""
+ARG REVISION=""
+ARG CREATED=""
+ARG SOURCE=""
 COPY --from=build /out/runtime/ /
 COPY --from=build /out/pypause/ /
 ENV PATH=/usr/local/bin:/usr/bin:/bin
 LABEL org.opencontainers.image.title="pypause" \
       org.opencontainers.image.description="A pure-Python init for containers: pod pause container and image init" \
       org.opencontainers.image.licenses="Apache-2.0" \
-      org.opencontainers.image.base.name="${BASE_IMAGE}"
+      org.opencontainers.image.base.name="${BASE_IMAGE}" \
+      org.opencontainers.image.version="${VERSION}" \
+      org.opencontainers.image.revision="${REVISION}" \
+      org.opencontainers.image.created="${CREATED}" \
+      org.opencontainers.image.source="${SOURCE}"
 # The Kubernetes pause image's user: no name, no home, owns nothing.
 USER 65535:65535
 STOPSIGNAL SIGTERM

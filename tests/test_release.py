@@ -5,6 +5,7 @@ pass from it), and the version is written in one place."""
 import email.parser
 import os
 import re
+import shutil
 import subprocess
 import sys
 import tarfile
@@ -21,10 +22,13 @@ VERSION = pypause.__version__
 
 @pytest.fixture(scope="module")
 def dist(tmp_path_factory):
-    """The sdist and the wheel, built from this checkout by PyPA's `build`."""
-    out = tmp_path_factory.mktemp("dist")
+    """The sdist and the wheel, built by PyPA's `build` from a copy of this
+    checkout (an in-tree build would leave build/ and *.egg-info behind)."""
+    out, src = tmp_path_factory.mktemp("dist"), tmp_path_factory.mktemp("src") / "src"
+    shutil.copytree(REPO, src, ignore=shutil.ignore_patterns(
+        ".git", "__pycache__", "*.egg-info", "build", "dist", ".pytest_cache", ".venv"))
     r = subprocess.run([sys.executable, "-m", "build", "--sdist", "--wheel", "--outdir",
-                        str(out), REPO], capture_output=True, text=True, timeout=280)
+                        str(out), str(src)], capture_output=True, text=True, timeout=280)
     assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
     (sdist,) = out.glob("pypause_init-%s.tar.gz" % VERSION)
     (wheel,) = out.glob("pypause_init-%s-py3-none-any.whl" % VERSION)

@@ -20,7 +20,7 @@ cd "$(dirname "$0")/../.."
 
 CLUSTER=${CLUSTER:-pypause}
 # These two names are the ones deploy/kind/cluster.yaml uses.
-IMAGE=localhost/pypause:0.1.0
+IMAGE=localhost/pypause:local
 NODE_IMAGE=kindest/node-pypause:latest
 # `kind build add-image` appeared in kind 0.24.
 KIND_MIN_VERSION=0.24.0

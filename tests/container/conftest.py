@@ -113,7 +113,7 @@ def wheel_context(podman, base_image, workdir):
     # Build from a copy: an in-tree build would leave build/ in the repository.
     src = os.path.join(workdir, "src")
     shutil.copytree(REPO, src, ignore=shutil.ignore_patterns(
-        ".git", "__pycache__", "*.egg-info", "build", "dist", ".pytest_cache"))
+        ".git", "__pycache__", "*.egg-info", "build", "dist", ".pytest_cache", ".venv"))
     context = os.path.join(workdir, "wheel-context")
     wheels = os.path.join(context, "wheels")
     pip = [sys.executable, "-m", "pip", "--disable-pip-version-check", "-q"]
@@ -126,11 +126,11 @@ def wheel_context(podman, base_image, workdir):
 
 @pytest.fixture(scope="session")
 def image(podman, base_image, wheel_context):
-    """The repository's Dockerfile built on the Debian base, offline."""
-    podman("build", "--pull=never", "--network", "none",
-           "--build-context", "wheels=" + wheel_context,
-           "--build-arg", "BASE_IMAGE=" + base_image,
-           "-t", IMAGE, "-f", os.path.join(REPO, "Dockerfile"), REPO, timeout=600)
+    """The repository's Dockerfile built on the Debian base, offline, by the
+    documented build script (which fills in the OCI labels)."""
+    run([os.path.join(REPO, "deploy", "image", "build.sh"), "--pull=never", "--network", "none",
+         "--build-context", "wheels=" + wheel_context, "--build-arg", "BASE_IMAGE=" + base_image,
+         "-t", IMAGE], env=dict(podman.env, ENGINE="podman"), timeout=600)
     return IMAGE
 
 

@@ -35,7 +35,7 @@ class Containerd:
         self.socket = os.path.join(workdir, "containerd.sock")
         with open(CONFIG_SNIPPET) as f:
             # The snippet as a user would paste it, with our image in it.
-            snippet = f.read().replace("localhost/pypause:0.1.0", sandbox_image)
+            snippet = f.read().replace("localhost/pypause:local", sandbox_image)
         self.config = os.path.join(workdir, "config.toml")
         with open(self.config, "w") as f:
             # Top-level keys first: the snippet's `version` too must precede any table.

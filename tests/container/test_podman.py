@@ -8,7 +8,8 @@ import time
 
 import pytest
 
-from runtimes import (MEASURED, METRICS_DOCKERFILE, ORPHAN_COMM, ORPHAN_MAKER, ORPHANS,
+import pypause
+from runtimes import (MEASURED, METRICS_DOCKERFILE, ORPHAN_COMM, ORPHAN_MAKER, ORPHANS, REPO,
                       adopt_then_kill_orphans, pidns_members, proc_stat, proc_status,
                       root_is_read_only, wait_for, wait_until_reaped,
                       wait_until_waiting_for_signals, zombies)
@@ -36,6 +37,7 @@ print(json.dumps({
     "executables": sorted(executables),
     "pause": os.path.realpath("/pause"),
     "pip": [m for m in ("pip", "ensurepip", "setuptools") if importlib.util.find_spec(m)],
+    "licence": open("/usr/share/doc/pypause/LICENSE").read(200).split(),
 }))
 """
 
@@ -72,12 +74,20 @@ def test_image_config_and_contents(podman, image, base_image):
     assert not config.get("Cmd"), "no CMD: no arguments means pause mode"
     assert config["Labels"]["org.opencontainers.image.title"] == "pypause"
     assert config["Labels"]["org.opencontainers.image.base.name"] == base_image
+    # Filled in by deploy/image/build.sh from the one source of each value.
+    assert config["Labels"]["org.opencontainers.image.version"] == pypause.__version__
+    revision = subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO, capture_output=True,
+                              text=True).stdout.strip() or "unknown"
+    assert config["Labels"]["org.opencontainers.image.revision"] == revision
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ",
+                        config["Labels"]["org.opencontainers.image.created"])
 
     probe = json.loads(podman("run", "--rm", "--network", "none", "--entrypoint", "python3",
                               image, "-c", LAYOUT_PROBE).stdout)
     # Nothing to run but the interpreter and pypause: no shell, no busybox, no pip.
     assert probe["executables"] == sorted([probe["python"], "/usr/local/bin/pypause"])
     assert probe["pip"] == []
+    assert probe["licence"][:4] == ["Apache", "License", "Version", "2.0,"]
     assert probe["pause"] == "/usr/local/bin/pypause"
     # CRI-O starts /pause whatever the ENTRYPOINT is.
     version = podman("run", "--rm", "--network", "none", "--entrypoint", "/pause", image,
