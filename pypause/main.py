@@ -29,10 +29,10 @@ def main(argv=None, started=None):
     # thread too (threads inherit the mask), plus what was blocked already.
     _signal.pthread_sigmask(_signal.SIG_SETMASK, signals.WAITED | set(inherited_mask))
     inherited = spawn.InheritedSignals(inherited_mask)
-    # Python ignores these; ignored signals are discarded even when blocked,
-    # and a user may send them to be forwarded.
-    _signal.signal(_signal.SIGPIPE, _signal.SIG_DFL)
-    _signal.signal(_signal.SIGXFSZ, _signal.SIG_DFL)
+    # Python ignores SIGPIPE and SIGXFSZ (ignored signals are discarded even
+    # when blocked, and a user may send them to be forwarded) and has its own
+    # SIGINT handler: the child's dispositions, set here before any fork.
+    inherited.restore_dispositions()
     _reserve_closed_stdio()
 
     argv = sys.argv[1:] if argv is None else argv
