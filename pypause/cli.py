@@ -18,6 +18,10 @@ class UsageError(Exception):
     """Bad command line or environment: one line for the user, exit status 2."""
 
 
+class _Refused(ValueError):
+    """A well-formed value that cannot work, with the reason to tell the user."""
+
+
 class Config:
     """What the user asked for. (dataclasses would import inspect and re.)"""
 
@@ -118,11 +122,16 @@ def _verbosity(text):
 
 
 def _rewrite(text):
-    """`FROM:TO` signals; TO may be 0 to drop FROM."""
+    """`FROM:TO` signals; TO may be 0 to drop FROM. A rule for a signal that
+    pypause never forwards could never fire: refused."""
     source, sep, target = text.partition(":")
     if not sep:
         raise ValueError(text)
-    return signals.parse(source), 0 if target.strip() == "0" else signals.parse(target)
+    signum = signals.parse(source)
+    why = signals.never_forwarded(signum)
+    if why:
+        raise _Refused("pypause never forwards %s: %s" % (signals.name(signum), why))
+    return signum, 0 if target.strip() == "0" else signals.parse(target)
 
 
 def _exit_code(text):
@@ -212,6 +221,8 @@ def help_text():
 def _convert(convert, raw, source):
     try:
         return convert(raw)
+    except _Refused as e:
+        raise UsageError("invalid value for %s: %r (%s)" % (source, raw, e)) from None
     except ValueError:
         raise UsageError("invalid value for %s: %r" % (source, raw)) from None
 

@@ -60,6 +60,9 @@ def main(argv=None, started=None):
         except OSError as e:  # fork() itself failed: EAGAIN at a pids limit, ENOMEM
             log.error("cannot start %r: fork failed: %s" % (config.command[0], e.strerror))
             return 1
+        closed = spawn.close_inherited_fds()
+        if closed:
+            log.debug("closed the descriptors the child inherited", count=closed)
     os._exit(serve(config, main_pid, argv, early_sigint))
 
 

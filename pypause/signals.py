@@ -6,7 +6,8 @@ and ~0.7 MiB of every start) only to wrap these numbers in classes.
 Synchronous fault signals are never blocked: a fault inside pypause itself
 must kill pypause (a blocked SIGSEGV raised by the kernel kills the process
 anyway, but with a misleading status), and forwarding a fault the child did
-not commit would lie to it. tini and catatonit leave the same set alone.
+not commit would lie to it. tini and catatonit do not forward these either
+(tini drops SIGTTIN and SIGTTOU as well; pypause forwards those).
 """
 
 import _signal
@@ -37,6 +38,17 @@ def name(signum):
     if _RTMIN < signum < _RTMAX:
         return "SIGRTMIN+%d" % (signum - _RTMIN)
     return _NAMES.get(signum, "SIG%d" % signum)
+
+
+def never_forwarded(signum):
+    """Why a signal sent to pypause is never forwarded, or None if it is."""
+    if signum in FAULT_SIGNALS:
+        return "a fault signal, never intercepted: it kills pypause itself"
+    if signum in UNCATCHABLE:
+        return "it cannot be caught"
+    if signum == _signal.SIGCHLD:
+        return "it drives reaping"
+    return None
 
 
 def describe(signum):

@@ -52,18 +52,42 @@ def _candidates(name):
             for folder in os.environ.get("PATH", os.defpath).split(os.pathsep)]
 
 
-def _exec_first(candidates, argv):
+def _exec_first(candidates, argv, env):
     """exec() the first of `candidates` that can be run; return the error if
     none can: the first that is not "no such file", as execvp() does."""
     saved = last = None
     for path in candidates:
         try:
-            os.execv(path, argv)
+            os.execve(path, argv, env)
         except OSError as e:
             last = e
             if saved is None and e.errno not in (errno.ENOENT, errno.ENOTDIR):
                 saved = e
     return saved or last
+
+
+def close_inherited_fds():
+    """Close every descriptor from 3 up, once the child has its copies.
+
+    pypause has opened none of them itself yet; holding them would keep a
+    pipe handed to the container from reaching EOF when the app closes it,
+    and listening sockets open after the app is gone (catatonit closes them
+    too). Return how many were closed (None without /proc to count them).
+    """
+    try:
+        fds = [int(fd) for fd in os.listdir("/proc/self/fd")]
+    except OSError:  # no /proc: every possible descriptor, unseen
+        os.closerange(3, os.sysconf("SC_OPEN_MAX"))
+        return None
+    closed = 0
+    for fd in fds:
+        if fd >= 3:
+            try:
+                os.close(fd)
+                closed += 1
+            except OSError:  # the listing's own descriptor, already closed
+                pass
+    return closed
 
 
 def exec_status(err):
@@ -105,14 +129,20 @@ def spawn(argv, inherited):
     """Fork and exec `argv` (PATH is searched) with the inherited signal state.
 
     The child leads a new process group and, if pypause owns the terminal's
-    foreground, becomes the foreground group. Return the child's PID. If the exec fails, the child reports why on stderr
-    and exits with 127 (not found) or 126 (found but not runnable); the caller
-    learns of it as of any other exit status. Must be called while every
+    foreground, becomes the foreground group; if LISTEN_PID names pypause
+    (socket activation), the child's names the child. Return the child's PID.
+    If the exec fails, the child reports why on stderr and exits with 127 (not
+    found) or 126 (found but not runnable); the caller learns of it as of any
+    other exit status. Must be called while every
     signal pypause waits for is blocked, so that no SIGCHLD can be missed.
     """
     # Asked before fork: the parent's setpgid() below may run first.
     foreground = _in_foreground()
     candidates = _candidates(argv[0])
+    # Socket activation (systemd's protocol, which podman speaks): fds meant
+    # for "LISTEN_PID" are the child's to use, so it must name the child.
+    activated = os.environ.get("LISTEN_PID") == str(os.getpid())
+    env = dict(os.environ)
     pid = os.fork()
     if pid:
         _own_group(pid)  # also here: a -g forward may come before the child runs
@@ -123,7 +153,9 @@ def spawn(argv, inherited):
         if foreground:
             _take_terminal()
         _signal.pthread_sigmask(_signal.SIG_SETMASK, inherited.mask)
-        error = _exec_first(candidates, argv)
+        if activated:
+            env["LISTEN_PID"] = str(os.getpid())
+        error = _exec_first(candidates, argv, env)
         status = exec_status(error.errno)
         log.error("cannot run %r: %s" % (argv[0], error.strerror))
     finally:

@@ -1,5 +1,6 @@
 """Fixtures that end every process and namespace a test starts, also on failure."""
 
+import os
 import shutil
 import subprocess
 import tempfile
@@ -7,6 +8,20 @@ import tempfile
 import pytest
 
 from support import PidNamespace, stop, unprivileged_pypause
+
+# A developer's exported PYPAUSE_METRICS_ADDR or PYPAUSE_GRACE_PERIOD would
+# change what every test observes: gone before any test module reads
+# os.environ, and again after each test (see scrub_pypause_variables).
+for _name in [n for n in os.environ if n.startswith("PYPAUSE_")]:
+    del os.environ[_name]
+
+
+@pytest.fixture(autouse=True)
+def scrub_pypause_variables(monkeypatch):
+    """No PYPAUSE_* variable reaches a test but those it sets itself."""
+    for name in [n for n in os.environ if n.startswith("PYPAUSE_")]:
+        monkeypatch.delenv(name)
+    yield
 
 
 @pytest.fixture

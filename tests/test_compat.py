@@ -338,6 +338,12 @@ def test_without_a_terminal_a_stopped_child_is_resumed_even_when_not_pid1(procs)
 @pytest.mark.parametrize("args, env, words", [
     (["-r", "TERM"], {}, ["-r", "TERM"]),
     (["-r", "TERM:NOPE"], {}, ["-r", "TERM:NOPE"]),
+    # Rules that could never fire: pypause never forwards these.
+    (["-r", "SYS:HUP"], {}, ["-r", "SYS:HUP", "SIGSYS", "fault"]),
+    (["-r", "SEGV:TERM"], {}, ["-r", "SEGV:TERM", "SIGSEGV"]),
+    (["-r", "KILL:TERM"], {}, ["-r", "KILL:TERM", "cannot be caught"]),
+    (["-r", "CHLD:TERM"], {}, ["-r", "CHLD:TERM", "reaping"]),
+    ([], {"PYPAUSE_REWRITE": "TERM:QUIT,STOP:0"}, ["PYPAUSE_REWRITE", "STOP:0", "SIGSTOP"]),
     (["--rewrite", "BOGUS:TERM"], {}, ["--rewrite", "BOGUS:TERM"]),
     (["-p", "SIGFOO"], {}, ["-p", "SIGFOO"]),
     (["-p", "0"], {}, ["-p"]),

@@ -2,7 +2,9 @@
 
 import json
 import os
+import select
 import signal
+import socket
 import subprocess
 import sys
 
@@ -146,3 +148,51 @@ def test_start_up_imports_nothing_optional(as_pid1):
     assert not loaded["at exit"] & {
         "prometheus_client", "re", "json", "argparse", "logging", "dataclasses", "enum",
         "threading", "http.server", "socket", "selectors"}
+
+
+# Starts argv[2:] with file descriptor argv[1] moved to 3, as a runtime hands
+# them over, and LISTEN_PID naming the process it execs (sh and dash cannot
+# redirect descriptors above 9).
+AS_FD_3 = """
+import os, sys
+fd = int(sys.argv[1])
+os.dup2(fd, 3)
+os.close(fd)
+os.environ["LISTEN_PID"] = str(os.getpid())
+os.execv(sys.argv[2], sys.argv[2:])
+"""
+
+
+def test_a_pipe_handed_to_pypause_reaches_eof_when_the_child_closes_it():
+    # As catatonit: pypause closes what it inherited from fd 3 up once the
+    # child has its copies, so the reader is not held up until PID 1 exits.
+    r, w = os.pipe()
+    p = subprocess.Popen([sys.executable, "-c", AS_FD_3, str(w), PYPAUSE, "-v", "--",
+                          "sh", "-c", "exec 3>&-; exec sleep 5"],
+                         pass_fds=(w,), stdin=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    os.close(w)
+    try:
+        ready, _, _ = select.select([r], [], [], 3)
+        assert ready and os.read(r, 1) == b"", "EOF only when pypause exits"
+        assert p.poll() is None  # pypause still runs: the EOF came from the child
+    finally:
+        os.close(r)
+        p.kill()
+        p.wait()
+    assert b"closed the descriptors the child inherited count=1" in p.stderr.read()
+
+
+def test_socket_activation_names_the_child_in_listen_pid():
+    # podman passes listening sockets as fds 3.. with LISTEN_FDS and a
+    # LISTEN_PID naming the container's PID 1; the app must see its own PID.
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen()
+        fd = listener.fileno()
+        check = ("import os, socket, sys; s = socket.socket(fileno=3); "
+                 "sys.exit(0 if os.environ['LISTEN_PID'] == str(os.getpid()) "
+                 "and s.getsockname()[1] == %d else 1)" % listener.getsockname()[1])
+        r = subprocess.run([sys.executable, "-c", AS_FD_3, str(fd), PYPAUSE, "--",
+                            sys.executable, "-c", check], pass_fds=(fd,), timeout=20,
+                           env={**os.environ, "LISTEN_FDS": "1"})
+    assert r.returncode == 0
