@@ -27,7 +27,8 @@ class Config:
 
     def __init__(self, command, verbosity=0, metrics_addr=None, pgroup=False,
                  rewrite=(), expect_exit=(), pdeathsig=None, warn_on_reap=False,
-                 grace_period=None, log_format="text"):
+                 grace_period=None, log_format="text", show=None):
+        self.show = show                  # "help" or "version": print it, run nothing
         self.command = command            # [] means pause mode
         self.verbosity = verbosity
         self.metrics_addr = metrics_addr  # (host or None for all, port), or None
@@ -40,17 +41,26 @@ class Config:
         self.log_format = log_format
 
 
+#: What an option is. FLAG: true when given; COUNT: how many times it was
+#: given (its variable holds the number); VALUE: takes a value, the last one
+#: wins; LIST: takes a value, each adds to a list (its variable: a list).
+FLAG, COUNT, VALUE, LIST = "flag", "count", "value", "list"
+
+
 class Option:
-    def __init__(self, short, long, dest, env=None, metavar=None, convert=None,
-                 repeat=False, help=""):
+    def __init__(self, short, long, dest, kind, env=None, metavar=None, convert=None, help=""):
         self.short = short
         self.long = long
         self.dest = dest
+        self.kind = kind
         self.env = env
-        self.metavar = metavar  # None: a flag without a value
-        self.convert = convert  # str -> value, ValueError if bad (None: a boolean)
-        self.repeat = repeat    # values collect into a list (variable: comma-separated)
+        self.metavar = metavar  # what help shows for the value of VALUE and LIST options
+        self.convert = convert  # str -> value, ValueError if bad; for COUNT, the variable's
         self.help = help
+
+    @property
+    def takes_value(self):
+        return self.kind in (VALUE, LIST)
 
 
 def parse_metrics_addr(text):
@@ -162,33 +172,32 @@ def _boolean(text):
 
 
 OPTIONS = [
-    Option("h", "help", "help", help="show this help and exit"),
-    Option("V", "version", "version", help="print the version and exit"),
-    Option("v", "verbose", "verbosity", env="PYPAUSE_VERBOSITY", convert=_verbosity,
+    Option("h", "help", "help", FLAG, help="show this help and exit"),
+    Option("V", "version", "version", FLAG, help="print the version and exit"),
+    Option("v", "verbose", "verbosity", COUNT, env="PYPAUSE_VERBOSITY", convert=_verbosity,
            help="log more; repeat for more detail (variable: a number)"),
-    Option("s", "subreaper", "subreaper", env="PYPAUSE_SUBREAPER",
+    Option("s", "subreaper", "subreaper", FLAG, env="PYPAUSE_SUBREAPER",
            help="accepted for tini compatibility: pypause becomes a child "
                 "subreaper by itself whenever it is not PID 1"),
-    Option("g", "pgroup", "pgroup", env="PYPAUSE_PGROUP",
+    Option("g", "pgroup", "pgroup", FLAG, env="PYPAUSE_PGROUP",
            help="forward signals to the child's whole process group"),
-    Option("r", "rewrite", "rewrite", env="PYPAUSE_REWRITE", metavar="SIG:SIG",
-           convert=_rewrite, repeat=True,
+    Option("r", "rewrite", "rewrite", LIST, env="PYPAUSE_REWRITE", metavar="SIG:SIG",
+           convert=_rewrite,
            help="forward the second signal when the first arrives; 0 drops it "
                 "(repeatable; names or numbers)"),
-    Option("e", "expect-exit", "expect_exit", env="PYPAUSE_EXPECT_EXIT", metavar="CODE",
-           convert=_exit_code, repeat=True,
-           help="report this exit code of the child as 0 (repeatable)"),
-    Option("p", "pdeathsig", "pdeathsig", env="PYPAUSE_PDEATHSIG", metavar="SIG",
+    Option("e", "expect-exit", "expect_exit", LIST, env="PYPAUSE_EXPECT_EXIT", metavar="CODE",
+           convert=_exit_code, help="report this exit code of the child as 0 (repeatable)"),
+    Option("p", "pdeathsig", "pdeathsig", VALUE, env="PYPAUSE_PDEATHSIG", metavar="SIG",
            convert=signals.parse, help="ask the kernel for SIG when pypause's parent dies"),
-    Option("w", "warn-on-reap", "warn_on_reap", env="PYPAUSE_WARN_ON_REAP",
+    Option("w", "warn-on-reap", "warn_on_reap", FLAG, env="PYPAUSE_WARN_ON_REAP",
            help="log a warning for each orphan reaped"),
-    Option(None, "grace-period", "grace_period", env="PYPAUSE_GRACE_PERIOD",
+    Option(None, "grace-period", "grace_period", VALUE, env="PYPAUSE_GRACE_PERIOD",
            metavar="SECONDS", convert=_seconds,
            help="when the child exits, SIGTERM the rest, wait at most SECONDS, "
                 "SIGKILL what is left, then exit"),
-    Option(None, "log-format", "log_format", env="PYPAUSE_LOG_FORMAT", metavar="text|json",
-           convert=_log_format, help="log lines as text (default) or JSON"),
-    Option(None, "metrics-addr", "metrics_addr", env="PYPAUSE_METRICS_ADDR",
+    Option(None, "log-format", "log_format", VALUE, env="PYPAUSE_LOG_FORMAT",
+           metavar="text|json", convert=_log_format, help="log lines as text (default) or JSON"),
+    Option(None, "metrics-addr", "metrics_addr", VALUE, env="PYPAUSE_METRICS_ADDR",
            metavar="[HOST:]PORT", convert=parse_metrics_addr,
            help="serve Prometheus metrics on /metrics (PORT alone: every interface, "
                 "IPv6 and IPv4)"),
@@ -209,12 +218,12 @@ def help_text():
     ]
     for o in OPTIONS:
         flag = ("-%s, " % o.short if o.short else "    ") + "--" + o.long
-        if o.metavar:
+        if o.takes_value:
             flag += " " + o.metavar
         lines.append("  %-30s %s" % (flag, o.help))
         if o.env:
             lines.append("  %-30s   variable: %s%s" % (
-                "", o.env, "=1" if o.metavar is None and o.convert is None else ""))
+                "", o.env, "=1" if o.kind == FLAG else ""))
     return "\n".join(lines) + "\n"
 
 
@@ -232,10 +241,11 @@ def _from_flags(argv):
     values = {}
 
     def take(option, raw, source):
-        if option.metavar is None:  # a flag; -v counts
-            count = option.dest == "verbosity"
-            values[option.dest] = values.get(option.dest, 0) + 1 if count else True
-        elif option.repeat:
+        if option.kind == FLAG:
+            values[option.dest] = True
+        elif option.kind == COUNT:
+            values[option.dest] = values.get(option.dest, 0) + 1
+        elif option.kind == LIST:
             values.setdefault(option.dest, []).append(_convert(option.convert, raw, source))
         else:
             values[option.dest] = _convert(option.convert, raw, source)
@@ -251,9 +261,9 @@ def _from_flags(argv):
             option = _BY_LONG.get(key)
             if option is None:
                 raise UsageError("unknown option %r" % ("--" + key))
-            if option.metavar is None and eq:
+            if not option.takes_value and eq:
                 raise UsageError("option %r takes no value" % ("--" + key))
-            if option.metavar and not eq:
+            if option.takes_value and not eq:
                 if i == len(argv):
                     raise UsageError("option --%s needs a value" % key)
                 raw = argv[i]
@@ -267,7 +277,7 @@ def _from_flags(argv):
                 if option is None:
                     raise UsageError("unknown option %r" % ("-" + letter))
                 raw = None
-                if option.metavar:  # the value is the rest of the cluster, or the next arg
+                if option.takes_value:  # the value is the rest of the cluster, or the next arg
                     raw, cluster = cluster, ""
                     if not raw:
                         if i == len(argv):
@@ -286,8 +296,8 @@ def _from_environment(environ):
         raw = environ.get(option.env) if option.env else None
         if not raw:  # unset or empty: as if not given
             continue
-        convert = option.convert or _boolean
-        if option.repeat:
+        convert = _boolean if option.kind == FLAG else option.convert
+        if option.kind == LIST:
             values[option.dest] = [_convert(convert, item, option.env)
                                    for item in raw.replace(",", " ").split()]
         else:
@@ -296,16 +306,14 @@ def _from_environment(environ):
 
 
 def parse(argv, environ):
-    """Parse `argv` (without the program name) and the PYPAUSE_* variables.
-
-    Return a Config, or the string "help" or "version" when one of those was
-    asked for. Raise UsageError for anything malformed.
+    """Parse `argv` (without the program name) and the PYPAUSE_* variables into
+    a Config; with -h or -V, one whose `show` says which (and nothing else is
+    read). Raise UsageError for anything malformed.
     """
     flags, command_at = _from_flags(argv)
-    if flags.get("help"):
-        return "help"
-    if flags.get("version"):
-        return "version"
+    for shown in ("help", "version"):  # help first, wherever each stands
+        if flags.pop(shown, False):
+            return Config([], show=shown)
     values = _from_environment(environ)
     values.update(flags)
     values.pop("subreaper", None)  # automatic; see Option "subreaper"

@@ -18,7 +18,6 @@ JOB_CONTROL_STOPS = frozenset({_signal.SIGTSTP, _signal.SIGTTIN, _signal.SIGTTOU
 # si_code values (asm-generic/siginfo.h) of signals sent by kill() and tgkill()
 _SI_USER = 0
 _SI_TKILL = -6
-_told_eperm = False  # the warning of _send() is given once
 
 
 def run(config, main_pid, events, received=()):
@@ -31,6 +30,7 @@ def run(config, main_pid, events, received=()):
     """
     own_pid = os.getpid()
     reaper = Reaper(main_pid, events, config.warn_on_reap)
+    child = _Child(main_pid, config.pgroup) if main_pid else None
     early = list(received)
     while True:
         try:
@@ -49,10 +49,10 @@ def run(config, main_pid, events, received=()):
                 if code is not None:
                     return _finish(config, main_pid, reaper, code, events)
                 if stop in JOB_CONTROL_STOPS:
-                    _job_control_stop(config, main_pid, stop, own_pid)
+                    _job_control_stop(child, stop, own_pid)
             elif from_self:
                 pass  # a SIGPIPE from a log write: not news
-            elif main_pid is None:
+            elif child is None:
                 if signum in SHUTDOWN_SIGNALS:
                     log.info("Shutting down, got signal: %s" % signals.describe(signum))
                     return 0
@@ -60,43 +60,48 @@ def run(config, main_pid, events, received=()):
             else:
                 if signum == _signal.SIGCONT:
                     _give_terminal(main_pid)
-                _forward(config, main_pid, config.rewrite.get(signum, signum), events)
+                _forward(child, config.rewrite.get(signum, signum), events)
             events.heartbeat()
         except Exception as e:  # PID 1 must outlive its own bugs
             log.error("unexpected error in main loop: %r" % e)
 
 
-def _forward(config, main_pid, signum, events):
-    """Forward `signum` to the main child, or to its group with --pgroup."""
+class _Child:
+    """The main child as the loop signals it: the child alone, or its whole
+    process group with --pgroup (decided once, here)."""
+
+    def __init__(self, pid, pgroup):
+        self.pid = pid
+        self._kill = os.killpg if pgroup else os.kill
+        self._told_eperm = False
+
+    def send(self, signum):
+        """Send `signum`; False if the child is already gone (not an error) or
+        may not be signalled (a setuid child of a non-root pypause: said once)."""
+        try:
+            self._kill(self.pid, signum)
+        except ProcessLookupError:
+            return False
+        except PermissionError:
+            if not self._told_eperm:
+                self._told_eperm = True
+                log.warning("not permitted to signal the main child; signals are not "
+                            "forwarded", pid=self.pid)
+            return False
+        return True
+
+
+def _forward(child, signum, events):
+    """Forward `signum` to the main child (or its group); 0 means dropped by -r."""
     if signum == 0:
-        return  # dropped by a rewrite rule
-    if _send(config, main_pid, signum):
+        return
+    if child.send(signum):
         events.signal_forwarded(signum)
         if log.threshold >= log.DEBUG:  # the hot path: no name lookup unless shown
-            log.debug("forwarded signal", signal=signals.name(signum), pid=main_pid)
+            log.debug("forwarded signal", signal=signals.name(signum), pid=child.pid)
 
 
-def _send(config, main_pid, signum):
-    """Send `signum`; return False if the child is already gone (not an error)
-    or may not be signalled (a setuid child of a non-root pypause: said once)."""
-    global _told_eperm
-    try:
-        if config.pgroup:
-            os.killpg(main_pid, signum)
-        else:
-            os.kill(main_pid, signum)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        if not _told_eperm:
-            _told_eperm = True
-            log.warning("not permitted to signal the main child; signals are not "
-                        "forwarded", pid=main_pid)
-        return False
-    return True
-
-
-def _job_control_stop(config, main_pid, stop, own_pid):
+def _job_control_stop(child, stop, own_pid):
     """The main child was stopped by SIGTSTP, SIGTTIN or SIGTTOU.
 
     Under a job-control shell, pypause stops too, so that the shell sees its
@@ -110,8 +115,8 @@ def _job_control_stop(config, main_pid, stop, own_pid):
         os.kill(own_pid, _signal.SIGSTOP)
     else:
         log.warning("main child stopped by %s; resuming it: no job-control shell "
-                    "could resume pypause" % signals.name(stop), pid=main_pid)
-        _send(config, main_pid, _signal.SIGCONT)
+                    "could resume pypause" % signals.name(stop), pid=child.pid)
+        child.send(_signal.SIGCONT)
 
 
 def _job_control_shell_above():

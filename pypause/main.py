@@ -41,8 +41,8 @@ def main(argv=None, started=None):
     except cli.UsageError as e:
         log.usage_error(str(e))
         return 2
-    if config in ("help", "version"):
-        _print(cli.help_text() if config == "help" else cli.version_text())
+    if config.show:
+        _print(cli.help_text() if config.show == "help" else cli.version_text())
         return 0
     log.configure(config.verbosity, config.log_format)
 
