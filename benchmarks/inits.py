@@ -60,8 +60,8 @@ class Init:
     def __init__(self, name, init_argv, pause_argv=None, metrics_argv=None, version=""):
         self.name = name
         self._init_argv = init_argv
-        self.pause_argv = pause_argv        # list or None
-        self.metrics_argv = metrics_argv    # list or None
+        self.pause_argv = pause_argv  # list or None
+        self.metrics_argv = metrics_argv  # list or None
         self.version = version
 
     def init_argv(self, command):
@@ -95,10 +95,14 @@ def clean_environment(directory, script):
     python = os.path.join(directory, "bin", "python")
     site_packages = subprocess.run(
         [python, "-I", "-c", "import sysconfig; print(sysconfig.get_path('purelib'))"],
-        capture_output=True, text=True, check=True).stdout.strip()
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
     source = os.path.dirname(importlib.util.find_spec("pypause").origin)
-    shutil.copytree(source, os.path.join(site_packages, "pypause"),
-                    ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copytree(
+        source, os.path.join(site_packages, "pypause"), ignore=shutil.ignore_patterns("__pycache__")
+    )
     subprocess.run([python, "-I", "-m", "compileall", "-q", site_packages], check=True)
     paths = []
     for name in ("setproctitle", "prometheus_client"):
@@ -168,8 +172,10 @@ def _floor(name, python, code, metrics=False):
 
 def python_floors(python):
     """The Python floor, and the same floor importing `signal` (no metrics mode)."""
-    return [_floor(FLOOR_NAME, python, "import _signal as S\n" + FLOOR, metrics=True),
-            _floor(SIGNAL_FLOOR_NAME, python, "import signal as S\n" + FLOOR)]
+    return [
+        _floor(FLOOR_NAME, python, "import _signal as S\n" + FLOOR, metrics=True),
+        _floor(SIGNAL_FLOOR_NAME, python, "import signal as S\n" + FLOOR),
+    ]
 
 
 # (name, how to start init mode, pause-mode flags or None)
@@ -191,10 +197,12 @@ def peers(skip=()):
         if exe is None:
             notes.append("%s not found, skipped; install with: %s" % (name, INSTALL_HINT))
             continue
-        found.append(Init(
-            name,
-            lambda cmd, exe=exe, argv=argv: argv(exe, cmd),
-            pause_argv=[exe] + pause_flags if pause_flags else None,
-            version=_version([exe, "--version"]),
-        ))
+        found.append(
+            Init(
+                name,
+                lambda cmd, exe=exe, argv=argv: argv(exe, cmd),
+                pause_argv=[exe] + pause_flags if pause_flags else None,
+                version=_version([exe, "--version"]),
+            )
+        )
     return found, notes

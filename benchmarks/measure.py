@@ -106,16 +106,17 @@ def startup(all_inits, runs, warmup, log_fd, results):
         events = procevents.ProcEvents()
     except OSError as e:
         events = None
-        results.notes.append("time until the child runs: skipped, no process events "
-                             "from the kernel (%s)" % e.strerror)
+        results.notes.append(
+            "time until the child runs: skipped, no process events "
+            "from the kernel (%s)" % e.strerror
+        )
     try:
         for round_no in range(warmup + runs):
             random.shuffle(subjects)
             for name, argv in subjects:
                 elapsed, code, pid = pidns.time_as_pid1(argv, log_fd)
                 if code != 0:
-                    raise RuntimeError("%s exited %d instead of 0"
-                                       % (" ".join(argv[:3]), code))
+                    raise RuntimeError("%s exited %d instead of 0" % (" ".join(argv[:3]), code))
                 seen = events.read() if events else []
                 if round_no >= warmup:
                     times[name].append(elapsed)
@@ -129,9 +130,10 @@ def startup(all_inits, runs, warmup, log_fd, results):
     for name, samples in to_child.items():
         found = [ns for ns in samples if ns is not None]
         if len(found) < len(samples) and events:
-            results.notes.append("time until the child runs, %s: %d of %d runs without both "
-                                 "execs among the kernel's events"
-                                 % (name, len(samples) - len(found), len(samples)))
+            results.notes.append(
+                "time until the child runs, %s: %d of %d runs without both "
+                "execs among the kernel's events" % (name, len(samples) - len(found), len(samples))
+            )
         if found:
             results.set("child_ms", name, statistics.median(found) / 1e6)
 
@@ -145,7 +147,9 @@ def idle(all_inits, seconds, settle, log_fd, results):
     with Session(log_fd) as session:
         running = []  # (mode, init name, Pid1)
         for init in all_inits:
-            running.append(("init", init.name, session.start(init.init_argv(["sleep", "infinity"]))))
+            running.append(
+                ("init", init.name, session.start(init.init_argv(["sleep", "infinity"])))
+            )
             if init.pause_argv:
                 running.append(("pause", init.name, session.start(init.pause_argv)))
             if init.metrics_argv:
@@ -157,17 +161,22 @@ def idle(all_inits, seconds, settle, log_fd, results):
                 if _wait_for_port(proc, timeout=10) is None:
                     raise RuntimeError("pypause --metrics-addr stopped serving")
         time.sleep(settle)
-        before = {id(p): (procfs.context_switches(p.pid), procfs.thread_count(p.pid))
-                  for _, _, p in running}
+        before = {
+            id(p): (procfs.context_switches(p.pid), procfs.thread_count(p.pid))
+            for _, _, p in running
+        }
         time.sleep(seconds)
         for mode, name, proc in running:
             if not proc.alive():
-                raise RuntimeError("%s exited while idle (code %s)"
-                                   % (" ".join(proc.argv[:3]), proc.exit_code))
+                raise RuntimeError(
+                    "%s exited while idle (code %s)" % (" ".join(proc.argv[:3]), proc.exit_code)
+                )
             switches, threads = before[id(proc)]
             if procfs.thread_count(proc.pid) != threads:
-                results.notes.append("%s (%s mode) started or ended threads while idle: "
-                                     "its wake-ups may be undercounted" % (name, mode))
+                results.notes.append(
+                    "%s (%s mode) started or ended threads while idle: "
+                    "its wake-ups may be undercounted" % (name, mode)
+                )
             results.set("wakeups_" + mode, name, procfs.context_switches(proc.pid) - switches)
             results.set("rss_" + mode, name, procfs.rss_kib(proc.pid) / 1024)
             results.set("uss_" + mode, name, procfs.uss_kib(proc.pid) / 1024)
@@ -175,8 +184,9 @@ def idle(all_inits, seconds, settle, log_fd, results):
     # metrics cost in all, prometheus_client included (a target of its own).
     if results.get("uss_metrics", "pypause") is not None:
         results.set("uss_metrics_floor", "pypause", results.get("uss_metrics", "pypause"))
-        results.set("uss_metrics_floor", inits.FLOOR_NAME,
-                    results.get("uss_pause", inits.FLOOR_NAME))
+        results.set(
+            "uss_metrics_floor", inits.FLOOR_NAME, results.get("uss_pause", inits.FLOOR_NAME)
+        )
 
 
 def pods(pause_inits, count, settle, log_fd, results):
@@ -194,8 +204,10 @@ def pods(pause_inits, count, settle, log_fd, results):
             pss, uss = [], []
             for proc in running:
                 if not proc.alive():
-                    raise RuntimeError("%s exited in pause mode (code %s)"
-                                       % (" ".join(proc.argv[:3]), proc.exit_code))
+                    raise RuntimeError(
+                        "%s exited in pause mode (code %s)"
+                        % (" ".join(proc.argv[:3]), proc.exit_code)
+                    )
                 pss.append(procfs.pss_kib(proc.pid))
                 uss.append(procfs.uss_kib(proc.pid))
         results.set("pss_pods", init.name, statistics.mean(pss) / 1024)
@@ -279,8 +291,9 @@ def _storm_once(session, argv, orphans, grace, scrape_interval=None):
         if scraper:
             scraper.stop()
             if scraper.failed or not scraper.done:
-                raise RuntimeError("scrapes during the storm: %d done, %d failed"
-                                   % (scraper.done, scraper.failed))
+                raise RuntimeError(
+                    "scrapes during the storm: %d done, %d failed" % (scraper.done, scraper.failed)
+                )
         proc.send("exit")
         code = proc.wait(timeout=10)
         if code != 0:
@@ -361,8 +374,10 @@ def signal_latency(all_inits, python, samples, warmup, log_fd, results):
 def metrics_served(script, timeout, log_fd):
     """Whether `pypause --metrics-addr` listens within `timeout` seconds: tried, not assumed."""
     with Session(log_fd) as session:
-        return _wait_for_port(session.start([script, "--metrics-addr", inits.METRICS_ADDR]),
-                              timeout) is not None
+        return (
+            _wait_for_port(session.start([script, "--metrics-addr", inits.METRICS_ADDR]), timeout)
+            is not None
+        )
 
 
 def metrics_cost(script, python, scrapes, orphans, repeats, grace, log_fd, results):
@@ -388,9 +403,11 @@ def metrics_cost(script, python, scrapes, orphans, repeats, grace, log_fd, resul
         results.set("scrape_p99_ms", "pypause", p99(latencies) / 1e6)
 
         zombie_storm = inits.pypause_metrics_init_argv(
-            script, storm_command(python, "zombies", orphans))
+            script, storm_command(python, "zombies", orphans)
+        )
         exit_storm = inits.pypause_metrics_init_argv(
-            script, storm_command(python, "exits", orphans))
+            script, storm_command(python, "exits", orphans)
+        )
         quiet, scraped, zombies = [], [], 0
         for _ in range(repeats):
             cpu, _, left = _storm_once(session, zombie_storm, orphans, grace)
@@ -430,8 +447,10 @@ def idle_connections(script, connections, settle, log_fd, results):
             deadline = time.monotonic() + 2
             while procfs.accept_queue(proc.pid):
                 if time.monotonic() > deadline:
-                    raise RuntimeError("pypause left %d metrics connections unaccepted"
-                                       % procfs.accept_queue(proc.pid))
+                    raise RuntimeError(
+                        "pypause left %d metrics connections unaccepted"
+                        % procfs.accept_queue(proc.pid)
+                    )
                 time.sleep(0.01)
             threads, rss = procfs.thread_count(proc.pid), procfs.rss_kib(proc.pid)
         finally:
@@ -439,8 +458,9 @@ def idle_connections(script, connections, settle, log_fd, results):
                 client.close()
             resource.setrlimit(resource.RLIMIT_NOFILE, limits)
         if not proc.alive():
-            raise RuntimeError("pypause exited with idle metrics connections open (code %s)"
-                               % proc.exit_code)
+            raise RuntimeError(
+                "pypause exited with idle metrics connections open (code %s)" % proc.exit_code
+            )
     results.set("threads_connections", "pypause", threads)
     results.set("rss_connections", "pypause", rss / 1024)
     results.set("rss_connections_growth", "pypause", (rss - idle_rss) / 1024)

@@ -69,8 +69,10 @@ def _enter_new_mount_namespace():
 
 def _mount_own_proc():
     """Mount a /proc that shows the caller's PID namespace, as a container has."""
-    _check(_libc.mount(b"proc", b"/proc", b"proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, None),
-           "mount proc")
+    _check(
+        _libc.mount(b"proc", b"/proc", b"proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, None),
+        "mount proc",
+    )
 
 
 def check_supported():
@@ -86,8 +88,9 @@ def check_supported():
     _, status = os.waitpid(pid, 0)
     code = os.waitstatus_to_exitcode(status)
     if code:
-        raise OSError(code, "cannot create PID and mount namespaces (%s); run as root"
-                      % os.strerror(code))
+        raise OSError(
+            code, "cannot create PID and mount namespaces (%s); run as root" % os.strerror(code)
+        )
 
 
 class LineReader:
@@ -254,15 +257,22 @@ def time_as_pid1(argv, log_fd):
                 devnull = os.open(os.devnull, os.O_RDWR)
                 started = time.perf_counter_ns()
                 pid = os.posix_spawn(
-                    argv[0], argv, ENV,
-                    file_actions=[(os.POSIX_SPAWN_DUP2, devnull, 0),
-                                  (os.POSIX_SPAWN_DUP2, log_fd, 1),
-                                  (os.POSIX_SPAWN_DUP2, log_fd, 2)],
-                    setsigdef=_RESET_SIGNALS, setsigmask=())
+                    argv[0],
+                    argv,
+                    ENV,
+                    file_actions=[
+                        (os.POSIX_SPAWN_DUP2, devnull, 0),
+                        (os.POSIX_SPAWN_DUP2, log_fd, 1),
+                        (os.POSIX_SPAWN_DUP2, log_fd, 2),
+                    ],
+                    setsigdef=_RESET_SIGNALS,
+                    setsigmask=(),
+                )
                 _, status = os.waitpid(pid, 0)
                 elapsed = time.perf_counter_ns() - started
-                os.write(report_w, b"%d %d %d\n"
-                         % (elapsed, os.waitstatus_to_exitcode(status), pid))
+                os.write(
+                    report_w, b"%d %d %d\n" % (elapsed, os.waitstatus_to_exitcode(status), pid)
+                )
                 code = 0
         finally:
             os._exit(code)

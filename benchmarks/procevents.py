@@ -17,7 +17,7 @@ NETLINK_CONNECTOR, CN_IDX_PROC, CN_VAL_PROC = 11, 1, 1
 NLMSG_DONE, PROC_CN_MCAST_LISTEN = 3, 1
 PROC_EVENT_FORK, PROC_EVENT_EXEC = 1, 2
 _NLMSGHDR = struct.Struct("=IHHII")  # length, type, flags, sequence, port
-_CN_MSG = struct.Struct("=IIIIHH")   # idx, val, sequence, ack, data length, flags
+_CN_MSG = struct.Struct("=IIIIHH")  # idx, val, sequence, ack, data length, flags
 # struct proc_event: what, cpu, timestamp_ns, then for a fork (parent pid,
 # parent tgid, child pid, child tgid) and for an exec (pid, tgid).
 _EVENT = struct.Struct("=IIQIIII")
@@ -69,7 +69,7 @@ def exec_to_child_exec(events, pid):
     None if either is missing from `events` (lost, or `pid` never ran a child).
     """
     started, children = None, set()
-    for what, ns, a, b, c, d in events:
+    for what, ns, _a, b, _c, d in events:
         if what == PROC_EVENT_FORK and b == pid:
             children.add(d)
         elif what == PROC_EVENT_EXEC and b == pid and started is None:

@@ -130,8 +130,12 @@ def _listening(pid):
                     # cols[4] "tx_queue:rx_queue" (for LISTEN, rx_queue is the accept
                     # queue), cols[9] inode
                     if cols[3] == "0A" and cols[9] in inodes:
-                        found.append((int(cols[1].rpartition(":")[2], 16),
-                                      int(cols[4].partition(":")[2], 16)))
+                        found.append(
+                            (
+                                int(cols[1].rpartition(":")[2], 16),
+                                int(cols[4].partition(":")[2], 16),
+                            )
+                        )
         except FileNotFoundError:
             continue
     return found

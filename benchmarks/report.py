@@ -68,10 +68,15 @@ def targets(results):
     by_ratio("time until the child runs ≤ 1.1× Python floor", "child_ms", FLOOR, 1.1)
     by_ratio("idle USS, pause mode ≤ 1.15× Python floor", "uss_pause", FLOOR, 1.15)
     by_ratio("idle RSS, pause mode ≤ 1.1× Python floor", "rss_pause", FLOOR, 1.1)
-    by_ratio("idle USS, metrics on ≤ 2.5× Python floor (pause mode, no metrics)",
-             "uss_metrics_floor", FLOOR, 2.5)
-    by_count("0 wake-ups while idle, every mode",
-             ["wakeups_pause", "wakeups_init", "wakeups_metrics"])
+    by_ratio(
+        "idle USS, metrics on ≤ 2.5× Python floor (pause mode, no metrics)",
+        "uss_metrics_floor",
+        FLOOR,
+        2.5,
+    )
+    by_count(
+        "0 wake-ups while idle, every mode", ["wakeups_pause", "wakeups_init", "wakeups_metrics"]
+    )
     by_ratio("reap CPU per orphan (zombie storm) ≤ 1.5× tini", "reap_us", "tini", 1.5)
     by_count("0 zombies left after a storm", ["zombies", "zombies_metrics"])
     by_ratio("signal latency median ≤ 1.5× tini", "signal_median_us", "tini", 1.5)
@@ -88,8 +93,10 @@ def _cell(value, decimals):
 def figures_table(results, columns):
     """The figures, a row each, a column per init, then pypause's ratios."""
     head = ["figure"] + columns + ["pypause ÷ floor", "pypause ÷ tini"]
-    out = ["| " + " | ".join(head) + " |",
-           "|" + "|".join(["---"] + ["---:"] * (len(head) - 1)) + "|"]
+    out = [
+        "| " + " | ".join(head) + " |",
+        "|" + "|".join(["---"] + ["---:"] * (len(head) - 1)) + "|",
+    ]
     for key, label, decimals in ROWS:
         if key not in results.values:
             continue
@@ -104,7 +111,9 @@ def figures_table(results, columns):
 def targets_table(results):
     out = ["| target | pypause | verdict |", "|---|---:|---|"]
     for text, measured, verdict in targets(results):
-        out.append("| %s | %s | %s |" % (text, measured, "**MISS**" if verdict == "miss" else verdict))
+        out.append(
+            "| %s | %s | %s |" % (text, measured, "**MISS**" if verdict == "miss" else verdict)
+        )
     return out
 
 
@@ -141,7 +150,7 @@ def with_readme_block(readme, block):
     end = readme.find(README_END, begin + 1)
     if begin < 0 or end < 0:
         return None
-    return readme[:begin + len(README_BEGIN)] + "\n" + block + readme[end:]
+    return readme[: begin + len(README_BEGIN)] + "\n" + block + readme[end:]
 
 
 # Panels of the chart: (title, [(key, bar label)]). A log scale where one
@@ -152,8 +161,10 @@ _PANELS = [
     ("idle RSS (MiB)", [("rss_pause", "pause"), ("rss_init", "init"), ("rss_metrics", "metrics")]),
     ("idle USS (MiB)", [("uss_pause", "pause"), ("uss_init", "init"), ("uss_metrics", "metrics")]),
     ("per pod, pause mode, side by side (MiB)", [("pss_pods", "PSS"), ("uss_pods", "USS")]),
-    ("wake-ups while idle", [("wakeups_pause", "pause"), ("wakeups_init", "init"),
-                             ("wakeups_metrics", "metrics")]),
+    (
+        "wake-ups while idle",
+        [("wakeups_pause", "pause"), ("wakeups_init", "init"), ("wakeups_metrics", "metrics")],
+    ),
     ("reap CPU per orphan, zombie storm (µs)", [("reap_us", None)]),
     ("signal latency (µs, log scale)", [("signal_median_us", "median"), ("signal_p99_us", "p99")]),
 ]
@@ -164,12 +175,14 @@ def chart(results, columns, path, title):
     try:
         import matplotlib
     except ImportError:
-        return "matplotlib is not installed (pip install matplotlib, or the `bench` extra): no chart"
+        return (
+            "matplotlib is not installed (pip install matplotlib, or the `bench` extra): no chart"
+        )
     matplotlib.use("Agg")
     from matplotlib import pyplot
 
     figure, axes = pyplot.subplots(2, 4, figsize=(20, 8.5))
-    for ax in axes.flat[len(_PANELS):]:
+    for ax in axes.flat[len(_PANELS) :]:
         ax.set_axis_off()
     palette = pyplot.get_cmap("tab10")
     colours = {name: palette(i) for i, name in enumerate(columns)}
@@ -182,9 +195,14 @@ def chart(results, columns, path, title):
                 if value is None:
                     continue
                 x = n + (s - (len(series) - 1) / 2) * width
-                ax.bar(x, value, width * 0.95, color=colours[name],
-                       alpha=1.0 if s == 0 else 0.55,
-                       edgecolor="black" if name == "pypause" else "none")
+                ax.bar(
+                    x,
+                    value,
+                    width * 0.95,
+                    color=colours[name],
+                    alpha=1.0 if s == 0 else 0.55,
+                    edgecolor="black" if name == "pypause" else "none",
+                )
                 if label:
                     ax.text(x, value, label, ha="center", va="bottom", fontsize=6, rotation=90)
         ax.set_xticks(range(len(names)))

@@ -36,19 +36,36 @@ class Plan:
 
 def parse_args(argv):
     p = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__)
-    p.add_argument("--quick", action="store_true",
-                   help="a few seconds with small counts: checks the benchmark, "
-                        "not the numbers (writes results/quick.md by default)")
-    p.add_argument("--out", help="where to write the Markdown table; the chart goes "
-                                 "next to it as .png (default: results/latest.md)")
-    p.add_argument("--pypause", default=inits.default_pypause(),
-                   help="the installed pypause command (default: %(default)s)")
-    p.add_argument("--as-installed", action="store_true",
-                   help="run --pypause and its #! interpreter as they are, with "
-                        "whatever their site-packages runs at start-up, instead of "
-                        "from a clean venv")
-    p.add_argument("--skip", action="append", default=[], metavar="INIT",
-                   help="leave out tini, dumb-init or catatonit (repeatable)")
+    p.add_argument(
+        "--quick",
+        action="store_true",
+        help="a few seconds with small counts: checks the benchmark, "
+        "not the numbers (writes results/quick.md by default)",
+    )
+    p.add_argument(
+        "--out",
+        help="where to write the Markdown table; the chart goes "
+        "next to it as .png (default: results/latest.md)",
+    )
+    p.add_argument(
+        "--pypause",
+        default=inits.default_pypause(),
+        help="the installed pypause command (default: %(default)s)",
+    )
+    p.add_argument(
+        "--as-installed",
+        action="store_true",
+        help="run --pypause and its #! interpreter as they are, with "
+        "whatever their site-packages runs at start-up, instead of "
+        "from a clean venv",
+    )
+    p.add_argument(
+        "--skip",
+        action="append",
+        default=[],
+        metavar="INIT",
+        help="leave out tini, dumb-init or catatonit (repeatable)",
+    )
     return p.parse_args(argv)
 
 
@@ -66,10 +83,13 @@ def machine_line():
 
 
 def _commit(directory):
-    """" at commit abc1234" (plus " with changes" if it differs), or "" outside git."""
+    """ " at commit abc1234" (plus " with changes" if it differs), or "" outside git."""
+
     def git(*args):
-        return subprocess.run(["git", "-C", directory] + list(args), capture_output=True,
-                              text=True).stdout.strip()
+        return subprocess.run(
+            ["git", "-C", directory] + list(args), capture_output=True, text=True
+        ).stdout.strip()
+
     try:
         commit = git("log", "-1", "--format=%h", "--", ".")
         changed = git("status", "--porcelain", "--", ".")
@@ -113,7 +133,8 @@ def main(argv=None):
             how = "as installed"
         else:
             python, script, source = inits.clean_environment(
-                os.path.join(tmp, "venv"), args.pypause)
+                os.path.join(tmp, "venv"), args.pypause
+            )
             how = "from a clean venv (see README), code from %s%s" % (source, _commit(source))
         pypause = inits.pypause(script)
         floors = inits.python_floors(python)
@@ -127,28 +148,74 @@ def main(argv=None):
                 pypause.metrics_argv = None
                 results.notes.append(
                     "`pypause --metrics-addr %s` served nothing within %.0f s: pypause's "
-                    "metrics figures are skipped" % (inits.METRICS_ADDR, plan.metrics_probe))
+                    "metrics figures are skipped" % (inits.METRICS_ADDR, plan.metrics_probe)
+                )
             steps = [
-                ("start-up", lambda: measure.startup(
-                    all_inits, plan.startup_runs, plan.startup_warmup, log_fd, results)),
-                ("idle memory and wake-ups", lambda: measure.idle(
-                    all_inits, plan.idle_seconds, plan.settle, log_fd, results)),
-                ("per-pod memory", lambda: measure.pods(
-                    [i for i in all_inits if i.pause_argv], plan.pods, plan.settle, log_fd,
-                    results)),
-                ("signal latency", lambda: measure.signal_latency(
-                    all_inits, python, plan.signal_samples, plan.signal_warmup, log_fd,
-                    results)),
-                ("reap storms", lambda: measure.reap_storm(
-                    all_inits, python, plan.orphans, plan.storm_repeats, plan.storm_grace,
-                    log_fd, results)),
+                (
+                    "start-up",
+                    lambda: measure.startup(
+                        all_inits, plan.startup_runs, plan.startup_warmup, log_fd, results
+                    ),
+                ),
+                (
+                    "idle memory and wake-ups",
+                    lambda: measure.idle(
+                        all_inits, plan.idle_seconds, plan.settle, log_fd, results
+                    ),
+                ),
+                (
+                    "per-pod memory",
+                    lambda: measure.pods(
+                        [i for i in all_inits if i.pause_argv],
+                        plan.pods,
+                        plan.settle,
+                        log_fd,
+                        results,
+                    ),
+                ),
+                (
+                    "signal latency",
+                    lambda: measure.signal_latency(
+                        all_inits, python, plan.signal_samples, plan.signal_warmup, log_fd, results
+                    ),
+                ),
+                (
+                    "reap storms",
+                    lambda: measure.reap_storm(
+                        all_inits,
+                        python,
+                        plan.orphans,
+                        plan.storm_repeats,
+                        plan.storm_grace,
+                        log_fd,
+                        results,
+                    ),
+                ),
             ]
             if metrics_on:
-                steps.append(("metrics cost", lambda: measure.metrics_cost(
-                    script, python, plan.scrapes, plan.orphans, plan.storm_repeats,
-                    plan.storm_grace, log_fd, results)))
-                steps.append(("idle metrics connections", lambda: measure.idle_connections(
-                    script, plan.idle_connections, plan.settle, log_fd, results)))
+                steps.append(
+                    (
+                        "metrics cost",
+                        lambda: measure.metrics_cost(
+                            script,
+                            python,
+                            plan.scrapes,
+                            plan.orphans,
+                            plan.storm_repeats,
+                            plan.storm_grace,
+                            log_fd,
+                            results,
+                        ),
+                    )
+                )
+                steps.append(
+                    (
+                        "idle metrics connections",
+                        lambda: measure.idle_connections(
+                            script, plan.idle_connections, plan.settle, log_fd, results
+                        ),
+                    )
+                )
             for name, step in steps:
                 t = time.monotonic()
                 print("benchmarks: %s ..." % name, end=" ", file=sys.stderr, flush=True)
@@ -156,8 +223,10 @@ def main(argv=None):
                 print("%.1f s" % (time.monotonic() - t), file=sys.stderr)
         except BaseException as e:
             stopped = isinstance(e, (KeyboardInterrupt, SystemExit))
-            print("\nbenchmarks: %s; output of the inits:" % ("stopped" if stopped else "failed"),
-                  file=sys.stderr)
+            print(
+                "\nbenchmarks: %s; output of the inits:" % ("stopped" if stopped else "failed"),
+                file=sys.stderr,
+            )
             with open(log_path, errors="replace") as f:
                 sys.stderr.write(f.read()[-4000:])
             raise
@@ -171,58 +240,75 @@ def main(argv=None):
         % (" (quick run: small counts, not for comparison)" if args.quick else ""),
         "",
         "Run on %s on %s, in %.0f s." % (date, machine_line(), elapsed),
-        "Command: `python -m benchmarks%s`." % "".join(
-            " " + a for a in (sys.argv[1:] if argv is None else argv)),
+        "Command: `python -m benchmarks%s`."
+        % "".join(" " + a for a in (sys.argv[1:] if argv is None else argv)),
     ]
-    settings = [
-        "every init runs as PID 1 of a new PID namespace with a /proc of its own, and "
-        "PATH as its only environment variable, as in a container",
-        "pypause: the installed pypause command, run %s (%s)" % (how, pypause.version),
-        "Python floor: `python -I -c CODE` on the same interpreter, CODE being "
-        "`import _signal as S` and the minimal init FLOOR of benchmarks/inits.py (%s); "
-        "\"%s\": the same with `import signal as S`"
-        % (floors[0].version, inits.SIGNAL_FLOOR_NAME),
-    ] + ["%s: %s" % (i.name, i.version) for i in peers] + [
-        "start-up: median of %d runs of each, interleaved in random order; "
-        "\"no init\" runs `true` alone as PID 1; time until the child runs: from the "
-        "init's exec to its child's, both stamped by the kernel (proc connector), over "
-        "the same runs" % plan.startup_runs,
-        "idle: memory after, and context switches during, %.0f s in which all inits "
-        "idle side by side" % plan.idle_seconds,
-        "per pod: %d copies of each init in pause mode, each PID 1 of its own namespace, "
-        "one init's copies at a time; PSS and USS read %.1f s after the last started, "
-        "mean of the copies" % (plan.pods, plan.settle),
-        "reap storms: %d orphans behind each init, %d storm(s) of each kind (see README), "
-        "medians; zombies counted %.1f s after each storm"
-        % (plan.orphans, plan.storm_repeats, plan.storm_grace),
-        "signal latency: %d SIGUSR1 per init, one at a time; \"no init\" signals the child "
-        "directly" % plan.signal_samples,
-        "metrics: %d scrapes, each on a new connection; storms as above, with "
-        "`--metrics-addr`" % plan.scrapes,
-        "idle metrics connections: %d TCP connections to pypause's metrics port (pause mode), "
-        "opened at once and sending nothing; threads and RSS sampled once pypause has "
-        "accepted them all, RSS growth against the same process just before"
-        % plan.idle_connections,
-    ]
+    settings = (
+        [
+            "every init runs as PID 1 of a new PID namespace with a /proc of its own, and "
+            "PATH as its only environment variable, as in a container",
+            "pypause: the installed pypause command, run %s (%s)" % (how, pypause.version),
+            "Python floor: `python -I -c CODE` on the same interpreter, CODE being "
+            "`import _signal as S` and the minimal init FLOOR of benchmarks/inits.py (%s); "
+            '"%s": the same with `import signal as S`'
+            % (floors[0].version, inits.SIGNAL_FLOOR_NAME),
+        ]
+        + ["%s: %s" % (i.name, i.version) for i in peers]
+        + [
+            "start-up: median of %d runs of each, interleaved in random order; "
+            '"no init" runs `true` alone as PID 1; time until the child runs: from the '
+            "init's exec to its child's, both stamped by the kernel (proc connector), over "
+            "the same runs" % plan.startup_runs,
+            "idle: memory after, and context switches during, %.0f s in which all inits "
+            "idle side by side" % plan.idle_seconds,
+            "per pod: %d copies of each init in pause mode, each PID 1 of its own namespace, "
+            "one init's copies at a time; PSS and USS read %.1f s after the last started, "
+            "mean of the copies" % (plan.pods, plan.settle),
+            "reap storms: %d orphans behind each init, %d storm(s) of each kind (see README), "
+            "medians; zombies counted %.1f s after each storm"
+            % (plan.orphans, plan.storm_repeats, plan.storm_grace),
+            'signal latency: %d SIGUSR1 per init, one at a time; "no init" signals the child '
+            "directly" % plan.signal_samples,
+            "metrics: %d scrapes, each on a new connection; storms as above, with "
+            "`--metrics-addr`" % plan.scrapes,
+            "idle metrics connections: %d TCP connections to pypause's metrics port (pause mode), "
+            "opened at once and sending nothing; threads and RSS sampled once pypause has "
+            "accepted them all, RSS growth against the same process just before"
+            % plan.idle_connections,
+        ]
+    )
     os.makedirs(os.path.dirname(out_md), exist_ok=True)
     columns = [i.name for i in all_inits] + [measure.NO_INIT]
-    why_no_chart = report.chart(results, columns, out_png,
-                                "pypause benchmark, %s, %s" % (date, machine_line()))
+    why_no_chart = report.chart(
+        results, columns, out_png, "pypause benchmark, %s, %s" % (date, machine_line())
+    )
     if why_no_chart:
         results.notes.append(why_no_chart)
-    text = report.markdown(results, columns, header, settings,
-                           chart_name=None if why_no_chart else os.path.basename(out_png))
+    text = report.markdown(
+        results,
+        columns,
+        header,
+        settings,
+        chart_name=None if why_no_chart else os.path.basename(out_png),
+    )
     with open(out_md, "w") as f:
         f.write(text)
     sys.stdout.write(text)
-    print("benchmarks: wrote %s%s" % (out_md, "" if why_no_chart else " and " + out_png),
-          file=sys.stderr)
+    print(
+        "benchmarks: wrote %s%s" % (out_md, "" if why_no_chart else " and " + out_png),
+        file=sys.stderr,
+    )
     if not args.quick and not args.out:
         first_line = "Latest run: %s, %s, %s (full table: [%s](%s)):" % (
-            date.split()[0], machine_line(), " ".join(floors[0].version.split()[:2]),
-            _link(out_md), _link(out_md))
-        block = report.readme_block(results, columns, first_line,
-                                    None if why_no_chart else _link(out_png))
+            date.split()[0],
+            machine_line(),
+            " ".join(floors[0].version.split()[:2]),
+            _link(out_md),
+            _link(out_md),
+        )
+        block = report.readme_block(
+            results, columns, first_line, None if why_no_chart else _link(out_png)
+        )
         update_readme(README, block)
     return 0
 
@@ -237,8 +323,11 @@ def update_readme(path, block):
     with open(path) as f:
         text = report.with_readme_block(f.read(), block)
     if text is None:
-        print("benchmarks: %s has no %s ... %s markers: not updated"
-              % (path, report.README_BEGIN, report.README_END), file=sys.stderr)
+        print(
+            "benchmarks: %s has no %s ... %s markers: not updated"
+            % (path, report.README_BEGIN, report.README_END),
+            file=sys.stderr,
+        )
         return False
     with open(path, "w") as f:
         f.write(text)

@@ -13,6 +13,12 @@ replace the variable's list).
 
 from pypause import __version__, signals
 
+#: typing-only imports without importing typing at run time (mypy: always_true).
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Callable, Iterable, Mapping, Sequence
+    from typing import Any
+
 
 class UsageError(Exception):
     """Bad command line or environment: one line for the user, exit status 2."""
@@ -25,17 +31,28 @@ class _Refused(ValueError):
 class Config:
     """What the user asked for. (dataclasses would import inspect and re.)"""
 
-    def __init__(self, command, verbosity=0, metrics_addr=None, pgroup=False,
-                 rewrite=(), expect_exit=(), pdeathsig=None, warn_on_reap=False,
-                 grace_period=None, log_format="text", show=None):
-        self.show = show                  # "help" or "version": print it, run nothing
-        self.command = command            # [] means pause mode
+    def __init__(
+        self,
+        command: list[str],
+        verbosity: int = 0,
+        metrics_addr: "tuple[str | None, int] | None" = None,
+        pgroup: bool = False,
+        rewrite: "Iterable[tuple[int, int]]" = (),
+        expect_exit: "Iterable[int]" = (),
+        pdeathsig: "int | None" = None,
+        warn_on_reap: bool = False,
+        grace_period: "float | None" = None,
+        log_format: str = "text",
+        show: "str | None" = None,
+    ) -> None:
+        self.show = show  # "help" or "version": print it, run nothing
+        self.command = command  # [] means pause mode
         self.verbosity = verbosity
         self.metrics_addr = metrics_addr  # (host or None for all, port), or None
-        self.pgroup = pgroup              # forward to the child's process group
-        self.rewrite = dict(rewrite)      # {signal: signal, or 0 to drop}
+        self.pgroup = pgroup  # forward to the child's process group
+        self.rewrite = dict(rewrite)  # {signal: signal, or 0 to drop}
         self.expect_exit = frozenset(expect_exit)  # child codes reported as 0
-        self.pdeathsig = pdeathsig        # signal asked for when our parent dies
+        self.pdeathsig = pdeathsig  # signal asked for when our parent dies
         self.warn_on_reap = warn_on_reap
         self.grace_period = grace_period  # seconds, or None: exit at once
         self.log_format = log_format
@@ -48,7 +65,17 @@ FLAG, COUNT, VALUE, LIST = "flag", "count", "value", "list"
 
 
 class Option:
-    def __init__(self, short, long, dest, kind, env=None, metavar=None, convert=None, help=""):
+    def __init__(
+        self,
+        short: "str | None",
+        long: str,
+        dest: str,
+        kind: str,
+        env: "str | None" = None,
+        metavar: "str | None" = None,
+        convert: "Callable[[str], Any] | None" = None,
+        help: str = "",
+    ) -> None:
         self.short = short
         self.long = long
         self.dest = dest
@@ -59,11 +86,11 @@ class Option:
         self.help = help
 
     @property
-    def takes_value(self):
+    def takes_value(self) -> bool:
         return self.kind in (VALUE, LIST)
 
 
-def parse_metrics_addr(text):
+def parse_metrics_addr(text: str) -> "tuple[str | None, int]":
     """Parse `[HOST:]PORT` into (host, port); a bare PORT (host None) binds
     every interface, IPv6 and IPv4.
 
@@ -85,21 +112,24 @@ def parse_metrics_addr(text):
     return host, _number(port, 0, 65535)
 
 
-def _is_ipv4(text):
+def _is_ipv4(text: str) -> bool:
     import _socket  # the C module: `socket` would import enum and selectors
+
     return _is_address(_socket.AF_INET, text)
 
 
-def _is_ipv6(text):
+def _is_ipv6(text: str) -> bool:
     import _socket
+
     address, percent, zone = text.partition("%")
     if percent and not (0 < len(zone) < 16 and _is_name(zone.replace(".", "-"))):
         return False
     return _is_address(_socket.AF_INET6, address)
 
 
-def _is_address(family, text):
+def _is_address(family: int, text: str) -> bool:
     import _socket
+
     try:
         _socket.inet_pton(family, text)
     except (OSError, ValueError):  # ValueError: an embedded NUL
@@ -107,31 +137,35 @@ def _is_address(family, text):
     return True
 
 
-def _is_hostname(text):
+def _is_hostname(text: str) -> bool:
     """A DNS name (RFC 1123): at most 253 characters, dot-separated labels of
     1 to 63 ASCII letters, digits and inner hyphens; one final dot allowed."""
     name = text[:-1] if text.endswith(".") else text
     return 0 < len(name) <= 253 and all(
-        0 < len(label) <= 63 and _is_name(label) and not label.startswith("-")
-        and not label.endswith("-") for label in name.split("."))
+        0 < len(label) <= 63
+        and _is_name(label)
+        and not label.startswith("-")
+        and not label.endswith("-")
+        for label in name.split(".")
+    )
 
 
-def _is_name(text):
+def _is_name(text: str) -> bool:
     return text.isascii() and text.replace("-", "").replace("_", "").isalnum()
 
 
-def _number(text, low, high):
+def _number(text: str, low: int, high: int) -> int:
     """An integer written in ASCII digits, within [low, high]."""
     if not (text.isascii() and text.isdigit()) or not low <= int(text) <= high:
         raise ValueError(text)
     return int(text)
 
 
-def _verbosity(text):
+def _verbosity(text: str) -> int:
     return _number(text, 0, 99)
 
 
-def _rewrite(text):
+def _rewrite(text: str) -> tuple[int, int]:
     """`FROM:TO` signals; TO may be 0 to drop FROM. A rule for a signal that
     pypause never forwards could never fire: refused."""
     source, sep, target = text.partition(":")
@@ -144,24 +178,24 @@ def _rewrite(text):
     return signum, 0 if target.strip() == "0" else signals.parse(target)
 
 
-def _exit_code(text):
+def _exit_code(text: str) -> int:
     return _number(text.strip(), 0, 255)
 
 
-def _seconds(text):
+def _seconds(text: str) -> float:
     value = float(text)
     if not 0 <= value < 1e9:  # also rejects nan and inf
         raise ValueError(text)
     return value
 
 
-def _log_format(text):
+def _log_format(text: str) -> str:
     if text not in ("text", "json"):
         raise ValueError(text)
     return text
 
 
-def _boolean(text):
+def _boolean(text: str) -> bool:
     """For variables of flags: 1/true/yes or 0/false/no."""
     value = text.strip().lower()
     if value in ("1", "true", "yes", "on"):
@@ -174,39 +208,108 @@ def _boolean(text):
 OPTIONS = [
     Option("h", "help", "help", FLAG, help="show this help and exit"),
     Option("V", "version", "version", FLAG, help="print the version and exit"),
-    Option("v", "verbose", "verbosity", COUNT, env="PYPAUSE_VERBOSITY", convert=_verbosity,
-           help="log more; repeat for more detail (variable: a number)"),
-    Option("s", "subreaper", "subreaper", FLAG, env="PYPAUSE_SUBREAPER",
-           help="accepted for tini compatibility: pypause becomes a child "
-                "subreaper by itself whenever it is not PID 1"),
-    Option("g", "pgroup", "pgroup", FLAG, env="PYPAUSE_PGROUP",
-           help="forward signals to the child's whole process group"),
-    Option("r", "rewrite", "rewrite", LIST, env="PYPAUSE_REWRITE", metavar="SIG:SIG",
-           convert=_rewrite,
-           help="forward the second signal when the first arrives; 0 drops it "
-                "(repeatable; names or numbers)"),
-    Option("e", "expect-exit", "expect_exit", LIST, env="PYPAUSE_EXPECT_EXIT", metavar="CODE",
-           convert=_exit_code, help="report this exit code of the child as 0 (repeatable)"),
-    Option("p", "pdeathsig", "pdeathsig", VALUE, env="PYPAUSE_PDEATHSIG", metavar="SIG",
-           convert=signals.parse, help="ask the kernel for SIG when pypause's parent dies"),
-    Option("w", "warn-on-reap", "warn_on_reap", FLAG, env="PYPAUSE_WARN_ON_REAP",
-           help="log a warning for each orphan reaped"),
-    Option(None, "grace-period", "grace_period", VALUE, env="PYPAUSE_GRACE_PERIOD",
-           metavar="SECONDS", convert=_seconds,
-           help="when the child exits, SIGTERM the rest, wait at most SECONDS, "
-                "SIGKILL what is left, then exit"),
-    Option(None, "log-format", "log_format", VALUE, env="PYPAUSE_LOG_FORMAT",
-           metavar="text|json", convert=_log_format, help="log lines as text (default) or JSON"),
-    Option(None, "metrics-addr", "metrics_addr", VALUE, env="PYPAUSE_METRICS_ADDR",
-           metavar="[HOST:]PORT", convert=parse_metrics_addr,
-           help="serve Prometheus metrics on /metrics (PORT alone: every interface, "
-                "IPv6 and IPv4)"),
+    Option(
+        "v",
+        "verbose",
+        "verbosity",
+        COUNT,
+        env="PYPAUSE_VERBOSITY",
+        convert=_verbosity,
+        help="log more; repeat for more detail (variable: a number)",
+    ),
+    Option(
+        "s",
+        "subreaper",
+        "subreaper",
+        FLAG,
+        env="PYPAUSE_SUBREAPER",
+        help="accepted for tini compatibility: pypause becomes a child "
+        "subreaper by itself whenever it is not PID 1",
+    ),
+    Option(
+        "g",
+        "pgroup",
+        "pgroup",
+        FLAG,
+        env="PYPAUSE_PGROUP",
+        help="forward signals to the child's whole process group",
+    ),
+    Option(
+        "r",
+        "rewrite",
+        "rewrite",
+        LIST,
+        env="PYPAUSE_REWRITE",
+        metavar="SIG:SIG",
+        convert=_rewrite,
+        help="forward the second signal when the first arrives; 0 drops it "
+        "(repeatable; names or numbers)",
+    ),
+    Option(
+        "e",
+        "expect-exit",
+        "expect_exit",
+        LIST,
+        env="PYPAUSE_EXPECT_EXIT",
+        metavar="CODE",
+        convert=_exit_code,
+        help="report this exit code of the child as 0 (repeatable)",
+    ),
+    Option(
+        "p",
+        "pdeathsig",
+        "pdeathsig",
+        VALUE,
+        env="PYPAUSE_PDEATHSIG",
+        metavar="SIG",
+        convert=signals.parse,
+        help="ask the kernel for SIG when pypause's parent dies",
+    ),
+    Option(
+        "w",
+        "warn-on-reap",
+        "warn_on_reap",
+        FLAG,
+        env="PYPAUSE_WARN_ON_REAP",
+        help="log a warning for each orphan reaped",
+    ),
+    Option(
+        None,
+        "grace-period",
+        "grace_period",
+        VALUE,
+        env="PYPAUSE_GRACE_PERIOD",
+        metavar="SECONDS",
+        convert=_seconds,
+        help="when the child exits, SIGTERM the rest, wait at most SECONDS, "
+        "SIGKILL what is left, then exit",
+    ),
+    Option(
+        None,
+        "log-format",
+        "log_format",
+        VALUE,
+        env="PYPAUSE_LOG_FORMAT",
+        metavar="text|json",
+        convert=_log_format,
+        help="log lines as text (default) or JSON",
+    ),
+    Option(
+        None,
+        "metrics-addr",
+        "metrics_addr",
+        VALUE,
+        env="PYPAUSE_METRICS_ADDR",
+        metavar="[HOST:]PORT",
+        convert=parse_metrics_addr,
+        help="serve Prometheus metrics on /metrics (PORT alone: every interface, IPv6 and IPv4)",
+    ),
 ]
 _BY_SHORT = {o.short: o for o in OPTIONS if o.short}
 _BY_LONG = {o.long: o for o in OPTIONS}
 
 
-def help_text():
+def help_text() -> str:
     lines = [
         "usage: pypause [OPTIONS] [--] [COMMAND [ARG...]]",
         "",
@@ -219,15 +322,14 @@ def help_text():
     for o in OPTIONS:
         flag = ("-%s, " % o.short if o.short else "    ") + "--" + o.long
         if o.takes_value:
-            flag += " " + o.metavar
+            flag += " " + o.metavar  # type: ignore[operator]  # set for every VALUE and LIST
         lines.append("  %-30s %s" % (flag, o.help))
         if o.env:
-            lines.append("  %-30s   variable: %s%s" % (
-                "", o.env, "=1" if o.kind == FLAG else ""))
+            lines.append("  %-30s   variable: %s%s" % ("", o.env, "=1" if o.kind == FLAG else ""))
     return "\n".join(lines) + "\n"
 
 
-def _convert(convert, raw, source):
+def _convert(convert: "Callable[[str], Any]", raw: str, source: str) -> "Any":
     try:
         return convert(raw)
     except _Refused as e:
@@ -236,19 +338,23 @@ def _convert(convert, raw, source):
         raise UsageError("invalid value for %s: %r" % (source, raw)) from None
 
 
-def _from_flags(argv):
+def _from_flags(argv: "Sequence[str]") -> "tuple[dict[str, Any], int]":
     """Parse the options in `argv`: ({dest: value}, index of COMMAND)."""
-    values = {}
+    values: dict[str, Any] = {}
 
-    def take(option, raw, source):
+    # The type: ignores below: every option that takes a value has a convert
+    # (OPTIONS), and gets a raw value (the loop below).
+    def take(option: Option, raw: "str | None", source: str) -> None:
         if option.kind == FLAG:
             values[option.dest] = True
         elif option.kind == COUNT:
             values[option.dest] = values.get(option.dest, 0) + 1
         elif option.kind == LIST:
-            values.setdefault(option.dest, []).append(_convert(option.convert, raw, source))
+            values.setdefault(option.dest, []).append(
+                _convert(option.convert, raw, source)  # type: ignore[arg-type]
+            )
         else:
-            values[option.dest] = _convert(option.convert, raw, source)
+            values[option.dest] = _convert(option.convert, raw, source)  # type: ignore[arg-type]
 
     i = 0
     while i < len(argv):
@@ -290,22 +396,26 @@ def _from_flags(argv):
     return values, i
 
 
-def _from_environment(environ):
-    values = {}
+def _from_environment(environ: "Mapping[str, str]") -> "dict[str, Any]":
+    values: dict[str, Any] = {}
     for option in OPTIONS:
         raw = environ.get(option.env) if option.env else None
         if not raw:  # unset or empty: as if not given
             continue
         convert = _boolean if option.kind == FLAG else option.convert
+        # The type: ignores: option.env is set (raw was read from it), and every
+        # option with a variable that is not a FLAG has a convert (OPTIONS).
         if option.kind == LIST:
-            values[option.dest] = [_convert(convert, item, option.env)
-                                   for item in raw.replace(",", " ").split()]
+            values[option.dest] = [
+                _convert(convert, item, option.env)  # type: ignore[arg-type]
+                for item in raw.replace(",", " ").split()
+            ]
         else:
-            values[option.dest] = _convert(convert, raw, option.env)
+            values[option.dest] = _convert(convert, raw, option.env)  # type: ignore[arg-type]
     return values
 
 
-def parse(argv, environ):
+def parse(argv: "Sequence[str]", environ: "Mapping[str, str]") -> Config:
     """Parse `argv` (without the program name) and the PYPAUSE_* variables into
     a Config; with -h or -V, one whose `show` says which (and nothing else is
     read). Raise UsageError for anything malformed.
@@ -320,5 +430,5 @@ def parse(argv, environ):
     return Config(command=list(argv[command_at:]), **values)
 
 
-def version_text():
+def version_text() -> str:
     return "pypause %s\n" % __version__

@@ -6,8 +6,33 @@ must cost nothing else: not a signal, not a reap, not the main child's status.
 
 from pypause import log
 
-_METHODS = ("signal_received", "signal_forwarded", "orphan_reaped", "child_exited",
-            "heartbeat", "grace_period")
+#: typing-only imports without importing typing at run time (mypy: always_true).
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Callable
+    from typing import Any, Protocol
+
+    class Observer(Protocol):
+        """What the loop reports to: Events, metrics.Metrics, or Guarded."""
+
+        needs_comm: bool
+
+        def signal_received(self, signum: int) -> None: ...
+        def signal_forwarded(self, signum: int) -> None: ...
+        def orphan_reaped(self, comm: "str | None") -> None: ...
+        def child_exited(self, code: int) -> None: ...
+        def heartbeat(self) -> None: ...
+        def grace_period(self) -> None: ...
+
+
+_METHODS = (
+    "signal_received",
+    "signal_forwarded",
+    "orphan_reaped",
+    "child_exited",
+    "heartbeat",
+    "grace_period",
+)
 
 
 class Events:
@@ -20,22 +45,22 @@ class Events:
 
     needs_comm = False
 
-    def signal_received(self, signum):
+    def signal_received(self, signum: int) -> None:
         pass
 
-    def signal_forwarded(self, signum):
+    def signal_forwarded(self, signum: int) -> None:
         pass
 
-    def orphan_reaped(self, comm):
+    def orphan_reaped(self, comm: "str | None") -> None:
         pass
 
-    def child_exited(self, code):
+    def child_exited(self, code: int) -> None:
         pass
 
-    def heartbeat(self):
+    def heartbeat(self) -> None:
         pass
 
-    def grace_period(self):
+    def grace_period(self) -> None:
         pass
 
 
@@ -46,18 +71,28 @@ class Guarded:
     would otherwise write a line for each.
     """
 
-    def __init__(self, observer):
+    if TYPE_CHECKING:  # set in __init__, one per name in _METHODS
+
+        def signal_received(self, signum: int) -> None: ...
+        def signal_forwarded(self, signum: int) -> None: ...
+        def orphan_reaped(self, comm: "str | None") -> None: ...
+        def child_exited(self, code: int) -> None: ...
+        def heartbeat(self) -> None: ...
+        def grace_period(self) -> None: ...
+
+    def __init__(self, observer: "Observer") -> None:
         self.needs_comm = observer.needs_comm
         self._told = False
         for name in _METHODS:
             setattr(self, name, self._guard(getattr(observer, name)))
 
-    def _guard(self, method):
-        def call(*args):
+    def _guard(self, method: "Callable[..., None]") -> "Callable[..., None]":
+        def call(*args: "Any") -> None:
             try:
                 method(*args)
             except Exception as e:
                 if not self._told:
                     self._told = True
                     log.error("metrics failed (pypause goes on; not logged again): %r" % e)
+
         return call

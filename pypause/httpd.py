@@ -31,6 +31,15 @@ import time
 
 from pypause import log
 
+#: typing-only imports without importing typing at run time (mypy: always_true).
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Callable
+    from typing import Any
+
+    #: (status, content type, body)
+    Response = tuple[int, str, bytes]
+
 MAX_CONNECTIONS = 64
 DEADLINE = 5.0
 MAX_REQUEST = 8192
@@ -38,9 +47,15 @@ BACKOFF = 1.0
 LOG_INTERVAL = 60.0
 #: accept() errors that say "not now": no descriptor or memory to give.
 _SHORTAGES = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM})
-_REASONS = {200: "OK", 400: "Bad Request", 404: "Not Found", 405: "Method Not Allowed",
-            431: "Request Header Fields Too Large", 500: "Internal Server Error",
-            503: "Service Unavailable"}
+_REASONS = {
+    200: "OK",
+    400: "Bad Request",
+    404: "Not Found",
+    405: "Method Not Allowed",
+    431: "Request Header Fields Too Large",
+    500: "Internal Server Error",
+    503: "Service Unavailable",
+}
 
 
 class Pending:
@@ -53,16 +68,16 @@ class Pending:
 
     deadline = 0.0
 
-    def poll(self):
+    def poll(self) -> "Response | None":
         """The response (status, content type, body), or None if not ready."""
         raise NotImplementedError
 
-    def expire(self):
+    def expire(self) -> "Response":
         """The response once `deadline` has passed."""
         raise NotImplementedError
 
 
-def listen(host, port):
+def listen(host: "str | None", port: int) -> "tuple[socket.socket, str]":
     """A non-blocking listening socket; return (socket, how to show its address).
 
     `host` None means every interface, IPv6 and IPv4 alike (`[::]` with
@@ -82,19 +97,20 @@ def listen(host, port):
             if e.errno not in (errno.EADDRNOTAVAIL, errno.EAFNOSUPPORT):
                 raise
             return listen("0.0.0.0", port)
-    family, _, _, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM,
-                                                  flags=socket.AI_PASSIVE)[0]
+    family, _, _, _, address = socket.getaddrinfo(
+        host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+    )[0]
     sock = socket.socket(family, socket.SOCK_STREAM)
     try:
         _listen(sock, address)
     except OSError:
         sock.close()
         raise
-    shown = address[0]
+    shown: str = address[0]  # type: ignore[assignment]  # AF_INET or AF_INET6: a str
     return sock, "[%s]" % shown if family == socket.AF_INET6 else shown
 
 
-def _listen(sock, address):
+def _listen(sock: socket.socket, address: "tuple[Any, ...]") -> socket.socket:
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind(address)
     # A burst of scrapers must not wait for SYN retransmission (a backlog of 5 did).
@@ -106,12 +122,12 @@ def _listen(sock, address):
 class _Connection:
     __slots__ = ("sock", "deadline", "request", "reply", "pending", "head_only")
 
-    def __init__(self, sock, deadline):
+    def __init__(self, sock: socket.socket, deadline: float) -> None:
         self.sock = sock
         self.deadline = deadline
         self.request = bytearray()
-        self.reply = None       # bytes still to send, once the request is answered
-        self.pending = None     # a Pending answer being waited for
+        self.reply: bytes | None = None  # bytes still to send, once the request is answered
+        self.pending: Pending | None = None  # a Pending answer being waited for
         self.head_only = False  # a HEAD request: the answer without its body
 
 
@@ -124,33 +140,38 @@ class Server:
     thread; an exception in it is a 500.
     """
 
-    def __init__(self, listener, respond):
+    def __init__(
+        self,
+        listener: socket.socket,
+        respond: "Callable[[str, str, dict[str, str]], Response | Pending]",
+    ) -> None:
         self.listener = listener
         self.respond = respond
         self.rejected = 0  # connections closed unserved, to make room at the cap
-        self.errors = 0    # accept failures, bad requests, deadlines missed, 500s
-        self._connections = {}  # socket -> _Connection, oldest first
+        self.errors = 0  # accept failures, bad requests, deadlines missed, 500s
+        # socket -> _Connection, oldest first
+        self._connections: dict[socket.socket, _Connection] = {}
         self._selector = selectors.DefaultSelector()
         self._wake_r, self._wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
-        self._paused_until = None
-        self._last_log = None
+        self._paused_until: float | None = None
+        self._last_log: float | None = None
         self._unlogged = 0
 
-    def close(self):
+    def close(self) -> None:
         """Release the server's sockets and pipe; only if serve_forever() never ran."""
         self.listener.close()
         self._selector.close()
         os.close(self._wake_r)
         os.close(self._wake_w)
 
-    def wake(self):
+    def wake(self) -> None:
         """Have the server poll its pending answers (any thread may call this)."""
         try:
             os.write(self._wake_w, b"!")
         except BlockingIOError:
             pass  # the pipe is full of wake-ups already
 
-    def serve_forever(self):
+    def serve_forever(self) -> None:
         self._selector.register(self.listener, selectors.EVENT_READ, self._accept)
         self._selector.register(self._wake_r, selectors.EVENT_READ, self._woken)
         while True:
@@ -164,14 +185,14 @@ class Server:
             self._expire()
 
     # -- deadlines -----------------------------------------------------------
-    def _timeout(self):
+    def _timeout(self) -> "float | None":
         """Seconds until the next deadline; None (sleep until woken) if none."""
         deadlines = [c.deadline for c in self._connections.values()]
         if self._paused_until is not None:
             deadlines.append(self._paused_until)
         return max(0.0, min(deadlines) - time.monotonic()) if deadlines else None
 
-    def _expire(self):
+    def _expire(self) -> None:
         now = time.monotonic()
         if self._paused_until is not None and now >= self._paused_until:
             self._paused_until = None
@@ -186,7 +207,7 @@ class Server:
                 self._log_limited("a client did not finish within %gs" % DEADLINE)
                 self._close(conn)
 
-    def _woken(self):
+    def _woken(self) -> None:
         try:
             while os.read(self._wake_r, 4096):
                 pass
@@ -199,7 +220,7 @@ class Server:
                     self._answer(conn, answer)
 
     # -- connections -----------------------------------------------------------
-    def _accept(self):
+    def _accept(self) -> None:
         for _ in range(MAX_CONNECTIONS):  # a burst, but not forever: others wait too
             try:
                 sock, _ = self.listener.accept()
@@ -210,8 +231,9 @@ class Server:
                 if e.errno in _SHORTAGES:
                     self._selector.unregister(self.listener)
                     self._paused_until = time.monotonic() + BACKOFF
-                    self._log_limited("cannot accept connections: %s; pausing %gs"
-                                      % (e.strerror, BACKOFF))
+                    self._log_limited(
+                        "cannot accept connections: %s; pausing %gs" % (e.strerror, BACKOFF)
+                    )
                     return
                 self._log_limited("accept failed: %s" % e.strerror)  # ECONNABORTED and the like
                 continue
@@ -224,18 +246,19 @@ class Server:
             self._connections[sock] = conn
             self._selector.register(sock, selectors.EVENT_READ, conn)
 
-    def _make_room(self):
+    def _make_room(self) -> bool:
         """Close the oldest connection still sending its request; False if none is."""
         for conn in self._connections.values():
             if conn.reply is None and conn.pending is None:
                 self.rejected += 1
-                self._log_limited("more than %d connections: closed the oldest unfinished "
-                                  "one" % MAX_CONNECTIONS)
+                self._log_limited(
+                    "more than %d connections: closed the oldest unfinished one" % MAX_CONNECTIONS
+                )
                 self._close(conn)
                 return True
         return False
 
-    def _read(self, conn):
+    def _read(self, conn: _Connection) -> None:
         try:
             data = conn.sock.recv(MAX_REQUEST + 1)
         except OSError:  # ECONNRESET and the like: the client is gone
@@ -257,7 +280,7 @@ class Server:
         self._selector.unregister(conn.sock)  # nothing more to read; reply registers again
         self._dispatch(conn, bytes(conn.request[:end]))
 
-    def _dispatch(self, conn, head):
+    def _dispatch(self, conn: _Connection, head: bytes) -> None:
         lines = head.decode("latin-1").splitlines()
         words = lines[0].split(" ")
         if len(words) != 3 or not words[2].startswith("HTTP/"):
@@ -286,12 +309,13 @@ class Server:
         else:
             self._answer(conn, answer)
 
-    def _answer(self, conn, answer):
+    def _answer(self, conn: _Connection, answer: "Response") -> None:
         status, content_type, body = answer
         allow = "Allow: GET, HEAD\r\n" if status == 405 else ""
-        head = ("HTTP/1.1 %d %s\r\nContent-Type: %s\r\nContent-Length: %d\r\n%s"
-                "Connection: close\r\n\r\n" % (status, _REASONS[status], content_type,
-                                               len(body), allow)).encode("latin-1")
+        head = (
+            "HTTP/1.1 %d %s\r\nContent-Type: %s\r\nContent-Length: %d\r\n%s"
+            "Connection: close\r\n\r\n" % (status, _REASONS[status], content_type, len(body), allow)
+        ).encode("latin-1")
         conn.pending = None
         conn.reply = head if conn.head_only else head + body
         try:
@@ -300,19 +324,20 @@ class Server:
             self._selector.register(conn.sock, selectors.EVENT_WRITE, conn)
         self._send(conn)
 
-    def _send(self, conn):
+    def _send(self, conn: _Connection) -> None:
+        # Called only once conn.reply is set (the type: ignores).
         try:
-            sent = conn.sock.send(conn.reply, socket.MSG_NOSIGNAL)
+            sent = conn.sock.send(conn.reply, socket.MSG_NOSIGNAL)  # type: ignore[arg-type]
         except BlockingIOError:
             return
         except OSError:  # EPIPE, ECONNRESET: the client left
             self._close(conn)
             return
-        conn.reply = conn.reply[sent:]
+        conn.reply = conn.reply[sent:]  # type: ignore[index]
         if not conn.reply:
             self._close(conn)
 
-    def _close(self, conn):
+    def _close(self, conn: _Connection) -> None:
         try:
             self._selector.unregister(conn.sock)
         except KeyError:  # waiting for a Pending answer
@@ -321,14 +346,16 @@ class Server:
         conn.sock.close()
 
     # -- failures ----------------------------------------------------------------
-    def _log_limited(self, what):
+    def _log_limited(self, what: str) -> None:
         """Log `what` unless a line was written within LOG_INTERVAL (then count it)."""
         now = time.monotonic()
         if self._last_log is not None and now - self._last_log < LOG_INTERVAL:
             self._unlogged += 1
             return
         more = (" (and %d more since the last line)" % self._unlogged) if self._unlogged else ""
-        log.warning("metrics: %s%s; counted in pypause_metrics_*_total, logged at most "
-                    "once a minute" % (what, more))
+        log.warning(
+            "metrics: %s%s; counted in pypause_metrics_*_total, logged at most "
+            "once a minute" % (what, more)
+        )
         self._last_log = now
         self._unlogged = 0

@@ -21,6 +21,11 @@ import sys
 import time
 from _thread import allocate_lock  # not threading: a start-up cost
 
+#: typing-only imports without importing typing at run time (mypy: always_true).
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
+
 ERROR, WARNING, INFO, DEBUG = 0, 1, 2, 3
 _LEVEL_NAMES = ("error", "warning", "info", "debug")
 _PIPE_BUF = 4096  # Linux's, on every architecture: a write up to it is atomic
@@ -32,26 +37,26 @@ _dropped_lock = allocate_lock()
 _nowait = hasattr(os, "RWF_NOWAIT")  # False once the kernel says it cannot
 
 
-def configure(verbosity, log_format="text"):
+def configure(verbosity: int, log_format: str = "text") -> None:
     """Show INFO and above, DEBUG from one -v on; pick "text" or "json" lines."""
     global threshold, json_format
     threshold = INFO + verbosity
     json_format = log_format == "json"
 
 
-def error(msg, **fields):
+def error(msg: str, **fields: "Any") -> None:
     _emit(ERROR, msg, fields)
 
 
-def warning(msg, **fields):
+def warning(msg: str, **fields: "Any") -> None:
     _emit(WARNING, msg, fields)
 
 
-def info(msg, **fields):
+def info(msg: str, **fields: "Any") -> None:
     _emit(INFO, msg, fields)
 
 
-def debug(msg, **fields):
+def debug(msg: str, **fields: "Any") -> None:
     _emit(DEBUG, msg, fields)
 
 
@@ -62,11 +67,12 @@ _JSON_CUT = (_PIPE_BUF - 256) // 12
 #: orphan names itself (a comm of "x\n[pypause] ok") can start a line.
 #: (C0 and C1 controls, DEL, and the Unicode line and paragraph separators.)
 _ESCAPES = {c: "\\x%02x" % c for c in (*range(32), *range(127, 160))}
-_ESCAPES.update({ord("\n"): "\\n", ord("\r"): "\\r", ord("\t"): "\\t",
-                 0x2028: "\\u2028", 0x2029: "\\u2029"})
+_ESCAPES.update(
+    {ord("\n"): "\\n", ord("\r"): "\\r", ord("\t"): "\\t", 0x2028: "\\u2028", 0x2029: "\\u2029"}
+)
 
 
-def format_line(level, msg, fields):
+def format_line(level: int, msg: str, fields: "dict[str, Any]") -> bytes:
     """Return one log line (bytes, newline-terminated, at most PIPE_BUF bytes).
 
     JSON lines are valid JSON (ASCII) and text lines valid UTF-8, whatever
@@ -75,12 +81,19 @@ def format_line(level, msg, fields):
     """
     if json_format:
         import json  # only in JSON mode: json pulls in re, a start-up cost
+
         record = {"ts": time.time(), "level": _LEVEL_NAMES[level], "msg": msg}
         record.update(fields)
         text = json.dumps(record, default=str)
         if len(text) >= _PIPE_BUF:  # cut the message, not the JSON
-            text = json.dumps({"ts": record["ts"], "level": record["level"],
-                               "msg": msg[:_JSON_CUT], "truncated": True})
+            text = json.dumps(
+                {
+                    "ts": record["ts"],
+                    "level": record["level"],
+                    "msg": msg[:_JSON_CUT],
+                    "truncated": True,
+                }
+            )
         return text.encode("ascii") + b"\n"
     text = "[pypause] %s%s%s" % (
         "" if level == INFO else _LEVEL_NAMES[level].upper() + ": ",
@@ -89,11 +102,11 @@ def format_line(level, msg, fields):
     )
     line = text.encode("utf-8", "replace")
     if len(line) >= _PIPE_BUF:
-        line = line[:_PIPE_BUF - 1].decode("utf-8", "ignore").encode("utf-8")
+        line = line[: _PIPE_BUF - 1].decode("utf-8", "ignore").encode("utf-8")
     return line + b"\n"
 
 
-def _text_value(value):
+def _text_value(value: "Any") -> str:
     """A field's value for a text line: escaped, and quoted if it holds a space."""
     text = str(value).translate(_ESCAPES)
     if not text or any(c in text for c in ' "='):
@@ -101,7 +114,7 @@ def _text_value(value):
     return text
 
 
-def _emit(level, msg, fields):
+def _emit(level: int, msg: str, fields: "dict[str, Any]") -> None:
     if level > threshold:
         return
     try:
@@ -112,13 +125,13 @@ def _emit(level, msg, fields):
     _count_dropped()
 
 
-def _count_dropped():
+def _count_dropped() -> None:
     global dropped
     with _dropped_lock:  # the loop and the metrics thread both log
         dropped += 1
 
 
-def _write(line):
+def _write(line: bytes) -> bool:
     """Write `line` to fd 2 if that cannot block; return False if it could not."""
     global _nowait
     if _nowait:
@@ -132,6 +145,7 @@ def _write(line):
                 raise
             _nowait = False  # a tty or a file, or an old kernel: poll from now on
     import select  # only on this path: loading it is a start-up cost
+
     poller = select.poll()
     poller.register(2, select.POLLOUT)
     if not any(ev & select.POLLOUT for _, ev in poller.poll(0)):
@@ -140,7 +154,7 @@ def _write(line):
     return True
 
 
-def usage_error(msg):
+def usage_error(msg: str) -> None:
     """Print a one-line usage error, as every init does, without the log format."""
     try:
         sys.stderr.write("pypause: %s (see pypause --help)\n" % msg.translate(_ESCAPES))

@@ -7,11 +7,19 @@ wakes up (tini wakes once a second to reap; pypause needs no timeout because
 SIGCHLD is among the signals it waits for).
 """
 
-import os
 import _signal
+import os
 
 from pypause import log, shutdown, signals
 from pypause.reaper import Reaper
+
+#: typing-only imports without importing typing at run time (mypy: always_true).
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Iterable
+
+    from pypause.cli import Config
+    from pypause.events import Observer
 
 SHUTDOWN_SIGNALS = (_signal.SIGTERM, _signal.SIGINT)
 JOB_CONTROL_STOPS = frozenset({_signal.SIGTSTP, _signal.SIGTTIN, _signal.SIGTTOU})
@@ -20,7 +28,12 @@ _SI_USER = 0
 _SI_TKILL = -6
 
 
-def run(config, main_pid, events, received=()):
+def run(
+    config: "Config",
+    main_pid: "int | None",
+    events: "Observer",
+    received: "Iterable[int]" = (),
+) -> int:
     """Serve as init until it is time to exit; return pypause's exit status.
 
     `main_pid` is the main child in init mode, None in pause mode; `events`
@@ -47,9 +60,11 @@ def run(config, main_pid, events, received=()):
             if signum == _signal.SIGCHLD:
                 code, stop = reaper.reap_all()
                 if code is not None:
-                    return _finish(config, main_pid, reaper, code, events)
+                    # A code is only ever the main child's: main_pid is set.
+                    return _finish(config, main_pid, reaper, code, events)  # type: ignore[arg-type]
                 if stop in JOB_CONTROL_STOPS:
-                    _job_control_stop(child, stop, own_pid)
+                    # A stop is only ever the main child's: child is set.
+                    _job_control_stop(child, stop, own_pid)  # type: ignore[arg-type]
             elif from_self:
                 pass  # a SIGPIPE from a log write: not news
             elif child is None:
@@ -59,7 +74,7 @@ def run(config, main_pid, events, received=()):
                 log.debug("ignored signal", signal=signals.name(signum))
             else:
                 if signum == _signal.SIGCONT:
-                    _give_terminal(main_pid)
+                    _give_terminal(main_pid)  # type: ignore[arg-type]  # set: child is
                 _forward(child, config.rewrite.get(signum, signum), events)
             events.heartbeat()
         except Exception as e:  # PID 1 must outlive its own bugs
@@ -70,12 +85,12 @@ class _Child:
     """The main child as the loop signals it: the child alone, or its whole
     process group with --pgroup (decided once, here)."""
 
-    def __init__(self, pid, pgroup):
+    def __init__(self, pid: int, pgroup: bool) -> None:
         self.pid = pid
         self._kill = os.killpg if pgroup else os.kill
         self._told_eperm = False
 
-    def send(self, signum):
+    def send(self, signum: int) -> bool:
         """Send `signum`; False if the child is already gone (not an error) or
         may not be signalled (a setuid child of a non-root pypause: said once)."""
         try:
@@ -85,13 +100,15 @@ class _Child:
         except PermissionError:
             if not self._told_eperm:
                 self._told_eperm = True
-                log.warning("not permitted to signal the main child; signals are not "
-                            "forwarded", pid=self.pid)
+                log.warning(
+                    "not permitted to signal the main child; signals are not forwarded",
+                    pid=self.pid,
+                )
             return False
         return True
 
 
-def _forward(child, signum, events):
+def _forward(child: _Child, signum: int, events: "Observer") -> None:
     """Forward `signum` to the main child (or its group); 0 means dropped by -r."""
     if signum == 0:
         return
@@ -101,7 +118,7 @@ def _forward(child, signum, events):
             log.debug("forwarded signal", signal=signals.name(signum), pid=child.pid)
 
 
-def _job_control_stop(child, stop, own_pid):
+def _job_control_stop(child: _Child, stop: int, own_pid: int) -> None:
     """The main child was stopped by SIGTSTP, SIGTTIN or SIGTTOU.
 
     Under a job-control shell, pypause stops too, so that the shell sees its
@@ -114,12 +131,15 @@ def _job_control_stop(child, stop, own_pid):
         log.debug("main child stopped; stopping pypause too", signal=signals.name(stop))
         os.kill(own_pid, _signal.SIGSTOP)
     else:
-        log.warning("main child stopped by %s; resuming it: no job-control shell "
-                    "could resume pypause" % signals.name(stop), pid=child.pid)
+        log.warning(
+            "main child stopped by %s; resuming it: no job-control shell "
+            "could resume pypause" % signals.name(stop),
+            pid=child.pid,
+        )
         child.send(_signal.SIGCONT)
 
 
-def _job_control_shell_above():
+def _job_control_shell_above() -> bool:
     """True if a shell runs pypause as a job and can resume it.
 
     Not being PID 1 does not say so (a pod sharing its PID namespace, `docker
@@ -140,7 +160,7 @@ def _job_control_shell_above():
         return False
 
 
-def _give_terminal(main_pid):
+def _give_terminal(main_pid: int) -> None:
     """After `fg` gave the terminal back to pypause's group, pass it on to the child's."""
     try:
         if os.isatty(0) and os.tcgetpgrp(0) == os.getpgrp():
@@ -149,7 +169,7 @@ def _give_terminal(main_pid):
         pass  # not our controlling terminal, or the child left its group
 
 
-def _finish(config, main_pid, reaper, code, events):
+def _finish(config: "Config", main_pid: int, reaper: Reaper, code: int, events: "Observer") -> int:
     """The main child exited with `code`: deal with the rest, then say how to exit."""
     if config.grace_period is not None:
         events.grace_period()

@@ -13,8 +13,17 @@ import sys
 
 from pypause import cli, log, signals, spawn
 
+#: typing-only imports without importing typing at run time (mypy: always_true).
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Iterable
 
-def main(argv=None, started=None):
+    from pypause.events import Observer
+
+
+def main(
+    argv: "list[str] | None" = None, started: "tuple[Iterable[int], bool] | None" = None
+) -> int:
     """Run pypause; return an exit status only for help, version and usage errors.
 
     `started` is what the command script (bin/pypause) did before importing
@@ -66,7 +75,7 @@ def main(argv=None, started=None):
     os._exit(serve(config, main_pid, argv, early_sigint))
 
 
-def serve(config, main_pid, argv, early_sigint):
+def serve(config: cli.Config, main_pid: "int | None", argv: list[str], early_sigint: bool) -> int:
     """Everything after the child runs: title, metrics, the loop; its exit status.
 
     The caller exits with os._exit(): nothing is left to tear down (no atexit
@@ -75,16 +84,17 @@ def serve(config, main_pid, argv, early_sigint):
     """
     from pypause import loop, title  # only now: the child is already running
     from pypause.events import Events
+
     # An init must not keep a mount busy through its working directory.
     os.chdir("/")
     title.set_title(["pypause"] + argv)
-    events = Events()
+    events: Observer = Events()
     if config.metrics_addr:
         events = _start_metrics(config.metrics_addr, "init" if main_pid else "pause") or events
     return loop.run(config, main_pid, events, (_signal.SIGINT,) if early_sigint else ())
 
 
-def _start_metrics(addr, mode):
+def _start_metrics(addr: "tuple[str | None, int]", mode: str) -> "Observer | None":
     """Metrics, or None if they cannot be served (pypause goes on without).
 
     Never raises: the child is already running, and PID 1 must go on.
@@ -92,6 +102,7 @@ def _start_metrics(addr, mode):
     try:
         from pypause import metrics  # only when asked for: prometheus_client is heavy
         from pypause.events import Guarded
+
         collected = metrics.Metrics(mode)
         return Guarded(collected) if metrics.serve(collected, *addr) else None
     except Exception as e:  # a missing or broken prometheus_client, a bug
@@ -99,19 +110,23 @@ def _start_metrics(addr, mode):
         return None
 
 
-def _become_subreaper():
+def _become_subreaper() -> None:
     from pypause import kernel  # ctypes: only needed when not PID 1
+
     try:
         kernel.set_child_subreaper()
     except OSError as e:
-        log.warning("not PID 1 and cannot become a child subreaper: %s; "
-                    "orphans will go to the real init" % e.strerror)
+        log.warning(
+            "not PID 1 and cannot become a child subreaper: %s; "
+            "orphans will go to the real init" % e.strerror
+        )
     else:
         log.debug("not PID 1: registered as a child subreaper", pid=os.getpid())
 
 
-def _set_pdeathsig(signum):
+def _set_pdeathsig(signum: int) -> None:
     from pypause import kernel
+
     try:
         kernel.set_pdeathsig(signum)
     except OSError as e:
@@ -120,7 +135,7 @@ def _set_pdeathsig(signum):
         log.debug("parent-death signal set", signal=signals.name(signum))
 
 
-def _reserve_closed_stdio():
+def _reserve_closed_stdio() -> None:
     """Hold any closed fd 0-2 on /dev/null, close-on-exec.
 
     Otherwise the next file pypause opens would become "stderr" and receive log
@@ -136,7 +151,7 @@ def _reserve_closed_stdio():
                 pass
 
 
-def _print(text):
+def _print(text: str) -> None:
     try:
         sys.stdout.write(text)
         sys.stdout.flush()

@@ -17,13 +17,21 @@ never calls into the loop: /healthz asks the loop for a heartbeat by sending
 pypause a SIGCHLD, and the loop's heartbeat wakes the server.
 """
 
-import os
 import _signal
+import os
 import threading
 import time
 
 from pypause import __version__, httpd, log, procfs, promclient, signals
 from pypause.promclient import CounterMetricFamily, GaugeMetricFamily
+
+#: typing-only imports without importing typing at run time (mypy: always_true).
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Iterator, Mapping
+    from typing import Any
+
+    from pypause.httpd import Response
 
 #: Distinct `comm` label values kept; the rest are counted as comm="other".
 MAX_COMMS = 64
@@ -31,9 +39,11 @@ MAX_COMMS = 64
 HEALTH_TIMEOUT = 2.0
 #: Signals whose counters exist from the start: the ones that stop a container.
 _SHUTDOWN = ("SIGTERM", "SIGINT")
-_INDEX = (b"<html><head><title>pypause</title></head><body><h1>pypause</h1>"
-          b'<p><a href="/metrics">metrics</a> <a href="/healthz">healthz</a></p>'
-          b"</body></html>\n")
+_INDEX = (
+    b"<html><head><title>pypause</title></head><body><h1>pypause</h1>"
+    b'<p><a href="/metrics">metrics</a> <a href="/healthz">healthz</a></p>'
+    b"</body></html>\n"
+)
 
 
 class Metrics:
@@ -41,16 +51,17 @@ class Metrics:
 
     needs_comm = True  # orphans are counted by command name
 
-    def __init__(self, mode):
+    def __init__(self, mode: str) -> None:
         self.mode = mode
         self.started = time.time()
         self.reaped = 0
-        self.reaped_by_comm = {}
+        self.reaped_by_comm: dict[str, int] = {}
         self.received = dict.fromkeys(_SHUTDOWN, 0)
         self.forwarded = dict.fromkeys(_SHUTDOWN, 0)
-        self.child_code = None  # init mode: the main child's exit code, once it exited
+        # init mode: the main child's exit code, once it exited
+        self.child_code: int | None = None
         self.in_grace = False
-        self.server = None
+        self.server: httpd.Server | None = None
         self.beats = 0
         self.beat_wanted = False  # set by /healthz, cleared by the loop's next beat
         self.registry = promclient.CollectorRegistry(auto_describe=False)
@@ -58,15 +69,15 @@ class Metrics:
         self.registry.register(self)
 
     # -- called by the loop -------------------------------------------------
-    def signal_received(self, signum):
+    def signal_received(self, signum: int) -> None:
         name = signals.name(signum)
         self.received[name] = self.received.get(name, 0) + 1
 
-    def signal_forwarded(self, signum):
+    def signal_forwarded(self, signum: int) -> None:
         name = signals.name(signum)
         self.forwarded[name] = self.forwarded.get(name, 0) + 1
 
-    def orphan_reaped(self, comm):
+    def orphan_reaped(self, comm: "str | None") -> None:
         self.reaped += 1
         comm = comm or "unknown"
         counts = self.reaped_by_comm
@@ -77,23 +88,26 @@ class Metrics:
         else:
             counts["other"] = counts.get("other", 0) + 1
 
-    def child_exited(self, code):
+    def child_exited(self, code: int) -> None:
         self.child_code = code
 
-    def heartbeat(self):
+    def heartbeat(self) -> None:
         self.beats += 1
         if self.beat_wanted:
             self.beat_wanted = False
-            self.server.wake()
+            self.server.wake()  # type: ignore[union-attr]  # set when beats are wanted
 
-    def grace_period(self):
+    def grace_period(self) -> None:
         self.in_grace = True
 
     # -- called by the HTTP thread ------------------------------------------
-    def respond(self, method, path, headers):
+    def respond(
+        self, method: str, path: str, headers: "Mapping[str, str]"
+    ) -> "Response | httpd.Pending":
         if path == "/metrics":
             if "application/openmetrics-text" in (
-                    kind.partition(";")[0].strip() for kind in headers.get("accept", "").split(",")):
+                kind.partition(";")[0].strip() for kind in headers.get("accept", "").split(",")
+            ):
                 return 200, promclient.OPENMETRICS_TYPE, promclient.openmetrics(self.registry)
             return 200, promclient.TEXT_TYPE, promclient.text(self.registry)
         if path == "/healthz":
@@ -104,43 +118,70 @@ class Metrics:
             return 200, "text/html; charset=utf-8", _INDEX
         return 404, "text/plain", b"not found: try /metrics or /healthz\n"
 
-    def collect(self):
+    def collect(self) -> "Iterator[Any]":
         """Metric families for the registry (prometheus_client's collector protocol)."""
-        yield _counter("pypause_zombies_reaped", "Processes reaped that were not the main "
-                       "child", self.reaped)
-        yield _by_label("pypause_zombies_reaped_by_comm", "Processes reaped that were not "
-                        "the main child, by command name", "comm", self.reaped_by_comm)
-        yield _by_label("pypause_signals_received", "Signals received by pypause", "signal",
-                        self.received)
+        yield _counter(
+            "pypause_zombies_reaped", "Processes reaped that were not the main child", self.reaped
+        )
+        yield _by_label(
+            "pypause_zombies_reaped_by_comm",
+            "Processes reaped that were not the main child, by command name",
+            "comm",
+            self.reaped_by_comm,
+        )
+        yield _by_label(
+            "pypause_signals_received", "Signals received by pypause", "signal", self.received
+        )
         if self.mode == "init":
-            yield _by_label("pypause_signals_forwarded", "Signals forwarded to the main child",
-                            "signal", self.forwarded)
-            yield _gauge("pypause_child_running", "1 while the main child runs",
-                         int(self.child_code is None))
+            yield _by_label(
+                "pypause_signals_forwarded",
+                "Signals forwarded to the main child",
+                "signal",
+                self.forwarded,
+            )
+            yield _gauge(
+                "pypause_child_running", "1 while the main child runs", int(self.child_code is None)
+            )
             if self.child_code is not None:
-                yield _gauge("pypause_child_exit_code", "Exit code of the main child "
-                             "(128+N: killed by signal N)", self.child_code)
-        info = GaugeMetricFamily("pypause_info", "pypause version and mode (pause or init)",
-                                 labels=["version", "mode"])
+                yield _gauge(
+                    "pypause_child_exit_code",
+                    "Exit code of the main child (128+N: killed by signal N)",
+                    self.child_code,
+                )
+        info = GaugeMetricFamily(
+            "pypause_info", "pypause version and mode (pause or init)", labels=["version", "mode"]
+        )
         info.add_metric([__version__, self.mode], 1)
         yield info
-        yield _gauge("pypause_start_time_seconds", "Start time of pypause since the Unix "
-                     "epoch", self.started)
-        yield _counter("pypause_log_lines_dropped", "Log lines pypause dropped because "
-                       "stderr could not take them", log.dropped)
+        yield _gauge(
+            "pypause_start_time_seconds", "Start time of pypause since the Unix epoch", self.started
+        )
+        yield _counter(
+            "pypause_log_lines_dropped",
+            "Log lines pypause dropped because stderr could not take them",
+            log.dropped,
+        )
         if self.server is not None:
-            yield _counter("pypause_metrics_connections_rejected", "Metrics connections "
-                           "closed unserved to make room at the cap", self.server.rejected)
-            yield _counter("pypause_metrics_errors", "Metrics connections that failed: "
-                           "accept errors, bad requests, missed deadlines, internal errors",
-                           self.server.errors)
+            yield _counter(
+                "pypause_metrics_connections_rejected",
+                "Metrics connections closed unserved to make room at the cap",
+                self.server.rejected,
+            )
+            yield _counter(
+                "pypause_metrics_errors",
+                "Metrics connections that failed: "
+                "accept errors, bad requests, missed deadlines, internal errors",
+                self.server.errors,
+            )
         census = procfs.census(os.getpid())
         if census is not None:  # no /proc of our own: report what we can
             processes, zombies = census
-            yield _gauge("pypause_processes", "Processes visible in pypause's PID "
-                         "namespace", processes)
-            yield _gauge("pypause_zombies", "Zombies whose parent is pypause, not yet "
-                         "reaped", zombies)
+            yield _gauge(
+                "pypause_processes", "Processes visible in pypause's PID namespace", processes
+            )
+            yield _gauge(
+                "pypause_zombies", "Zombies whose parent is pypause, not yet reaped", zombies
+            )
 
 
 _HEALTHY = (200, "text/plain", b"ok\n")
@@ -149,36 +190,36 @@ _HEALTHY = (200, "text/plain", b"ok\n")
 class _HealthCheck(httpd.Pending):
     """/healthz: healthy if the loop runs a step within HEALTH_TIMEOUT of being woken."""
 
-    def __init__(self, metrics):
+    def __init__(self, metrics: Metrics) -> None:
         self.metrics = metrics
         self.seen = metrics.beats
         self.deadline = time.monotonic() + HEALTH_TIMEOUT
         metrics.beat_wanted = True  # before the SIGCHLD: its beat must wake the server
         os.kill(os.getpid(), _signal.SIGCHLD)  # a reap pass: harmless, and it wakes the loop
 
-    def poll(self):
+    def poll(self) -> "Response | None":
         return _HEALTHY if self.metrics.beats > self.seen else None
 
-    def expire(self):
+    def expire(self) -> "Response":
         return 503, "text/plain", b"main loop not answering\n"
 
 
-def _counter(name, documentation, value):
+def _counter(name: str, documentation: str, value: float) -> "Any":
     return CounterMetricFamily(name, documentation, value=value)
 
 
-def _gauge(name, documentation, value):
+def _gauge(name: str, documentation: str, value: float) -> "Any":
     return GaugeMetricFamily(name, documentation, value=value)
 
 
-def _by_label(name, documentation, label, counts):
+def _by_label(name: str, documentation: str, label: str, counts: "Mapping[str, int]") -> "Any":
     family = CounterMetricFamily(name, documentation, labels=[label])
     for value, count in sorted(dict(counts).items()):  # a copy: the loop may add keys
         family.add_metric([value], count)
     return family
 
 
-def serve(metrics, host, port):
+def serve(metrics: Metrics, host: "str | None", port: int) -> bool:
     """Serve `metrics` on host:port in a daemon thread. Return False if it cannot.
 
     `host` None: every interface, IPv6 and IPv4 (see httpd.listen).
@@ -186,8 +227,10 @@ def serve(metrics, host, port):
     try:
         listener, shown = httpd.listen(host, port)
     except Exception as e:  # OSError, and UnicodeError from IDNA for odd names
-        log.error("metrics disabled: cannot listen on %s:%d: %s"
-                  % (host or "*", port, getattr(e, "strerror", None) or e))
+        log.error(
+            "metrics disabled: cannot listen on %s:%d: %s"
+            % (host or "*", port, getattr(e, "strerror", None) or e)
+        )
         return False
     try:
         metrics.server = httpd.Server(listener, metrics.respond)
@@ -204,6 +247,7 @@ def serve(metrics, host, port):
         log.error("metrics disabled: cannot start the server thread: %s" % e)
         return False
     stack = " (IPv6 and IPv4)" if host is None and shown == "[::]" else ""
-    log.info("serving metrics on http://%s:%d/metrics%s"
-             % (shown, listener.getsockname()[1], stack))
+    log.info(
+        "serving metrics on http://%s:%d/metrics%s" % (shown, listener.getsockname()[1], stack)
+    )
     return True

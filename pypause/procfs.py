@@ -12,7 +12,7 @@ import os
 _ours = None  # is /proc of our PID namespace? Asked once (see ours())
 
 
-def ours():
+def ours() -> bool:
     """True if /proc is mounted and belongs to pypause's PID namespace.
 
     /proc/self names the reader's PID as that /proc's namespace sees it: our
@@ -28,7 +28,7 @@ def ours():
     return _ours
 
 
-def stat(pid):
+def stat(pid: int) -> "tuple[str, str, int, int] | None":
     """(comm, state, ppid, pgrp) of `pid`, or None if it is gone.
 
     The caller has checked ours().
@@ -40,12 +40,12 @@ def stat(pid):
         return None
     # comm may itself hold ")" or spaces: it ends at the last ")".
     end = text.rindex(b")")
-    state, ppid, pgrp = text[end + 2:].split(b" ", 3)[:3]
-    comm = text[text.index(b"(") + 1:end].decode("utf-8", "replace")
+    state, ppid, pgrp = text[end + 2 :].split(b" ", 3)[:3]
+    comm = text[text.index(b"(") + 1 : end].decode("utf-8", "replace")
     return comm, state.decode(), int(ppid), int(pgrp)
 
 
-def processes():
+def processes() -> "dict[int, tuple[str, str, int, int]] | None":
     """{pid: (comm, state, ppid, pgrp)} of every process in our namespace,
     or None without a /proc of our own."""
     if not ours():
@@ -59,7 +59,7 @@ def processes():
     return result
 
 
-def comm(pid):
+def comm(pid: int) -> "str | None":
     """The command name of `pid` (15 characters at most), or None.
 
     Read for every orphan reaped with metrics on: unbuffered, ~3x cheaper
@@ -79,7 +79,7 @@ def comm(pid):
         os.close(fd)
 
 
-def census(parent):
+def census(parent: int) -> "tuple[int, int] | None":
     """(processes visible, zombies whose parent is `parent`), or None without
     a /proc of our own."""
     try:

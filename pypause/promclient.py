@@ -18,10 +18,15 @@ the newest.
 import sys
 from importlib.machinery import PathFinder
 
+#: typing-only imports without importing typing at run time (mypy: always_true).
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
+
 TEXT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
 
-def _register_package():
+def _register_package() -> None:
     """Put prometheus_client in sys.modules without running its __init__."""
     if "prometheus_client" in sys.modules:  # already imported whole (a test): use it
         return
@@ -36,8 +41,9 @@ def _register_package():
     sys.modules["prometheus_client"] = package
 
 
-def _version():
+def _version() -> str:
     from importlib.metadata import version  # only to explain a failure
+
     try:
         return version("prometheus-client")
     except Exception:
@@ -53,14 +59,23 @@ try:
     from prometheus_client.registry import CollectorRegistry
     from prometheus_client.utils import floatToGoString
 except ImportError as e:
-    raise ImportError("prometheus_client %s is not laid out as pypause expects: %s"
-                      % (_version(), e)) from None
+    raise ImportError(
+        "prometheus_client %s is not laid out as pypause expects: %s" % (_version(), e)
+    ) from None
 
-__all__ = ["CollectorRegistry", "CounterMetricFamily", "GaugeMetricFamily", "OPENMETRICS_TYPE",
-           "ProcessCollector", "TEXT_TYPE", "openmetrics", "text"]
+__all__ = [
+    "CollectorRegistry",
+    "CounterMetricFamily",
+    "GaugeMetricFamily",
+    "OPENMETRICS_TYPE",
+    "ProcessCollector",
+    "TEXT_TYPE",
+    "openmetrics",
+    "text",
+]
 
 
-def text(registry):
+def text(registry: "Any") -> bytes:
     """The Prometheus text format (0.0.4) of what `registry` collects.
 
     Only counters and gauges: all pypause exports (and none with `_created`).
@@ -73,12 +88,15 @@ def text(registry):
         help_text = family.documentation.replace("\\", r"\\").replace("\n", r"\n")
         out.append("# HELP %s %s\n# TYPE %s %s\n" % (name, help_text, name, family.type))
         for sample in family.samples:
-            labels = ",".join('%s="%s"' % (key, _escape(value))
-                              for key, value in sorted(sample.labels.items()))
-            out.append("%s%s %s\n" % (sample.name, "{%s}" % labels if labels else "",
-                                      floatToGoString(sample.value)))
+            labels = ",".join(
+                '%s="%s"' % (key, _escape(value)) for key, value in sorted(sample.labels.items())
+            )
+            out.append(
+                "%s%s %s\n"
+                % (sample.name, "{%s}" % labels if labels else "", floatToGoString(sample.value))
+            )
     return "".join(out).encode("utf-8")
 
 
-def _escape(value):
+def _escape(value: str) -> str:
     return value.replace("\\", r"\\").replace("\n", r"\n").replace('"', r"\"")

@@ -10,8 +10,13 @@ import os
 
 from pypause import log, procfs
 
+#: typing-only imports without importing typing at run time (mypy: always_true).
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from pypause.events import Observer
 
-def exit_code(status):
+
+def exit_code(status: int) -> int:
     """Map a wait status to a shell-style exit code: the code, or 128+N for signal N."""
     code = os.waitstatus_to_exitcode(status)
     return code if code >= 0 else 128 - code
@@ -28,7 +33,9 @@ class Reaper:
     an observer that may raise comes wrapped in events.Guarded.
     """
 
-    def __init__(self, main_pid, events, warn_on_reap=False):
+    def __init__(
+        self, main_pid: "int | None", events: "Observer", warn_on_reap: bool = False
+    ) -> None:
         self.main_pid = main_pid
         self.events = events
         self.warn_on_reap = warn_on_reap
@@ -36,7 +43,7 @@ class Reaper:
         # Stops are only of interest for the main child (job control).
         self._stopped = os.WUNTRACED if main_pid else 0
 
-    def reap_all(self):
+    def reap_all(self) -> "tuple[int | None, int | None]":
         """Reap every child that has exited; never blocks.
 
         Return (exit code, stop signal) of the main child: the code if it
@@ -64,14 +71,17 @@ class Reaper:
             self.events.child_exited(code)
         return code, stop
 
-    def _next(self):
+    def _next(self) -> "tuple[int, int, str | None] | None":
         """(pid, wait status, comm) of one child that changed state, or None."""
         try:
             if not self.needs_comm:
                 pid, status = os.waitpid(-1, os.WNOHANG | self._stopped)
                 return (pid, status, None) if pid else None
-            info = os.waitid(os.P_ALL, 0, os.WEXITED | os.WNOHANG | os.WNOWAIT |
-                             (os.WSTOPPED if self._stopped else 0))
+            info = os.waitid(
+                os.P_ALL,
+                0,
+                os.WEXITED | os.WNOHANG | os.WNOWAIT | (os.WSTOPPED if self._stopped else 0),
+            )
             if info is None:
                 return None
             pid = info.si_pid

@@ -18,12 +18,17 @@ wakes the wait; once none is (only processes that entered from outside, or
 whose parent is still alive), a pidfd of each is polled for its exit.
 """
 
+import _signal
 import os
 import select
-import _signal
 import time
 
 from pypause import log, procfs, signals
+
+#: typing-only imports without importing typing at run time (mypy: always_true).
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from pypause.reaper import Reaper
 
 #: After SIGKILL, how long to wait for the kernel to finish the processes off.
 _KILL_WAIT = 1.0
@@ -36,16 +41,16 @@ MAX_PIDFDS = 64
 class Leftovers:
     """The processes still around after the main child exited."""
 
-    def __init__(self, main_pid):
+    def __init__(self, main_pid: int) -> None:
         self.own_pid = os.getpid()
         self.as_pid1 = self.own_pid == 1
         self.pgid = main_pid  # the child made its own group, named after it
         self.told_refused = False  # "not waiting for ..." is logged once
 
-    def describe(self):
+    def describe(self) -> str:
         return "every process in the namespace" if self.as_pid1 else "process group %d" % self.pgid
 
-    def signal(self, signum):
+    def signal(self, signum: int) -> bool:
         """Send `signum` to all of them that pypause may signal; False if none is left.
 
         kill(-1) skips what it may not signal; killpg() says EPERM only when it
@@ -60,7 +65,7 @@ class Leftovers:
             return False
         return True
 
-    def alive(self):
+    def alive(self) -> "dict[int, bool] | None":
         """{pid: is our child} of the rest that pypause may signal, not yet exited.
 
         None when /proc cannot tell (not mounted, or another namespace's).
@@ -83,11 +88,13 @@ class Leftovers:
             alive[pid] = ppid == self.own_pid
         if refused and not self.told_refused:
             self.told_refused = True
-            log.warning("not waiting for %d process(es) pypause may not signal" % len(refused),
-                        pid=refused[0])
+            log.warning(
+                "not waiting for %d process(es) pypause may not signal" % len(refused),
+                pid=refused[0],
+            )
         return alive
 
-    def any_child(self):
+    def any_child(self) -> bool:
         """Without /proc: True if any child of ours (as PID 1) or any process
         of the group that we may signal (otherwise) is left."""
         if self.as_pid1:
@@ -98,7 +105,7 @@ class Leftovers:
         return self.signal(0)
 
 
-def grace(main_pid, reaper, seconds):
+def grace(main_pid: int, reaper: "Reaper", seconds: float) -> None:
     """SIGTERM what is left, wait up to `seconds` for it to exit, then SIGKILL it.
 
     Returns when all of it has exited or been killed. Never raises: pypause
@@ -109,8 +116,9 @@ def grace(main_pid, reaper, seconds):
         if _all_gone(rest, reaper) or not rest.signal(_signal.SIGTERM):
             return
         rest.signal(_signal.SIGCONT)
-        log.info("main child exited; sent SIGTERM to %s, waiting up to %gs"
-                 % (rest.describe(), seconds))
+        log.info(
+            "main child exited; sent SIGTERM to %s, waiting up to %gs" % (rest.describe(), seconds)
+        )
         if _wait(rest, reaper, seconds):
             log.info("everything left exited within the grace period")
             return
@@ -121,12 +129,12 @@ def grace(main_pid, reaper, seconds):
         log.error("grace period cut short: %r" % e)
 
 
-def _all_gone(rest, reaper):
+def _all_gone(rest: Leftovers, reaper: "Reaper") -> bool:
     reaper.reap_all()
     return not _waiting_for(rest)
 
 
-def _waiting_for(rest):
+def _waiting_for(rest: Leftovers) -> "str | list[int] | None":
     """What the wait is for: "child" (a SIGCHLD will come), a list of PIDs
     (pidfds to watch), or None when nothing is left."""
     alive = rest.alive()
@@ -137,7 +145,7 @@ def _waiting_for(rest):
     return list(alive)[:MAX_PIDFDS] or None
 
 
-def _wait(rest, reaper, seconds):
+def _wait(rest: Leftovers, reaper: "Reaper", seconds: float) -> bool:
     """Wait until nothing is left (True) or `seconds` have passed (False)."""
     deadline = time.monotonic() + seconds
     while True:
@@ -153,10 +161,10 @@ def _wait(rest, reaper, seconds):
             if info is not None and info.si_signo != _signal.SIGCHLD:
                 log.debug("dropped signal during grace period", signal=signals.name(info.si_signo))
         else:
-            _wait_for_exit(what, remaining)
+            _wait_for_exit(what, remaining)  # type: ignore[arg-type]  # not "child": PIDs
 
 
-def _wait_for_exit(pids, seconds):
+def _wait_for_exit(pids: list[int], seconds: float) -> None:
     """Sleep until one of `pids` exits or `seconds` pass; signals stay pending.
 
     Without pidfds (Linux < 5.3, a seccomp filter, no fd left) there is

@@ -12,10 +12,17 @@ not commit would lie to it. tini and catatonit do not forward these either
 
 import _signal
 
-FAULT_SIGNALS = frozenset({
-    _signal.SIGSEGV, _signal.SIGBUS, _signal.SIGFPE, _signal.SIGILL,
-    _signal.SIGABRT, _signal.SIGTRAP, _signal.SIGSYS,
-})
+FAULT_SIGNALS = frozenset(
+    {
+        _signal.SIGSEGV,
+        _signal.SIGBUS,
+        _signal.SIGFPE,
+        _signal.SIGILL,
+        _signal.SIGABRT,
+        _signal.SIGTRAP,
+        _signal.SIGSYS,
+    }
+)
 UNCATCHABLE = frozenset({_signal.SIGKILL, _signal.SIGSTOP})
 
 #: Every signal pypause blocks and collects with sigwaitinfo().
@@ -25,22 +32,26 @@ _RTMIN = _signal.SIGRTMIN
 _RTMAX = _signal.SIGRTMAX
 #: Names by number, as `signal.Signals` has them: a second name for the same
 #: number (SIGIOT, SIGCLD, SIGPOLL) is accepted by parse() but never shown.
-_BY_NAME = {name: number for name, number in vars(_signal).items()
-            if name.startswith("SIG") and not name.startswith("SIG_")}
+_BY_NAME = {
+    name: number
+    for name, number in vars(_signal).items()
+    if name.startswith("SIG") and not name.startswith("SIG_")
+}
 if 16 not in _BY_NAME.values():  # Python < 3.11 does not name it; Linux does
     _BY_NAME["SIGSTKFLT"] = 16
-_NAMES = {number: name for name, number in _BY_NAME.items()
-          if name not in ("SIGIOT", "SIGCLD", "SIGPOLL")}
+_NAMES = {
+    number: name for name, number in _BY_NAME.items() if name not in ("SIGIOT", "SIGCLD", "SIGPOLL")
+}
 
 
-def name(signum):
+def name(signum: int) -> str:
     """Return the conventional name of `signum`: "SIGTERM", "SIGRTMIN+3"."""
     if _RTMIN < signum < _RTMAX:
         return "SIGRTMIN+%d" % (signum - _RTMIN)
     return _NAMES.get(signum, "SIG%d" % signum)
 
 
-def never_forwarded(signum):
+def never_forwarded(signum: int) -> "str | None":
     """Why a signal sent to pypause is never forwarded, or None if it is."""
     if signum in FAULT_SIGNALS:
         return "a fault signal, never intercepted: it kills pypause itself"
@@ -51,12 +62,12 @@ def never_forwarded(signum):
     return None
 
 
-def describe(signum):
+def describe(signum: int) -> str:
     """Return the human description of `signum` ("Terminated"), as strsignal(3)."""
     return _signal.strsignal(signum) or name(signum)
 
 
-def parse(text):
+def parse(text: str) -> int:
     """Parse a signal given as a name ("TERM", "SIGTERM", "rtmin+2") or a number.
 
     Return the signal number. Raise ValueError if `text` names no signal that

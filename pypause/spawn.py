@@ -20,6 +20,11 @@ import os
 
 from pypause import log
 
+#: typing-only imports without importing typing at run time (mypy: always_true).
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Iterable, Mapping
+
 # Python sets these to SIG_IGN (SIGPIPE, SIGXFSZ) or to a handler (SIGINT)
 # before any of our code runs. What pypause's own parent gave is lost for the
 # first two; a handler shows that SIGINT was not ignored (CPython keeps an
@@ -30,11 +35,11 @@ _PYTHON_TOUCHED = (_signal.SIGPIPE, _signal.SIGXFSZ, _signal.SIGINT)
 class InheritedSignals:
     """The signal state pypause was started with, to be handed to the child."""
 
-    def __init__(self, mask):
+    def __init__(self, mask: "Iterable[int]") -> None:
         self.mask = mask
         self.ignored_sigint = _signal.getsignal(_signal.SIGINT) == _signal.SIG_IGN
 
-    def restore_dispositions(self):
+    def restore_dispositions(self) -> None:
         """Give the signals Python touched the dispositions the child must start
         with, in pypause itself: pypause blocks them and collects them with
         sigwaitinfo(), so their disposition matters only to the child, which
@@ -44,15 +49,17 @@ class InheritedSignals:
             _signal.signal(signum, _signal.SIG_IGN if keep_ignored else _signal.SIG_DFL)
 
 
-def _candidates(name):
+def _candidates(name: str) -> list[str]:
     """The paths execvp() would try for `name`, in order."""
     if "/" in name:
         return [name]
-    return [os.path.join(folder, name)
-            for folder in os.environ.get("PATH", os.defpath).split(os.pathsep)]
+    return [
+        os.path.join(folder, name)
+        for folder in os.environ.get("PATH", os.defpath).split(os.pathsep)
+    ]
 
 
-def _exec_first(candidates, argv, env):
+def _exec_first(candidates: "Iterable[str]", argv: list[str], env: "Mapping[str, str]") -> OSError:
     """exec() the first of `candidates` that can be run; return the error if
     none can: the first that is not "no such file", as execvp() does."""
     saved = last = None
@@ -63,10 +70,10 @@ def _exec_first(candidates, argv, env):
             last = e
             if saved is None and e.errno not in (errno.ENOENT, errno.ENOTDIR):
                 saved = e
-    return saved or last
+    return saved or last  # type: ignore[return-value]  # candidates: never empty
 
 
-def close_inherited_fds():
+def close_inherited_fds() -> "int | None":
     """Close every descriptor from 3 up, once the child has its copies.
 
     pypause has opened none of them itself yet; holding them would keep a
@@ -90,12 +97,12 @@ def close_inherited_fds():
     return closed
 
 
-def exec_status(err):
+def exec_status(err: "int | None") -> int:
     """Exit status for a failed exec, as a shell reports it: 127 not found, else 126."""
     return 127 if err in (errno.ENOENT, errno.ENOTDIR) else 126
 
 
-def _own_group(pid):
+def _own_group(pid: int) -> None:
     """Put `pid` (0: ourselves) in a process group of its own.
 
     Signals for the child (a terminal's ^C, a -g forward) then reach its group
@@ -107,7 +114,7 @@ def _own_group(pid):
         pass
 
 
-def _take_terminal():
+def _take_terminal() -> None:
     """Make our group the terminal's foreground, so that shells and editors work
     (docker run -it). SIGTTOU is still blocked here, which lets a background
     group do it. A failure only costs the child its terminal, not its start."""
@@ -117,7 +124,7 @@ def _take_terminal():
         pass
 
 
-def _in_foreground():
+def _in_foreground() -> bool:
     """True if stdin is a terminal whose foreground group is ours: ours to hand on."""
     try:
         return os.isatty(0) and os.tcgetpgrp(0) == os.getpgrp()
@@ -125,7 +132,7 @@ def _in_foreground():
         return False
 
 
-def spawn(argv, inherited):
+def spawn(argv: list[str], inherited: InheritedSignals) -> int:
     """Fork and exec `argv` (PATH is searched) with the inherited signal state.
 
     The child leads a new process group and, if pypause owns the terminal's

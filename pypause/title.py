@@ -10,8 +10,13 @@ is loaded directly from the installed package's directory.
 import os
 from importlib.machinery import EXTENSION_SUFFIXES, ExtensionFileLoader, ModuleSpec, PathFinder
 
+#: typing-only imports without importing typing at run time (mypy: always_true).
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from types import ModuleType
 
-def set_title(argv):
+
+def set_title(argv: list[str]) -> None:
     """Set the process title to `argv` joined by spaces.
 
     Cosmetic, so it never fails: nothing happens where setproctitle's module is
@@ -25,10 +30,11 @@ def set_title(argv):
             module.setproctitle(title)
     except Exception as e:
         from pypause import log
+
         log.debug("cannot set the process title: %r" % e)
 
 
-def _load_compiled_setproctitle():
+def _load_compiled_setproctitle() -> "ModuleType | None":
     package = PathFinder.find_spec("setproctitle")
     if package is None or not package.submodule_search_locations:
         return None

@@ -7,7 +7,7 @@ import tempfile
 
 import pytest
 
-from support import PidNamespace, stop, unprivileged_pypause
+from support import Init, PidNamespace, needs_pidns, stop, unprivileged_pypause
 
 # A developer's exported PYPAUSE_METRICS_ADDR or PYPAUSE_GRACE_PERIOD would
 # change what every test observes: gone before any test module reads
@@ -60,3 +60,21 @@ def procs():
     yield start
     for p in started_:
         stop(p)
+
+
+@pytest.fixture(params=[pytest.param("pid1", marks=needs_pidns, id="pid1"),
+                        pytest.param("subreaper", id="subreaper")])
+def init(request, pidns, procs):
+    """pypause as PID 1 of a PID namespace, then as a subreaper under this test.
+
+    init.run(argv, **kwargs) runs it as subprocess.run() does; init.start(argv,
+    **kwargs) starts it (an InitProcess: .pid, .proc, .wait(), pipes); argv is
+    the command that becomes pypause ([PYPAUSE, ...]). init.mode says which
+    ("pid1" or "subreaper"), init.pid1 whether PID 1. Every process started
+    is ended after the test, by PID, also on failure. See support.Init.
+    """
+    runs = Init(request.param, pidns, procs)
+    try:
+        yield runs
+    finally:
+        runs.close()

@@ -7,6 +7,7 @@ import signal
 import subprocess
 import sys
 import time
+import uuid
 
 import pytest
 
@@ -212,10 +213,19 @@ class PidNamespace:
     prefix, say). `pid` is the namespace's PID 1 as seen from here.
     """
 
-    def __init__(self, argv, unshare_args=("--mount-proc",), before=None, **kwargs):
+    def __init__(self, argv, unshare_args=("--mount-proc",), before=None, await_pid1=True,
+                 **kwargs):
         command = ["unshare", "--pid", "--fork", "--kill-child", *unshare_args] + list(argv)
         self.unshare = subprocess.Popen(before(command) if before else command, **kwargs)
-        self.pid = pid1_of(self.unshare)
+        self._pid = None
+        if await_pid1:  # otherwise on first use of .pid: a PID 1 may be gone by then
+            self.pid
+
+    @property
+    def pid(self):
+        if self._pid is None:
+            self._pid = pid1_of(self.unshare)
+        return self._pid
 
     def nsenter(self, argv, **kwargs):
         """Run `argv` inside the namespace, as a second container of a pod would."""
@@ -250,3 +260,142 @@ class PidNamespace:
 
     def close(self):
         stop(self.unshare)
+
+
+def descendants(pid):
+    """{pid: (comm, state, ppid)} of `pid` and of every process below it, zombies included."""
+    table = processes()
+    found = {pid: table[pid]} if pid in table else {}
+    below = {}
+    for p, fields in table.items():
+        below.setdefault(fields[2], []).append(p)
+    frontier = [pid]
+    while frontier:
+        for p in below.get(frontier.pop(), ()):
+            if p not in found:
+                found[p] = table[p]
+                frontier.append(p)
+    return found
+
+
+def _environ_holds(pid, entry):
+    try:
+        with open("/proc/%d/environ" % pid, "rb") as f:
+            return entry in f.read().split(b"\0")
+    except OSError:  # gone, a zombie (empty), or not ours to read
+        return False
+
+
+#: The variable that marks every process an Init started (see Init.close).
+MARK_VARIABLE = "TEST_INIT_MARK"  # not PYPAUSE_*: pypause reads those
+
+
+class InitProcess:
+    """One pypause an Init started. `pid` is pypause's PID as seen from here;
+    `proc` the Popen whose wait()/returncode is pypause's exit status (unshare
+    for a PID 1: it exits as its child did); `ns` the PidNamespace (pid1 mode)
+    or None. wait(), poll(), stdin, stdout and stderr are proc's."""
+
+    def __init__(self, mode, proc, ns=None):
+        self.mode, self.proc, self.ns = mode, proc, ns
+        self.stdin, self.stdout, self.stderr = proc.stdin, proc.stdout, proc.stderr
+
+    @property
+    def pid(self):
+        return self.ns.pid if self.ns else self.proc.pid
+
+    def wait(self, timeout=None):
+        return self.proc.wait(timeout)
+
+    def poll(self):
+        return self.proc.poll()
+
+    def members(self):
+        """{pid: (comm, state, ppid)} of pypause and of what is in its care: every
+        process of the namespace (pid1), pypause's descendants (subreaper)."""
+        return self.ns.members() if self.ns else descendants(self.proc.pid)
+
+    def zombies(self):
+        """Zombies left for pypause to reap: its children in state Z."""
+        return zombies_of(self.pid)
+
+
+class Init:
+    """Starts pypause in one of the two ways it runs, `mode`:
+
+    "pid1": as PID 1 of a PID namespace of its own, by `unshare --pid --fork
+    --mount-proc --kill-child` (a container); "subreaper": as a child of this
+    test, so not PID 1, and a child subreaper (`docker run --init`, a pod
+    sharing its PID namespace, a shell).
+
+    `argv` is the whole command that becomes pypause: [PYPAUSE, ...], or a
+    wrapper that execs it. `starter(argv, **popen_kwargs)` starts it in
+    each mode (the pidns and procs fixtures). Every process started gets
+    MARK_VARIABLE=<a value of this Init's> in its environment, and close()
+    SIGKILLs, by PID, each pypause still running, then each process that holds
+    the mark: what outlived pypause too.
+    """
+
+    def __init__(self, mode, start_pid1, start_subreaper):
+        self.mode = mode
+        self.pid1 = mode == "pid1"
+        self._start_pid1, self._start_subreaper = start_pid1, start_subreaper
+        self._mark = "%s=%s" % (MARK_VARIABLE, uuid.uuid4().hex)
+        self._started = []
+
+    def start(self, argv, **kwargs):
+        """Start pypause in the background (kwargs as for Popen): an InitProcess."""
+        name, value = self._mark.split("=")
+        kwargs["env"] = {**(os.environ if kwargs.get("env") is None else kwargs["env"]),
+                         name: value}
+        if self.pid1:
+            ns = self._start_pid1(list(argv), await_pid1=False, **kwargs)
+            started = InitProcess(self.mode, ns.unshare, ns)
+        else:
+            started = InitProcess(self.mode, self._start_subreaper(list(argv), **kwargs))
+        self._started.append(started)
+        return started
+
+    def run(self, argv, input=None, capture_output=False, timeout=20, check=False, **kwargs):
+        """Run pypause to its end, as subprocess.run() does: a CompletedProcess."""
+        if capture_output:
+            kwargs["stdout"] = kwargs["stderr"] = subprocess.PIPE
+        if input is not None:
+            kwargs["stdin"] = subprocess.PIPE
+        proc = self.start(argv, **kwargs).proc
+        out, err = proc.communicate(input, timeout)
+        done = subprocess.CompletedProcess(list(argv), proc.returncode, out, err)
+        if check:
+            done.check_returncode()
+        return done
+
+    def close(self):
+        """SIGKILL by PID every process started here that is left, and reap ours."""
+        for started in self._started:  # pypause's title has overwritten its environment
+            if started.proc.poll() is None:
+                # A PID 1 first: the kernel ends the rest of its namespace with it.
+                for pid in (children(started.proc.pid) if started.ns else []) + [started.proc.pid]:
+                    try:
+                        os.kill(pid, signal.SIGKILL)
+                    except ProcessLookupError:
+                        pass
+        mark = self._mark.encode()
+        for _ in range(200):  # again until none is left: one may fork meanwhile
+            marked = [pid for pid in processes()
+                      if pid != os.getpid() and _environ_holds(pid, mark)]
+            if not marked:
+                break
+            for pid in marked:
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+            time.sleep(0.01)
+        for started in self._started:
+            started.proc.wait(10)
+            for stream in (started.stdin, started.stdout, started.stderr):
+                if stream:
+                    try:
+                        stream.close()
+                    except OSError:
+                        pass

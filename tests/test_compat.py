@@ -1,5 +1,8 @@
 """What users of tini and dumb-init reach for: -g, -r, -e, -p, -w, the grace
-period, JSON logs, job control, each also from its PYPAUSE_* variable."""
+period, JSON logs, job control, each also from its PYPAUSE_* variable.
+
+The tests that take the init fixture run with pypause as PID 1 of a PID
+namespace and as a subreaper; where the two differ, the test says how."""
 
 import json
 import os
@@ -10,7 +13,7 @@ import time
 
 import pytest
 
-from support import PYPAUSE, helper, needs_pidns, stat_fields, stop, wait_for, wait_until_idle
+from support import PYPAUSE, helper, stat_fields, stop, wait_for, wait_until_idle
 
 pytestmark = pytest.mark.timeout(30)
 ENV = dict(os.environ)
@@ -22,15 +25,20 @@ def lines(stream, n):
 
 # -- -g / PYPAUSE_PGROUP ------------------------------------------------------
 
-GROUP_OF_TWO = ['sh', '-c', 'trap "" USR1; "$@" & "$@" & wait', 'sh', *helper("signal_echo", 0)]
+# sh lives on until both echoes have finished (it ignores SIGUSR1/2; on SIGTERM
+# it waits for them, then exits 143 as if killed by it): the main child's end
+# is PID 1's, which takes the rest of its namespace with it.
+GROUP_OF_TWO = ['sh', '-c', 'trap "" USR1 USR2; "$@" & a=$!; "$@" & b=$!; '
+                'trap "wait $a; wait $b; exit 143" TERM; wait', 'sh', *helper("signal_echo", 0)]
 
 
 @pytest.mark.parametrize("flag, env", [(["-g"], {}), (["--pgroup"], {}),
                                        ([], {"PYPAUSE_PGROUP": "1"})])
-def test_pgroup_forwards_to_the_whole_group(procs, flag, env):
-    p = procs([PYPAUSE, *flag, "--", *GROUP_OF_TWO], stdout=subprocess.PIPE,
-              env={**ENV, "ECHO_WAIT": "sleep", **env})
+def test_pgroup_forwards_to_the_whole_group(init, flag, env):
+    p = init.start([PYPAUSE, *flag, "--", *GROUP_OF_TWO], stdout=subprocess.PIPE,
+                   env={**ENV, "ECHO_WAIT": "sleep", **env})
     assert lines(p.stdout, 2) == ["ready", "ready"]
+    wait_until_idle(p.pid)
     os.kill(p.pid, signal.SIGUSR1)
     assert lines(p.stdout, 2) == ["SIGUSR1", "SIGUSR1"]
     os.kill(p.pid, signal.SIGTERM)
@@ -38,10 +46,11 @@ def test_pgroup_forwards_to_the_whole_group(procs, flag, env):
     assert p.wait(10) == 143  # sh, the main child, was in the group too
 
 
-def test_without_pgroup_only_the_child_gets_the_signal(procs):
-    p = procs([PYPAUSE, "--", *GROUP_OF_TWO], stdout=subprocess.PIPE,
-              env={**ENV, "ECHO_WAIT": "sleep"})
+def test_without_pgroup_only_the_child_gets_the_signal(init):
+    p = init.start([PYPAUSE, "--", *GROUP_OF_TWO], stdout=subprocess.PIPE,
+                   env={**ENV, "ECHO_WAIT": "sleep"})
     assert lines(p.stdout, 2) == ["ready", "ready"]
+    wait_until_idle(p.pid)
     group = os.getpgid(_child_of(p.pid))
     os.kill(p.pid, signal.SIGUSR1)  # to sh alone, which ignores it
     wait_until_idle(p.pid)
@@ -56,10 +65,15 @@ def _child_of(pid):
         return int(f.read().split()[0])
 
 
-def test_child_leads_its_own_process_group(procs):
-    p = procs([PYPAUSE, "--", *helper("report")], stdout=subprocess.PIPE)
+def test_child_leads_its_own_process_group(init):
+    p = init.start([PYPAUSE, "--", *helper("report")], stdout=subprocess.PIPE)
     got = json.loads(p.stdout.readline())
+    # The child sees PIDs of its namespace: pypause is 1 there as PID 1.
+    pypause = 1 if init.pid1 else p.pid
+    assert got["ppid"] == pypause
     assert got["pgid"] == got["pid"] != os.getpgid(p.pid)
+    assert got["pgid"] != pypause
+    assert p.wait(10) == 0
 
 
 # -- -r / PYPAUSE_REWRITE -----------------------------------------------------
@@ -69,10 +83,11 @@ def test_child_leads_its_own_process_group(procs):
     (["--rewrite=15:3", "-rSIGUSR1:0"], {}),
     ([], {"PYPAUSE_REWRITE": "term:quit, USR1:0"}),
 ])
-def test_rewrite_maps_and_drops_signals(procs, args, env):
-    p = procs([PYPAUSE, *args, "--", *helper("signal_echo", 0)], stdin=subprocess.PIPE,
-              stdout=subprocess.PIPE, env={**ENV, **env})
+def test_rewrite_maps_and_drops_signals(init, args, env):
+    p = init.start([PYPAUSE, *args, "--", *helper("signal_echo", 0)], stdin=subprocess.PIPE,
+                   stdout=subprocess.PIPE, env={**ENV, **env})
     assert lines(p.stdout, 1) == ["ready"]
+    wait_until_idle(p.pid)
     os.kill(p.pid, signal.SIGUSR1)  # dropped
     os.kill(p.pid, signal.SIGTERM)  # arrives as SIGQUIT
     os.kill(p.pid, signal.SIGUSR2)  # untouched
@@ -90,8 +105,8 @@ def test_rewrite_maps_and_drops_signals(procs, args, env):
     ([], {"PYPAUSE_EXPECT_EXIT": "143,4"}, "exit 4", 0),
     (["-e", "5"], {"PYPAUSE_EXPECT_EXIT": "4"}, "exit 4", 4),  # the flag wins
 ])
-def test_expect_exit_maps_codes_to_0(args, env, script, code):
-    r = subprocess.run([PYPAUSE, *args, "--", "sh", "-c", script], env={**ENV, **env}, timeout=20)
+def test_expect_exit_maps_codes_to_0(init, args, env, script, code):
+    r = init.run([PYPAUSE, *args, "--", "sh", "-c", script], env={**ENV, **env})
     assert r.returncode == code
 
 
@@ -99,6 +114,9 @@ def test_expect_exit_maps_codes_to_0(args, env, script, code):
 
 @pytest.mark.parametrize("args, env", [(["-p", "USR1"], {}), ([], {"PYPAUSE_PDEATHSIG": "SIGUSR1"})])
 def test_pdeathsig_arrives_when_the_parent_dies(args, env):
+    # Subreaper only: the parent that dies is a shell that started pypause in
+    # the background. A PID 1's parent is unshare (a runtime's shim there), and
+    # -p replaces the SIGKILL unshare's --kill-child asked for: not the same test.
     # sh starts pypause in the background and exits when its stdin closes.
     parent = subprocess.Popen(
         ["sh", "-c", '"$@" & echo "pid $!"; read x; exit 0', "sh", PYPAUSE, *args, "--",
@@ -120,10 +138,10 @@ def test_pdeathsig_arrives_when_the_parent_dies(args, env):
 # -- -w / PYPAUSE_WARN_ON_REAP ------------------------------------------------
 
 @pytest.mark.parametrize("args, env", [(["-w"], {}), ([], {"PYPAUSE_WARN_ON_REAP": "yes"})])
-def test_warn_on_reap_names_each_orphan(procs, args, env):
-    p = procs([PYPAUSE, *args, "--", *helper("orphans", 3, 0.1, "--stay")],
-              stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-              env={**ENV, **env})
+def test_warn_on_reap_names_each_orphan(init, args, env):
+    p = init.start([PYPAUSE, *args, "--", *helper("orphans", 3, 0.1, "--stay")],
+                   stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                   env={**ENV, **env})
     assert lines(p.stdout, 1) == ["orphaned"]
     warnings = lines(p.stderr, 3)
     for line in warnings:
@@ -132,12 +150,12 @@ def test_warn_on_reap_names_each_orphan(procs, args, env):
     assert p.wait(10) == 0
 
 
-def test_warn_on_reap_escapes_a_hostile_command_name(tmp_path):
+def test_warn_on_reap_escapes_a_hostile_command_name(init, tmp_path):
     # An orphan whose comm holds a newline must not write a line of its own.
     name = "x\n[pypause] ok"  # 14 bytes: all of it is the comm
     os.symlink("/bin/true", tmp_path / name)
-    r = subprocess.run([PYPAUSE, "-w", "--", "sh", "-c", '("$1" &); sleep 0.5', "sh",
-                        str(tmp_path / name)], capture_output=True, timeout=20)
+    r = init.run([PYPAUSE, "-w", "--", "sh", "-c", '("$1" &); sleep 0.5', "sh",
+                  str(tmp_path / name)], capture_output=True)
     assert r.returncode == 0
     assert r.stderr.decode().splitlines() == [
         r'[pypause] WARNING: reaped zombie pid=%s comm="x\n[pypause] ok" status=0'
@@ -146,64 +164,78 @@ def test_warn_on_reap_escapes_a_hostile_command_name(tmp_path):
 
 # -- --grace-period / PYPAUSE_GRACE_PERIOD ------------------------------------
 
-@needs_pidns
-def test_without_grace_period_pid1_exits_at_once(pidns, tmp_path):
-    flag = tmp_path / "cleaned-up"
-    ns = pidns([PYPAUSE, "--", "sh", "-c",
-                '(trap "touch %s; exit 0" TERM; sleep 30 & wait) & sleep 0.3; exit 3' % flag])
-    assert ns.unshare.wait(10) == 3
-    assert not flag.exists()  # the kernel SIGKILLed the rest: no chance to clean up
+def test_without_grace_period_pypause_exits_at_once(init, tmp_path):
+    flag, pidfile = tmp_path / "cleaned-up", tmp_path / "left"
+    t0 = time.monotonic()
+    r = init.run([PYPAUSE, "--", "sh", "-c",
+                  '(trap "touch %s; exit 0" TERM; sleep 30 & wait) & echo $$ $! > %s; '
+                  'sleep 0.3; exit 3' % (flag, pidfile)])
+    assert r.returncode == 3
+    assert time.monotonic() - t0 < 4
+    assert not flag.exists()  # nobody asked the rest to clean up
+    if init.pid1:
+        return  # and the kernel SIGKILLed it with PID 1: nothing is left to check
+    # Not PID 1, pypause leaves the rest running (init fixture ends it).
+    child, left = map(int, pidfile.read_text().split())
+    assert stat_fields(left) is not None and os.getpgid(left) == child
 
 
-@needs_pidns
+# The rest pypause signals in its grace period: every process of the
+# namespace as PID 1 (kill(-1)), the main child's process group otherwise.
+def _scope(init):
+    return (b"every process in the namespace" if init.pid1 else b"process group")
+
+
 @pytest.mark.parametrize("args, env", [(["--grace-period", "5"], {}),
                                        ([], {"PYPAUSE_GRACE_PERIOD": "5"})])
-def test_grace_period_as_pid1_lets_the_rest_clean_up(pidns, tmp_path, args, env):
+def test_grace_period_lets_the_rest_clean_up(init, tmp_path, args, env):
     flag = tmp_path / "cleaned-up"
-    ns = pidns([PYPAUSE, *args, "--", "sh", "-c",
-                '(trap "touch %s; exit 0" TERM; sleep 30 & wait) & sleep 0.3; exit 3' % flag],
-               stderr=subprocess.PIPE, env={**ENV, **env})
     t0 = time.monotonic()
-    assert ns.unshare.wait(10) == 3
+    r = init.run([PYPAUSE, *args, "--", "sh", "-c",
+                  '(trap "touch %s; exit 0" TERM; sleep 30 & wait) & sleep 0.3; exit 3' % flag],
+                 stderr=subprocess.PIPE, env={**ENV, **env})
+    assert r.returncode == 3
     assert time.monotonic() - t0 < 4  # did not wait out the period
     assert flag.exists()
-    assert b"sent SIGTERM to every process in the namespace" in ns.unshare.stderr.read()
+    assert b"sent SIGTERM to " + _scope(init) in r.stderr
 
 
-@needs_pidns
-def test_grace_period_as_pid1_ends_with_sigkill(pidns):
-    ns = pidns([PYPAUSE, "--grace-period", "0.5", "--", "sh", "-c",
-                '(trap "" TERM; sleep 30) & sleep 0.3; exit 3'], stderr=subprocess.PIPE)
+def test_grace_period_ends_with_sigkill(init):
     t0 = time.monotonic()
-    assert ns.unshare.wait(10) == 3
+    r = init.run([PYPAUSE, "--grace-period", "0.5", "--", "sh", "-c",
+                  '(trap "" TERM; sleep 30) & sleep 0.3; exit 3'], stderr=subprocess.PIPE)
+    assert r.returncode == 3
     assert 0.5 <= time.monotonic() - t0 < 4
-    assert b"sending SIGKILL" in ns.unshare.stderr.read()
+    assert b"sending SIGKILL" in r.stderr
 
 
-def test_grace_period_not_pid1_covers_the_childs_group(tmp_path):
+def test_grace_period_covers_the_rest_then_sigkills_it(init, tmp_path):
     flag = tmp_path / "cleaned-up"
     script = ('(trap "touch %s; exit 0" TERM; sleep 30 & wait) & '
               '(trap "" TERM; exec sleep 31) & sleep 0.3; exit 3') % flag
     t0 = time.monotonic()
-    r = subprocess.run([PYPAUSE, "--grace-period", "1", "--", "sh", "-c", script],
-                       capture_output=True, timeout=20)
+    r = init.run([PYPAUSE, "--grace-period", "1", "--", "sh", "-c", script],
+                 capture_output=True)
     assert r.returncode == 3
     assert flag.exists()
     assert 1 <= time.monotonic() - t0 < 5
-    assert b"sent SIGTERM to process group" in r.stderr and b"sending SIGKILL" in r.stderr
+    assert b"sent SIGTERM to " + _scope(init) in r.stderr and b"sending SIGKILL" in r.stderr
 
 
-def test_grace_period_with_nothing_left_exits_at_once():
+def test_grace_period_with_nothing_left_exits_at_once(init):
     t0 = time.monotonic()
-    r = subprocess.run([PYPAUSE, "--grace-period", "30", "--", "sh", "-c", "exit 4"], timeout=20)
+    r = init.run([PYPAUSE, "--grace-period", "30", "--", "sh", "-c", "exit 4"])
     assert r.returncode == 4
     assert time.monotonic() - t0 < 5
 
 
 # A process that cleans up for a second on SIGTERM, then writes `flag` and
-# exits; it says "ready" on stdout once its handler is in place.
+# exits; it says "ready" on stdout once its handler is in place (and it has
+# joined process group argv[2], if given).
 SLOW_CLEANUP = """
 import os, signal, sys, time
+if len(sys.argv) > 2:
+    os.setpgid(0, int(sys.argv[2]))
 def term(signum, frame):
     time.sleep(1)
     open(sys.argv[1], "w").close()
@@ -215,17 +247,25 @@ while True:
 """
 
 
-def test_grace_period_skips_a_group_member_it_may_not_signal(unprivileged, procs):
-    # pypause runs as uid 65534; a root process joins the child's process group.
+def test_grace_period_skips_a_process_it_may_not_signal(unprivileged, init, procs):
+    # pypause runs as uid 65534; a root process comes into its scope: as PID
+    # 1, root enters the namespace and leaves an orphan there, which PID 1
+    # adopts; not PID 1, root joins the child's process group.
     argv, env = unprivileged
-    p = procs([*argv, "--grace-period", "20", "--", "sh", "-c", "echo $$; read x; exit 3"],
-              env=env, cwd="/", stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-              stderr=subprocess.PIPE)
+    p = init.start([*argv, "--grace-period", "20", "--", "sh", "-c", "echo $$; read x; exit 3"],
+                   env=env, cwd="/", stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                   stderr=subprocess.PIPE)
     child = int(p.stdout.readline())
-    intruder = procs([sys.executable, "-c", "import os, sys, time; os.setpgid(0, %d); "
-                      "print('joined', flush=True); time.sleep(60)" % child],
-                     stdout=subprocess.PIPE)
-    assert intruder.stdout.readline() == b"joined\n"
+    wait_until_idle(p.pid)
+    if init.pid1:
+        p.ns.nsenter(["sh", "-c", "sleep 60 & exit 0"], check=True, timeout=10)
+        wait_for(lambda: any(c == "sleep" and ppid == p.pid for c, _, ppid in p.members().values()),
+                 what="the root orphan to be adopted")
+    else:
+        intruder = procs([sys.executable, "-c", "import os, sys, time; os.setpgid(0, %d); "
+                          "print('joined', flush=True); time.sleep(60)" % child],
+                         stdout=subprocess.PIPE)
+        assert intruder.stdout.readline() == b"joined\n"
     t0 = time.monotonic()
     p.stdin.close()  # the child exits 3
     assert p.wait(10) == 3  # neither hangs on EPERM nor waits 20 s for it
@@ -234,44 +274,33 @@ def test_grace_period_skips_a_group_member_it_may_not_signal(unprivileged, procs
     assert "may not signal" in err and "unexpected error" not in err, err
 
 
-@needs_pidns
-def test_grace_period_as_pid1_skips_a_process_it_may_not_signal(unprivileged, pidns):
-    # PID 1 runs as uid 65534; root enters the namespace and leaves an orphan
-    # there, which PID 1 adopts but may not signal.
-    argv, env = unprivileged
-    ns = pidns([*argv, "--grace-period", "20", "--", "sh", "-c", "read x; exit 3"], env=env,
-               cwd="/", stdin=subprocess.PIPE, stderr=subprocess.PIPE)
-    wait_until_idle(ns.pid)
-    ns.nsenter(["sh", "-c", "sleep 60 & exit 0"], check=True, timeout=10)
-    wait_for(lambda: any(c == "sleep" and ppid == ns.pid for c, _, ppid in ns.members().values()),
-             what="the root orphan to be adopted")
-    t0 = time.monotonic()
-    ns.unshare.stdin.close()
-    assert ns.unshare.wait(10) == 3
-    assert time.monotonic() - t0 < 5
-    assert b"may not signal" in ns.unshare.stderr.read()
-
-
-@needs_pidns
-def test_grace_period_as_pid1_waits_for_a_process_that_entered_from_outside(pidns, tmp_path):
-    # As `kubectl exec` does: the process is in the namespace, but its parent
-    # (nsenter here, the runtime's shim there) is not: no SIGCHLD will come.
+def test_grace_period_waits_for_a_process_pypause_is_not_the_parent_of(init, procs, tmp_path):
+    # No SIGCHLD will come for it. As PID 1: it entered the namespace from
+    # outside, as `kubectl exec` does (its parent, nsenter here, the runtime's
+    # shim there, is not in it). Not PID 1: it joined the child's group.
     flag = tmp_path / "cleaned-up"
-    ns = pidns([PYPAUSE, "--grace-period", "10", "--", "sh", "-c", "read x; exit 3"],
-               stdin=subprocess.PIPE, stderr=subprocess.PIPE)
-    entered = ns.enter([sys.executable, "-c", SLOW_CLEANUP, str(flag)], stdout=subprocess.PIPE)
+    p = init.start([PYPAUSE, "--grace-period", "10", "--", "sh", "-c", "echo $$; read x; exit 3"],
+                   stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    child = int(p.stdout.readline())
+    if init.pid1:
+        entered = p.ns.enter([sys.executable, "-c", SLOW_CLEANUP, str(flag)],
+                             stdout=subprocess.PIPE)
+    else:
+        entered = procs([sys.executable, "-c", SLOW_CLEANUP, str(flag), str(child)],
+                        stdout=subprocess.PIPE)
     try:
         assert entered.stdout.readline() == b"ready\n"
         t0 = time.monotonic()
-        ns.unshare.stdin.close()
-        assert ns.unshare.wait(15) == 3
+        p.stdin.close()
+        assert p.wait(15) == 3
         assert 1 <= time.monotonic() - t0 < 8
-        assert flag.exists()  # it finished cleaning up before PID 1 exited
+        assert flag.exists()  # it finished cleaning up before pypause exited
+        assert b"sent SIGTERM to " + _scope(init) in p.stderr.read()
     finally:
         stop(entered)
 
 
-def test_grace_period_resumes_a_stopped_process_so_it_can_clean_up(tmp_path):
+def test_grace_period_resumes_a_stopped_process_so_it_can_clean_up(init, tmp_path):
     # systemd sends SIGCONT after SIGTERM for the same reason: a stopped
     # process cannot run its SIGTERM handler.
     flag, fifo = tmp_path / "cleaned-up", tmp_path / "ready"
@@ -279,8 +308,8 @@ def test_grace_period_resumes_a_stopped_process_so_it_can_clean_up(tmp_path):
     script = ('%s -c "$1" "$2" > "$3" & read ready < "$3"; kill -STOP $!; exit 3'
               % sys.executable)
     t0 = time.monotonic()
-    r = subprocess.run([PYPAUSE, "--grace-period", "10", "--", "sh", "-c", script, "sh",
-                        SLOW_CLEANUP, str(flag), str(fifo)], capture_output=True, timeout=20)
+    r = init.run([PYPAUSE, "--grace-period", "10", "--", "sh", "-c", script, "sh",
+                  SLOW_CLEANUP, str(flag), str(fifo)], capture_output=True)
     assert r.returncode == 3
     assert flag.exists()
     assert time.monotonic() - t0 < 8, r.stderr  # not the whole period, then SIGKILL
@@ -304,33 +333,28 @@ def test_json_logs(args, env):
 
 # -- job control --------------------------------------------------------------
 
-@needs_pidns
-def test_pid1_resumes_a_child_stopped_by_job_control(pidns):
-    ns = pidns([PYPAUSE, "--", "sh", "-c", "kill -TSTP $$; kill -TTIN $$; exit 7"],
-               stderr=subprocess.PIPE)
-    assert ns.unshare.wait(10) == 7
-    assert ns.unshare.stderr.read().count(b"resuming it") == 2
+# Without a terminal (a container; a pod sharing its PID namespace and
+# `docker run --init`, where pypause is not PID 1) nothing could resume
+# pypause if it stopped with its child: in both modes the child is resumed.
+# (With a job-control shell above, one that is not PID 1 stops too: test_tty.)
+
+def test_a_child_stopped_by_job_control_is_resumed(init):
+    r = init.run([PYPAUSE, "--", "sh", "-c", "kill -TSTP $$; kill -TTIN $$; exit 7"],
+                 start_new_session=True, stderr=subprocess.PIPE)
+    assert r.returncode == 7
+    assert r.stderr.count(b"resuming it") == 2
 
 
-@needs_pidns
-def test_pid1_forwards_sigtstp_without_stranding_the_child(pidns):
-    ns = pidns([PYPAUSE, "--", *helper("signal_echo", 0, "--ignore", "SIGUSR1")],
-               stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+def test_forwarding_sigtstp_does_not_strand_the_child(init):
+    p = init.start([PYPAUSE, "--", *helper("signal_echo", 0, "--ignore", "SIGUSR1")],
+                   stdin=subprocess.PIPE, stdout=subprocess.PIPE)
     # signal_echo handles SIGTSTP (prints it); nothing stops
-    assert lines(ns.unshare.stdout, 1) == ["ready"]
-    os.kill(ns.pid, signal.SIGTSTP)
-    assert lines(ns.unshare.stdout, 1) == ["SIGTSTP"]
-    ns.unshare.stdin.close()
-    assert ns.unshare.wait(10) == 0
-
-
-def test_without_a_terminal_a_stopped_child_is_resumed_even_when_not_pid1(procs):
-    # A pod sharing its PID namespace, `docker run --init`: pypause is not PID 1,
-    # and nothing could resume it if it stopped with its child.
-    p = procs([PYPAUSE, "--", "sh", "-c", "kill -TSTP $$; exit 7"], start_new_session=True,
-              stderr=subprocess.PIPE)
-    assert p.wait(10) == 7
-    assert b"resuming it" in p.stderr.read()
+    assert lines(p.stdout, 1) == ["ready"]
+    wait_until_idle(p.pid)
+    os.kill(p.pid, signal.SIGTSTP)
+    assert lines(p.stdout, 1) == ["SIGTSTP"]
+    p.stdin.close()
+    assert p.wait(10) == 0
 
 
 # -- bad input ----------------------------------------------------------------
@@ -377,26 +401,25 @@ def test_help_lists_every_variable():
         assert var in out
 
 
-# -- the same options with pypause as PID 1 ------------------------------------
+# -- the same options together ---------------------------------------------------
 
-@needs_pidns
-def test_options_as_pid1(pidns):
-    """-g, -r, -e, -w and JSON logs together, pypause being PID 1 of a namespace."""
-    ns = pidns([PYPAUSE, "-g", "-r", "TERM:USR2", "-r", "INT:TERM", "-e", "7", "-w",
-                "--log-format", "json", "--",
-                "sh", "-c", '(sleep 0.1 &); trap "" USR2 TERM; "$@" & wait $!; exit 7', "sh",
-                *helper("signal_echo", 0)],
-               stdout=subprocess.PIPE, stderr=subprocess.PIPE, env={**ENV, "ECHO_WAIT": "sleep"})
-    assert lines(ns.unshare.stdout, 1) == ["ready"]
-    wait_until_idle(ns.pid)
-    os.kill(ns.pid, signal.SIGTERM)  # rewritten to SIGUSR2, sent to the whole group
-    assert lines(ns.unshare.stdout, 1) == ["SIGUSR2"]
-    wait_for(lambda: "sleep" not in [comm for comm, _, _ in ns.members().values()],
+def test_options_together(init):
+    """-g, -r, -e, -w and JSON logs together."""
+    p = init.start([PYPAUSE, "-g", "-r", "TERM:USR2", "-r", "INT:TERM", "-e", "7", "-w",
+                    "--log-format", "json", "--",
+                    "sh", "-c", '(sleep 0.1 &); trap "" USR2 TERM; "$@" & wait $!; exit 7', "sh",
+                    *helper("signal_echo", 0)],
+                   stdout=subprocess.PIPE, stderr=subprocess.PIPE, env={**ENV, "ECHO_WAIT": "sleep"})
+    assert lines(p.stdout, 1) == ["ready"]
+    wait_until_idle(p.pid)
+    os.kill(p.pid, signal.SIGTERM)  # rewritten to SIGUSR2, sent to the whole group
+    assert lines(p.stdout, 1) == ["SIGUSR2"]
+    wait_for(lambda: "sleep" not in [comm for comm, _, _ in p.members().values()],
              what="the orphaned sleep to be reaped")
-    os.kill(ns.pid, signal.SIGINT)  # rewritten to SIGTERM: the echo child exits,
-    assert lines(ns.unshare.stdout, 1) == ["SIGTERM"]
-    assert ns.unshare.wait(10) == 0  # and sh with 7, an expected code
-    records = [json.loads(line) for line in ns.unshare.stderr.read().splitlines()]
+    os.kill(p.pid, signal.SIGINT)  # rewritten to SIGTERM: the echo child exits,
+    assert lines(p.stdout, 1) == ["SIGTERM"]
+    assert p.wait(10) == 0  # and sh with 7, an expected code
+    records = [json.loads(line) for line in p.stderr.read().splitlines()]
     assert any(r["msg"] == "reaped zombie" and r["comm"] == "sleep" for r in records)
 
 

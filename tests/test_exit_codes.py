@@ -14,6 +14,13 @@ def run(*args, **kwargs):
     return subprocess.run([PYPAUSE, *args], capture_output=True, text=True, timeout=20, **kwargs)
 
 
+# The child's status is pypause's as PID 1 of a PID namespace and as a
+# subreaper alike: the tests below that run the child take the init fixture.
+
+def run_in(init, *args, **kwargs):
+    return init.run([PYPAUSE, *args], capture_output=True, text=True, **kwargs)
+
+
 @pytest.mark.parametrize("script, code", [
     ("exit 0", 0),
     ("exit 4", 4),
@@ -22,8 +29,8 @@ def run(*args, **kwargs):
     ("kill -TERM $$", 143),
     ("kill -SEGV $$", 139),
 ])
-def test_child_status_becomes_pypause_status(script, code):
-    assert run("--", "sh", "-c", script).returncode == code
+def test_child_status_becomes_pypause_status(init, script, code):
+    assert run_in(init, "--", "sh", "-c", script).returncode == code
 
 
 def test_option_parsing_stops_at_first_non_option():
@@ -38,29 +45,29 @@ def test_everything_after_double_dash_belongs_to_the_child():
     assert r.stdout == "--version -h\n"
 
 
-def test_command_not_found_is_127():
-    r = run("--", "no-such-command-pypause")
+def test_command_not_found_is_127(init):
+    r = run_in(init, "--", "no-such-command-pypause")
     assert r.returncode == 127
     assert "no-such-command-pypause" in r.stderr
 
 
-def test_command_not_executable_is_126(tmp_path):
+def test_command_not_executable_is_126(init, tmp_path):
     script = tmp_path / "script"
     script.write_text("#!/bin/sh\nexit 0\n")
     script.chmod(0o644)
-    r = run("--", str(script))
+    r = run_in(init, "--", str(script))
     assert r.returncode == 126
     assert "Permission denied" in r.stderr
 
 
-def test_empty_command_is_127_with_a_line_that_says_why():
-    r = run("--", "")
+def test_empty_command_is_127_with_a_line_that_says_why(init):
+    r = run_in(init, "--", "")
     assert r.returncode == 127
     assert r.stderr.count("\n") == 1 and "empty command" in r.stderr
 
 
-def test_directory_as_command_is_126(tmp_path):
-    assert run("--", str(tmp_path)).returncode == 126
+def test_directory_as_command_is_126(init, tmp_path):
+    assert run_in(init, "--", str(tmp_path)).returncode == 126
 
 
 @pytest.mark.parametrize("args, env, word", [

@@ -1,4 +1,5 @@
-"""Forwarding in init mode, and the pause-mode rules for SIGTERM/SIGINT/others."""
+"""Forwarding in init mode, and the pause-mode rules for SIGTERM/SIGINT/others;
+each with pypause as PID 1 of a PID namespace and as a subreaper (fixture init)."""
 
 import os
 import shutil
@@ -8,7 +9,7 @@ import time
 
 import pytest
 
-from support import PYPAUSE, helper, wait_until_idle
+from support import PYPAUSE, children, helper, wait_until_idle
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -27,11 +28,11 @@ def name(signum):
 
 
 @pytest.fixture
-def echo_child(procs):
-    """pypause running signal_echo.py; returns (pypause, readline)."""
+def echo_child(init):
+    """pypause (in each mode) running signal_echo.py; returns (pypause, readline)."""
     def start(*pypause_args, child_args=(0,)):
-        p = procs([PYPAUSE, *pypause_args, "--", *helper("signal_echo", *child_args)],
-                  stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+        p = init.start([PYPAUSE, *pypause_args, "--", *helper("signal_echo", *child_args)],
+                       stdin=subprocess.PIPE, stdout=subprocess.PIPE)
         assert p.stdout.readline() == b"ready\n"
         wait_until_idle(p.pid)
         return p, lambda: p.stdout.readline().decode().strip()
@@ -47,8 +48,8 @@ def test_each_signal_is_forwarded_to_the_child(echo_child):
     assert p.wait(10) == 0
 
 
-def test_child_killed_by_forwarded_sigterm_gives_143(procs):
-    p = procs([PYPAUSE, "--", "sleep", "30"])
+def test_child_killed_by_forwarded_sigterm_gives_143(init):
+    p = init.start([PYPAUSE, "--", "sleep", "30"])
     wait_until_idle(p.pid)
     os.kill(p.pid, signal.SIGTERM)
     assert p.wait(5) == 143
@@ -72,17 +73,18 @@ def test_sigint_is_forwarded_not_raised_in_pypause(echo_child):
     assert p.poll() is None
 
 
-def test_a_child_pypause_may_not_signal_is_said_once(unprivileged, procs):
+def test_a_child_pypause_may_not_signal_is_said_once(unprivileged, init):
     # pypause as uid 65534; its child a setuid-root program that drops the
     # 65534 it was started with: kill() now says EPERM.
     argv, env = unprivileged
     setuid_python = os.path.join(env["PYTHONPATH"], "python-setuid")
     shutil.copy("/usr/bin/python3", setuid_python)
     os.chmod(setuid_python, 0o4755)
-    p = procs([*argv, "--", setuid_python, "-c", "import os, time; os.setresuid(0, 0, 0); "
-               "print(os.getpid(), flush=True); time.sleep(60)"],
-              env=env, cwd="/", stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    child = int(p.stdout.readline())
+    p = init.start([*argv, "--", setuid_python, "-c", "import os, time; os.setresuid(0, 0, 0); "
+                    "print(os.getpid(), flush=True); time.sleep(60)"],
+                   env=env, cwd="/", stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    int(p.stdout.readline())  # the child runs, as root (its PID is the namespace's for a PID 1)
+    child, = children(p.pid)
     wait_until_idle(p.pid)
     for signum in (signal.SIGTERM, signal.SIGUSR1, signal.SIGHUP):
         os.kill(p.pid, signum)
@@ -94,8 +96,8 @@ def test_a_child_pypause_may_not_signal_is_said_once(unprivileged, procs):
 
 
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
-def test_pause_mode_exits_0_on_shutdown_signal(procs, signum):
-    p = procs([PYPAUSE], stderr=subprocess.PIPE)
+def test_pause_mode_exits_0_on_shutdown_signal(init, signum):
+    p = init.start([PYPAUSE], stderr=subprocess.PIPE)
     wait_until_idle(p.pid)
     t0 = time.monotonic()
     os.kill(p.pid, signum)
@@ -104,8 +106,8 @@ def test_pause_mode_exits_0_on_shutdown_signal(procs, signum):
     assert b"Shutting down, got signal: " + signal.strsignal(signum).encode() in p.stderr.read()
 
 
-def test_pause_mode_ignores_other_signals(procs):
-    p = procs([PYPAUSE, "-v"], stderr=subprocess.PIPE)
+def test_pause_mode_ignores_other_signals(init):
+    p = init.start([PYPAUSE, "-v"], stderr=subprocess.PIPE)
     wait_until_idle(p.pid)
     ignored = [signal.SIGHUP, signal.SIGUSR1, signal.SIGUSR2, signal.SIGQUIT,
                signal.SIGWINCH, signal.SIGPIPE, signal.SIGALRM, signal.SIGRTMIN]

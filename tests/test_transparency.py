@@ -1,4 +1,6 @@
-"""The child gets exactly what pypause was given; pypause stays out of the way."""
+"""The child gets exactly what pypause was given; pypause stays out of the way.
+
+Each as PID 1 of a PID namespace and as a subreaper (fixture init)."""
 
 import json
 import os
@@ -11,14 +13,14 @@ import sys
 import pytest
 
 import pypause
-from support import PYPAUSE, helper, needs_pidns, wait_until_idle
+from support import PYPAUSE, helper, wait_until_idle
 
 pytestmark = pytest.mark.timeout(30)
 
 
-def report(*pypause_args, **kwargs):
-    r = subprocess.run([PYPAUSE, *pypause_args, "--", *helper("report", *kwargs.pop("args", ()))],
-                       capture_output=True, timeout=20, **kwargs)
+def report(init, *pypause_args, **kwargs):
+    r = init.run([PYPAUSE, *pypause_args, "--", *helper("report", *kwargs.pop("args", ()))],
+                 capture_output=True, **kwargs)
     assert r.returncode == 0, r.stderr
     return json.loads(r.stdout)
 
@@ -33,42 +35,42 @@ def _as_this_process_has_them():
     posix_spawn hands on its own signals 32 and 33 ignored."""
 
 
-def child_signal_state(**kwargs):
+def child_signal_state(init, **kwargs):
     """(SigBlk, SigIgn) of a child exec'd by pypause directly: cat, since a
     Python child would ignore SIGPIPE and SIGXFSZ by itself."""
     kwargs.setdefault("preexec_fn", _as_this_process_has_them)
-    r = subprocess.run([PYPAUSE, "--", "cat", "/proc/self/status"],
-                       capture_output=True, text=True, timeout=20, **kwargs)
+    r = init.run([PYPAUSE, "--", "cat", "/proc/self/status"],
+                 capture_output=True, text=True, **kwargs)
     assert r.returncode == 0, r.stderr
     fields = dict(line.split(":\t") for line in r.stdout.splitlines())
     return int(fields["SigBlk"], 16), int(fields["SigIgn"], 16)
 
 
-def test_child_starts_with_no_blocked_or_ignored_signal():
-    assert child_signal_state() == (0, 0)
+def test_child_starts_with_no_blocked_or_ignored_signal(init):
+    assert child_signal_state(init) == (0, 0)
 
 
-def test_inherited_mask_and_ignores_reach_the_child():
+def test_inherited_mask_and_ignores_reach_the_child(init):
     def nohup_like():
         signal.signal(signal.SIGHUP, signal.SIG_IGN)
         signal.signal(signal.SIGINT, signal.SIG_IGN)
         signal.pthread_sigmask(signal.SIG_SETMASK, {signal.SIGUSR2})
-    blocked, ignored = child_signal_state(preexec_fn=nohup_like)
+    blocked, ignored = child_signal_state(init, preexec_fn=nohup_like)
     assert ignored == bit(signal.SIGHUP) | bit(signal.SIGINT)
     assert blocked == bit(signal.SIGUSR2)
 
 
-def test_arguments_environment_and_cwd_reach_the_child_unchanged(tmp_path):
+def test_arguments_environment_and_cwd_reach_the_child_unchanged(init, tmp_path):
     args = ["two words", "", "*", "$HOME", "--", "-v", "ünï"]
     env = {"PATH": os.environ["PATH"], "EMPTY": "", "SPACES": " a  b ", "PYPAUSE_X": "y"}
-    got = report(args=args, env=env, cwd=tmp_path)
+    got = report(init, args=args, env=env, cwd=tmp_path)
     assert got["argv"] == args
     assert {k: got["env"][k] for k in env} == env
     assert got["cwd"] == str(tmp_path)
 
 
-def test_pypause_moves_to_root_and_sets_its_title(procs, tmp_path):
-    p = procs([PYPAUSE, "--", "sleep", "30"], cwd=tmp_path)
+def test_pypause_moves_to_root_and_sets_its_title(init, tmp_path):
+    p = init.start([PYPAUSE, "--", "sleep", "30"], cwd=tmp_path)
     wait_until_idle(p.pid)
     assert os.readlink("/proc/%d/cwd" % p.pid) == "/"
     with open("/proc/%d/cmdline" % p.pid, "rb") as f:
@@ -78,30 +80,30 @@ def test_pypause_moves_to_root_and_sets_its_title(procs, tmp_path):
         assert ps.stdout.strip() == "pypause -- sleep 30"
 
 
-def test_closed_stdio_reaches_the_child_closed_and_does_not_crash_pypause(tmp_path):
+def test_closed_stdio_reaches_the_child_closed_and_does_not_crash_pypause(init, tmp_path):
     out = tmp_path / "report.json"
     # -vv makes pypause log to its closed stderr
-    r = subprocess.run(["sh", "-c", 'exec <&- >&- 2>&- "$@"', "sh",
-                        PYPAUSE, "-vv", "--", *helper("report")],
-                       env={**os.environ, "REPORT_TO": str(out)}, timeout=20)
+    r = init.run(["sh", "-c", 'exec <&- >&- 2>&- "$@"', "sh",
+                  PYPAUSE, "-vv", "--", *helper("report")],
+                 env={**os.environ, "REPORT_TO": str(out)})
     assert r.returncode == 0
     assert json.loads(out.read_text())["stdio_open"] == [False, False, False]
 
 
-def test_stderr_with_no_reader_does_not_crash_pypause():
+def test_stderr_with_no_reader_does_not_crash_pypause(init):
     r, w = os.pipe()
     os.close(r)
     try:
-        p = subprocess.run([PYPAUSE, "-vv", "--", "sh", "-c", "exit 3"], stderr=w, timeout=20)
+        p = init.run([PYPAUSE, "-vv", "--", "sh", "-c", "exit 3"], stderr=w)
     finally:
         os.close(w)
     assert p.returncode == 3
 
 
-def test_runs_as_unprivileged_user(unprivileged):
+def test_runs_as_unprivileged_user(init, unprivileged):
     argv, env = unprivileged
-    r = subprocess.run([*argv, "--", "sh", "-c", 'test "$(id -u)" = 65534 && exit 9'],
-                       env=env, cwd="/", capture_output=True, timeout=20)
+    r = init.run([*argv, "--", "sh", "-c", 'test "$(id -u)" = 65534 && exit 9'],
+                 env=env, cwd="/", capture_output=True)
     assert r.returncode == 9, r.stderr
 
 
@@ -127,13 +129,11 @@ main()
 """
 
 
-@pytest.mark.parametrize("as_pid1", [
-    pytest.param(True, marks=needs_pidns, id="pid1"), pytest.param(False, id="subreaper")])
-def test_start_up_imports_nothing_optional(as_pid1):
-    prefix = ["unshare", "--pid", "--fork", "--mount-proc", "--kill-child"] if as_pid1 else []
-    r = subprocess.run([*prefix, sys.executable, "-S", "-c", IMPORTS,
-                        os.path.dirname(os.path.dirname(pypause.__file__))],
-                       capture_output=True, text=True, timeout=20)
+def test_start_up_imports_nothing_optional(init):
+    as_pid1 = init.pid1
+    r = init.run([sys.executable, "-S", "-c", IMPORTS,
+                  os.path.dirname(os.path.dirname(pypause.__file__))],
+                 capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
     loaded = {line.split(":")[0]: set(line.split(":")[1].split())
               for line in r.stdout.splitlines()}
@@ -150,39 +150,48 @@ def test_start_up_imports_nothing_optional(as_pid1):
         "threading", "http.server", "socket", "selectors"}
 
 
-# Starts argv[2:] with file descriptor argv[1] moved to 3, as a runtime hands
-# them over, and LISTEN_PID naming the process it execs (sh and dash cannot
-# redirect descriptors above 9).
+# Starts argv[2:] with file descriptor argv[1] (or the file argv[1] names,
+# opened for writing) moved to 3, as a runtime hands them over, and LISTEN_PID
+# naming the process it execs (sh and dash cannot redirect descriptors above 9).
 AS_FD_3 = """
 import os, sys
-fd = int(sys.argv[1])
-os.dup2(fd, 3)
-os.close(fd)
+fd = int(sys.argv[1]) if sys.argv[1].isdigit() else os.open(sys.argv[1], os.O_WRONLY)
+if fd != 3:
+    os.dup2(fd, 3)  # inheritable
+    os.close(fd)
+else:  # open() gave 3 itself, close-on-exec
+    os.set_inheritable(3, True)
 os.environ["LISTEN_PID"] = str(os.getpid())
 os.execv(sys.argv[2], sys.argv[2:])
 """
 
 
-def test_a_pipe_handed_to_pypause_reaches_eof_when_the_child_closes_it():
+def test_a_pipe_handed_to_pypause_reaches_eof_when_the_child_closes_it(init, tmp_path):
     # As catatonit: pypause closes what it inherited from fd 3 up once the
     # child has its copies, so the reader is not held up until PID 1 exits.
-    r, w = os.pipe()
-    p = subprocess.Popen([sys.executable, "-c", AS_FD_3, str(w), PYPAUSE, "-v", "--",
-                          "sh", "-c", "exec 3>&-; exec sleep 5"],
-                         pass_fds=(w,), stdin=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    os.close(w)
+    # A FIFO, opened by the process that becomes pypause: a pipe made here would
+    # also be held open by unshare, which runs until PID 1 exits. Opened here
+    # first, it reports no EOF until a writer has come and gone.
+    fifo = tmp_path / "fd3"
+    os.mkfifo(fifo)
+    r = os.open(fifo, os.O_RDONLY | os.O_NONBLOCK)
     try:
+        p = init.start([sys.executable, "-c", AS_FD_3, str(fifo), PYPAUSE, "-v", "--",
+                        "sh", "-c", "exec 3>&-; exec sleep 5"],
+                       stdin=subprocess.DEVNULL, stderr=subprocess.PIPE)
         ready, _, _ = select.select([r], [], [], 3)
         assert ready and os.read(r, 1) == b"", "EOF only when pypause exits"
         assert p.poll() is None  # pypause still runs: the EOF came from the child
     finally:
         os.close(r)
-        p.kill()
-        p.wait()
+    wait_until_idle(p.pid)
+    os.kill(p.pid, signal.SIGTERM)  # to the sleep: pypause exits with it
+    assert p.wait(5) == 143
     assert b"closed the descriptors the child inherited count=1" in p.stderr.read()
 
 
-def test_socket_activation_names_the_child_in_listen_pid():
+
+def test_socket_activation_names_the_child_in_listen_pid(init):
     # podman passes listening sockets as fds 3.. with LISTEN_FDS and a
     # LISTEN_PID naming the container's PID 1; the app must see its own PID.
     with socket.socket() as listener:
@@ -192,7 +201,7 @@ def test_socket_activation_names_the_child_in_listen_pid():
         check = ("import os, socket, sys; s = socket.socket(fileno=3); "
                  "sys.exit(0 if os.environ['LISTEN_PID'] == str(os.getpid()) "
                  "and s.getsockname()[1] == %d else 1)" % listener.getsockname()[1])
-        r = subprocess.run([sys.executable, "-c", AS_FD_3, str(fd), PYPAUSE, "--",
-                            sys.executable, "-c", check], pass_fds=(fd,), timeout=20,
-                           env={**os.environ, "LISTEN_FDS": "1"})
+        r = init.run([sys.executable, "-c", AS_FD_3, str(fd), PYPAUSE, "--",
+                      sys.executable, "-c", check], pass_fds=(fd,),
+                     env={**os.environ, "LISTEN_FDS": "1"})
     assert r.returncode == 0

@@ -24,7 +24,7 @@ import threading
 import time
 import uuid
 
-from runtimes import REPO, run, wait_for
+from runtimes import REPO, command_lines, run, shims_of, wait_for
 
 CNI_BIN_DIR = "/usr/lib/cni"
 CNI_PLUGINS = ("bridge", "host-local", "loopback")
@@ -404,34 +404,9 @@ def container_config(cri, pod, name, image, command, attempt=0):
 # ---------------------------------------------------------------- the host's view
 
 
-def shims_of(socket):
-    pids = []
-    for name in os.listdir("/proc"):
-        if not name.isdigit():
-            continue
-        try:
-            with open("/proc/%s/cmdline" % name, "rb") as f:
-                argv = f.read().split(b"\0")
-        except OSError:
-            continue
-        if b"containerd-shim" in argv[0] and socket.encode() in argv:
-            pids.append(int(name))
-    return pids
-
-
 def processes_mentioning(text):
     """PIDs whose command line contains `text` (a sandbox's id, say)."""
-    pids = []
-    for name in os.listdir("/proc"):
-        if not name.isdigit():
-            continue
-        try:
-            with open("/proc/%s/cmdline" % name, "rb") as f:
-                if text.encode() in f.read():
-                    pids.append(int(name))
-        except OSError:
-            continue
-    return pids
+    return [pid for pid, argv in command_lines().items() if text.encode() in b"\0".join(argv)]
 
 
 def cgroup_hierarchies():

@@ -225,3 +225,24 @@ def fetch_in_netns(pid, port, *paths):
     r = subprocess.run(["nsenter", "--net=/proc/%d/ns/net" % pid, sys.executable, "-c", FETCH,
                         str(port)] + list(paths), capture_output=True, text=True, timeout=10)
     return json.loads(r.stdout) if r.returncode == 0 else None
+
+
+# ---------------------------------------------------------------- the host's processes
+
+def command_lines():
+    """{pid: argv as bytes} of every process the host's /proc shows."""
+    found = {}
+    for name in os.listdir("/proc"):
+        if name.isdigit():
+            try:
+                with open("/proc/%s/cmdline" % name, "rb") as f:
+                    found[int(name)] = f.read().split(b"\0")
+            except OSError:
+                pass
+    return found
+
+
+def shims_of(socket):
+    """PIDs of the containerd shims serving the containerd at `socket`."""
+    return [pid for pid, argv in command_lines().items()
+            if b"containerd-shim" in argv[0] and socket.encode() in argv]

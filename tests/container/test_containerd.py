@@ -17,7 +17,7 @@ import time
 import pytest
 
 from runtimes import (MEASURED, ORPHAN_MAKER, ORPHANS, REPO, adopt_then_kill_orphans,
-                      pidns_members, proc_status, root_is_read_only, run, wait_for,
+                      pidns_members, proc_status, root_is_read_only, run, shims_of, wait_for,
                       wait_until_reaped, wait_until_waiting_for_signals)
 
 pytestmark = pytest.mark.timeout(300)
@@ -98,25 +98,12 @@ class Containerd:
                 self.proc.kill()
                 self.proc.wait(10)
         # Shims outlive a daemon that is gone; these were started for our socket only.
-        for pid in _shims_of(self.socket):
+        for pid in shims_of(self.socket):
             os.kill(pid, signal.SIGKILL)
         with open("/proc/mounts") as f:
             mounts = [line.split()[1] for line in f if line.split()[1].startswith(self.dir)]
         for mount in reversed(mounts):
             run(["umount", mount], check=False)
-
-
-def _shims_of(socket):
-    pids = []
-    for name in os.listdir("/proc"):
-        try:
-            with open("/proc/%s/cmdline" % name, "rb") as f:
-                argv = f.read().split(b"\0")
-        except OSError:
-            continue
-        if b"containerd-shim" in argv[0] and socket.encode() in argv:
-            pids.append(int(name))
-    return pids
 
 
 def _containerd_problem():

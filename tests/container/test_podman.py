@@ -3,14 +3,14 @@
 import json
 import re
 import subprocess
-import sys
 import time
 
 import pytest
 
 import pypause
 from runtimes import (MEASURED, METRICS_DOCKERFILE, ORPHAN_COMM, ORPHAN_MAKER, ORPHANS, REPO,
-                      adopt_then_kill_orphans, pidns_members, proc_stat, proc_status,
+                      adopt_then_kill_orphans, fetch_in_netns, pidns_members, proc_stat,
+                      proc_status,
                       root_is_read_only, wait_for, wait_until_reaped,
                       wait_until_waiting_for_signals, zombies)
 
@@ -170,23 +170,6 @@ def test_pod_infra_adopts_and_reaps_orphans_and_a_non_reaper_does_not(pods, imag
     wait_for(lambda: len(zombies(control)) == ORPHANS, 10,
              "%d zombies under the non-reaping infra" % ORPHANS)
     assert all(proc_stat(pid)[2] == control for pid in zombies(control))
-
-
-FETCH = """\
-import json, sys, urllib.request
-result = {}
-for path in sys.argv[2:]:
-    with urllib.request.urlopen("http://127.0.0.1:%s%s" % (sys.argv[1], path), timeout=2) as r:
-        result[path] = [r.status, r.headers.get_content_type(), r.read().decode()]
-print(json.dumps(result))
-"""
-
-
-def fetch_in_netns(pid, port, *paths):
-    """GET `paths` from 127.0.0.1:`port` in the network namespace of `pid`; None if refused."""
-    r = subprocess.run(["nsenter", "--net=/proc/%d/ns/net" % pid, sys.executable, "-c", FETCH,
-                        str(port)] + list(paths), capture_output=True, text=True, timeout=10)
-    return json.loads(r.stdout) if r.returncode == 0 else None
 
 
 @pytest.mark.parametrize("enabled_by", ["flag", "image env"])
