@@ -310,8 +310,8 @@ def test_grace_period_resumes_a_stopped_process_so_it_can_clean_up(init, tmp_pat
     t0 = time.monotonic()
     r = init.run([PYPAUSE, "--grace-period", "10", "--", "sh", "-c", script, "sh",
                   SLOW_CLEANUP, str(flag), str(fifo)], capture_output=True)
-    assert r.returncode == 3
-    assert flag.exists()
+    assert r.returncode == 3, r.stderr
+    assert flag.exists(), r.stderr
     assert time.monotonic() - t0 < 8, r.stderr  # not the whole period, then SIGKILL
     assert b"sending SIGKILL" not in r.stderr
 
