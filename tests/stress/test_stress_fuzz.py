@@ -193,7 +193,7 @@ def test_black_box_every_run_ends_with_a_predicted_status(tmp_path):
             config = cli.parse(argv, env)
         except cli.UsageError as e:
             config = e
-        pause = isinstance(config, cli.Config) and not config.command
+        pause = isinstance(config, cli.Config) and not config.show and not config.command
         cases.append((i, argv, env, _expected(config, known), pause))
 
     statuses = {}
