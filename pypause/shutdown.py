@@ -66,7 +66,8 @@ class Leftovers:
         return True
 
     def alive(self) -> "dict[int, bool] | None":
-        """{pid: is our child} of the rest that pypause may signal, not yet exited.
+        """{pid: is our child} of the rest that pypause may signal and has not
+        seen the end of: still running, or a zombie of ours not yet reaped.
 
         None when /proc cannot tell (not mounted, or another namespace's).
         """
@@ -76,8 +77,10 @@ class Leftovers:
         alive = {}
         refused = []
         for pid, (_, state, ppid, pgrp) in found.items():
-            if pid == self.own_pid or state == "Z" or not (self.as_pid1 or pgrp == self.pgid):
+            if pid == self.own_pid or not (self.as_pid1 or pgrp == self.pgid):
                 continue
+            if state == "Z" and ppid != self.own_pid:
+                continue  # exited; its parent reaps it (a zombie of ours waits for reap_all)
             try:
                 os.kill(pid, 0)
             except ProcessLookupError:
