@@ -23,7 +23,7 @@ from pypause import log
 #: typing-only imports without importing typing at run time (mypy: always_true).
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from collections.abc import Iterable, Mapping
+    from collections.abc import Iterable
 
 # Python sets these to SIG_IGN (SIGPIPE, SIGXFSZ) or to a handler (SIGINT)
 # before any of our code runs. What pypause's own parent gave is lost for the
@@ -59,13 +59,13 @@ def _candidates(name: str) -> list[str]:
     ]
 
 
-def _exec_first(candidates: "Iterable[str]", argv: list[str], env: "Mapping[str, str]") -> OSError:
+def _exec_first(candidates: "Iterable[str]", argv: list[str]) -> OSError:
     """exec() the first of `candidates` that can be run; return the error if
     none can: the first that is not "no such file", as execvp() does."""
     saved = last = None
     for path in candidates:
         try:
-            os.execve(path, argv, env)
+            os.execv(path, argv)
         except OSError as e:
             last = e
             if saved is None and e.errno not in (errno.ENOENT, errno.ENOTDIR):
@@ -149,7 +149,6 @@ def spawn(argv: list[str], inherited: InheritedSignals) -> int:
     # Socket activation (systemd's protocol, which podman speaks): fds meant
     # for "LISTEN_PID" are the child's to use, so it must name the child.
     activated = os.environ.get("LISTEN_PID") == str(os.getpid())
-    env = dict(os.environ)
     pid = os.fork()
     if pid:
         _own_group(pid)  # also here: a -g forward may come before the child runs
@@ -160,9 +159,9 @@ def spawn(argv: list[str], inherited: InheritedSignals) -> int:
         if foreground:
             _take_terminal()
         _signal.pthread_sigmask(_signal.SIG_SETMASK, inherited.mask)
-        if activated:
-            env["LISTEN_PID"] = str(os.getpid())
-        error = _exec_first(candidates, argv, env)
+        if activated:  # putenv(): what execv() hands on
+            os.environ["LISTEN_PID"] = str(os.getpid())
+        error = _exec_first(candidates, argv)
         status = exec_status(error.errno)
         log.error("cannot run %r: %s" % (argv[0], error.strerror))
     finally:
