@@ -43,6 +43,7 @@ class Config:
         warn_on_reap: bool = False,
         grace_period: "float | None" = None,
         log_format: str = "text",
+        user: "tuple[int, int] | None" = None,
         show: "str | None" = None,
     ) -> None:
         self.show = show  # "help" or "version": print it, run nothing
@@ -56,6 +57,7 @@ class Config:
         self.warn_on_reap = warn_on_reap
         self.grace_period = grace_period  # seconds, or None: exit at once
         self.log_format = log_format
+        self.user = user  # pause mode: (uid, gid) to become; None: PAUSE_USER if root
 
 
 #: What an option is. FLAG: true when given; COUNT: how many times it was
@@ -182,6 +184,27 @@ def _exit_code(text: str) -> int:
     return _number(text.strip(), 0, 255)
 
 
+#: Who pause mode becomes when started as root: the Kubernetes pause image's user.
+PAUSE_USER = (65535, 65535)
+#: The highest uid and gid: (uid_t)-1 means "unchanged" to the kernel.
+_MAX_ID = 2**32 - 2
+
+
+def _user(text: str) -> tuple[int, int]:
+    """`UID[:GID]` (GID defaults to UID) or `root`: (0, 0), which keeps root.
+
+    Numbers only: the pause image has no user database to look names up in.
+    """
+    if text == "root":
+        return 0, 0
+    uid_text, sep, gid_text = text.partition(":")
+    uid = _number(uid_text, 0, _MAX_ID)
+    gid = _number(gid_text, 0, _MAX_ID) if sep else uid
+    if uid == 0 and gid != 0:
+        raise _Refused("uid 0 keeps root and its groups; a group needs another uid")
+    return uid, gid
+
+
 def _seconds(text: str) -> float:
     value = float(text)
     if not 0 <= value < 1e9:  # also rejects nan and inf
@@ -293,6 +316,17 @@ OPTIONS = [
         metavar="text|json",
         convert=_log_format,
         help="log lines as text (default) or JSON",
+    ),
+    Option(
+        None,
+        "user",
+        "user",
+        VALUE,
+        env="PYPAUSE_USER",
+        metavar="UID[:GID]",
+        convert=_user,
+        help="pause mode: the user to become once the metrics port is bound "
+        "(default 65535:65535 when started as root; root: stay root)",
     ),
     Option(
         None,
@@ -427,7 +461,13 @@ def parse(argv: "Sequence[str]", environ: "Mapping[str, str]") -> Config:
     values = _from_environment(environ)
     values.update(flags)
     values.pop("subreaper", None)  # automatic; see Option "subreaper"
-    return Config(command=list(argv[command_at:]), **values)
+    command = list(argv[command_at:])
+    if command and "user" in values:
+        raise UsageError(
+            "--user (PYPAUSE_USER) is for pause mode: in init mode the app runs as the "
+            "user pypause was started as"
+        )
+    return Config(command=command, **values)
 
 
 def version_text() -> str:

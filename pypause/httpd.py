@@ -77,6 +77,15 @@ class Pending:
         raise NotImplementedError
 
 
+def is_address(host: str) -> bool:
+    """True if `host` is an IP address: listening on it asks no name server."""
+    try:
+        socket.getaddrinfo(host, None, flags=socket.AI_NUMERICHOST)
+    except (OSError, UnicodeError):
+        return False
+    return True
+
+
 def listen(host: "str | None", port: int) -> "tuple[socket.socket, str]":
     """A non-blocking listening socket; return (socket, how to show its address).
 

@@ -69,6 +69,10 @@ def main(
         except OSError as e:  # fork() itself failed: EAGAIN at a pids limit, ENOMEM
             log.error("cannot start %r: fork failed: %s" % (config.command[0], e.strerror))
             return 1
+    # An init must not keep a mount busy through its working directory; now,
+    # before anything else, so that nothing the child runs sees it elsewhere.
+    os.chdir("/")
+    if main_pid:
         closed = spawn.close_inherited_fds()
         if closed:
             log.debug("closed the descriptors the child inherited", count=closed)
@@ -85,12 +89,12 @@ def serve(config: cli.Config, main_pid: "int | None", argv: list[str], early_sig
     from pypause import loop, title  # only now: the child is already running
     from pypause.events import Events
 
-    # An init must not keep a mount busy through its working directory.
-    os.chdir("/")
     title.set_title(["pypause"] + argv)
     events: Observer = Events()
     if config.metrics_addr:
         events = _start_metrics(config.metrics_addr, "init" if main_pid else "pause") or events
+    if main_pid is None:  # pause mode; in init mode the app's image decides the user
+        _drop_privileges(config.user)
     return loop.run(config, main_pid, events, (_signal.SIGINT,) if early_sigint else ())
 
 
@@ -108,6 +112,30 @@ def _start_metrics(addr: "tuple[str | None, int]", mode: str) -> "Observer | Non
     except Exception as e:  # a missing or broken prometheus_client, a bug
         log.error("metrics disabled: %r" % e)
         return None
+
+
+def _drop_privileges(user: "tuple[int, int] | None") -> None:
+    """Become `user` (uid, gid), or the pause user if started as root and none was asked for.
+
+    Pause mode needs no privilege once its port is bound: reaping, /proc and
+    the metrics work as any user. CRI-O and podman start the sandbox as root.
+    """
+    if user is None:
+        if os.geteuid() != 0:
+            return
+        user = cli.PAUSE_USER
+    if user[0] == 0:  # --user root
+        return
+    from pypause import privileges
+
+    try:
+        privileges.become(*user)
+    except OSError as e:
+        log.warning(
+            "cannot become user %d:%d: %s; going on as uid %d" % (*user, e.strerror, os.geteuid())
+        )
+    else:
+        log.debug("privileges dropped", uid=user[0], gid=user[1])
 
 
 def _become_subreaper() -> None:

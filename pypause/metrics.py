@@ -28,7 +28,7 @@ from pypause.promclient import CounterMetricFamily, GaugeMetricFamily
 #: typing-only imports without importing typing at run time (mypy: always_true).
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from collections.abc import Iterator, Mapping
+    from collections.abc import Callable, Iterator, Mapping
     from typing import Any
 
     from pypause.httpd import Response
@@ -220,10 +220,27 @@ def _by_label(name: str, documentation: str, label: str, counts: "Mapping[str, i
 
 
 def serve(metrics: Metrics, host: "str | None", port: int) -> bool:
-    """Serve `metrics` on host:port in a daemon thread. Return False if it cannot.
+    """Serve `metrics` on host:port from a daemon thread. False if it cannot.
 
-    `host` None: every interface, IPv6 and IPv4 (see httpd.listen).
+    `host` None: every interface, IPv6 and IPv4 (see httpd.listen). A host
+    name is resolved in that thread, not here: a name server that does not
+    answer must not hold up the loop. Metrics then appear once it resolves,
+    or one error line says why they never will.
     """
+    if host is None or httpd.is_address(host):
+        server = _listen(metrics, host, port)
+        return server is not None and _start(metrics, server.serve_forever)
+
+    def resolve_then_serve() -> None:
+        server = _listen(metrics, host, port)
+        if server is not None:
+            server.serve_forever()
+
+    return _start(metrics, resolve_then_serve)
+
+
+def _listen(metrics: Metrics, host: "str | None", port: int) -> "httpd.Server | None":
+    """Listen on host:port and say where; None (and an error line) if it cannot."""
     try:
         listener, shown = httpd.listen(host, port)
     except Exception as e:  # OSError, and UnicodeError from IDNA for odd names
@@ -231,23 +248,29 @@ def serve(metrics: Metrics, host: "str | None", port: int) -> bool:
             "metrics disabled: cannot listen on %s:%d: %s"
             % (host or "*", port, getattr(e, "strerror", None) or e)
         )
-        return False
+        return None
     try:
-        metrics.server = httpd.Server(listener, metrics.respond)
+        server = httpd.Server(listener, metrics.respond)
     except OSError as e:  # no descriptor left for its wake-up pipe
         listener.close()
         log.error("metrics disabled: %s" % e.strerror)
-        return False
-    thread = threading.Thread(target=metrics.server.serve_forever, name="metrics", daemon=True)
-    try:
-        thread.start()
-    except RuntimeError as e:  # no thread to be had (a pids limit): PID 1 goes on
-        metrics.server.close()
-        metrics.server = None
-        log.error("metrics disabled: cannot start the server thread: %s" % e)
-        return False
+        return None
+    metrics.server = server
     stack = " (IPv6 and IPv4)" if host is None and shown == "[::]" else ""
     log.info(
         "serving metrics on http://%s:%d/metrics%s" % (shown, listener.getsockname()[1], stack)
     )
+    return server
+
+
+def _start(metrics: Metrics, target: "Callable[[], None]") -> bool:
+    thread = threading.Thread(target=target, name="metrics", daemon=True)
+    try:
+        thread.start()
+    except RuntimeError as e:  # no thread to be had (a pids limit): PID 1 goes on
+        if metrics.server is not None:
+            metrics.server.close()
+            metrics.server = None
+        log.error("metrics disabled: cannot start the server thread: %s" % e)
+        return False
     return True

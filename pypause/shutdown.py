@@ -36,6 +36,7 @@ _KILL_WAIT = 1.0
 #: enough: the wait is over only when all have exited, so it is enough to wake
 #: when one of the watched does and to look again.
 MAX_PIDFDS = 64
+_MAX_POLL_MS = 2**31 - 1
 
 
 class Leftovers:
@@ -102,9 +103,10 @@ class Leftovers:
         of the group that we may signal (otherwise) is left."""
         if self.as_pid1:
             try:  # as PID 1 every process left is our descendant, hence one is our child
-                return os.waitid(os.P_ALL, 0, os.WEXITED | os.WNOHANG | os.WNOWAIT) is None
+                os.waitid(os.P_ALL, 0, os.WEXITED | os.WNOHANG | os.WNOWAIT)
             except ChildProcessError:
                 return False
+            return True  # running, or a zombie that exited since the last reap: not gone
         return self.signal(0)
 
 
@@ -188,7 +190,8 @@ def _wait_for_exit(pids: list[int], seconds: float) -> None:
         poller = select.poll()
         for fd in fds:
             poller.register(fd, select.POLLIN)
-        poller.poll(max(1, int(seconds * 1000 + 0.999)))
+        # poll() takes at most INT_MAX ms (24.8 days); the caller looks again.
+        poller.poll(min(_MAX_POLL_MS, max(1, int(seconds * 1000 + 0.999))))
     finally:
         for fd in fds:
             os.close(fd)

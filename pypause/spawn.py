@@ -30,6 +30,8 @@ if TYPE_CHECKING:
 # first two; a handler shows that SIGINT was not ignored (CPython keeps an
 # inherited SIG_IGN for SIGINT).
 _PYTHON_TOUCHED = (_signal.SIGPIPE, _signal.SIGXFSZ, _signal.SIGINT)
+#: What runs a file without a #! line (glibc's _PATH_BSHELL).
+_SHELL = "/bin/sh"
 
 
 class InheritedSignals:
@@ -38,15 +40,27 @@ class InheritedSignals:
     def __init__(self, mask: "Iterable[int]") -> None:
         self.mask = mask
         self.ignored_sigint = _signal.getsignal(_signal.SIGINT) == _signal.SIG_IGN
+        # An ignored SIGCHLD makes the kernel reap pypause's children itself and
+        # send no SIGCHLD: the loop would never learn that the child exited.
+        # pypause takes the default; the child gets the SIG_IGN back (as tini does).
+        self.ignored_sigchld = _signal.getsignal(_signal.SIGCHLD) == _signal.SIG_IGN
 
     def restore_dispositions(self) -> None:
         """Give the signals Python touched the dispositions the child must start
         with, in pypause itself: pypause blocks them and collects them with
         sigwaitinfo(), so their disposition matters only to the child, which
-        inherits it."""
+        inherits it. SIGCHLD alone must be the default in pypause: the child
+        gets it back in restore_in_child()."""
         for signum in _PYTHON_TOUCHED:
             keep_ignored = signum == _signal.SIGINT and self.ignored_sigint
             _signal.signal(signum, _signal.SIG_IGN if keep_ignored else _signal.SIG_DFL)
+        _signal.signal(_signal.SIGCHLD, _signal.SIG_DFL)
+
+    def restore_in_child(self) -> None:
+        """In the child, before exec: what pypause had to change for itself."""
+        if self.ignored_sigchld:
+            _signal.signal(_signal.SIGCHLD, _signal.SIG_IGN)
+        _signal.pthread_sigmask(_signal.SIG_SETMASK, self.mask)
 
 
 def _candidates(name: str) -> list[str]:
@@ -61,12 +75,21 @@ def _candidates(name: str) -> list[str]:
 
 def _exec_first(candidates: "Iterable[str]", argv: list[str]) -> OSError:
     """exec() the first of `candidates` that can be run; return the error if
-    none can: the first that is not "no such file", as execvp() does."""
+    none can: the first that is not "no such file", as execvp() does.
+
+    A file the kernel cannot run (ENOEXEC: a script without a #! line) is run
+    by /bin/sh, as glibc's execvp() does; if there is no /bin/sh, ENOEXEC.
+    """
     saved = last = None
     for path in candidates:
         try:
             os.execv(path, argv)
         except OSError as e:
+            if e.errno == errno.ENOEXEC:
+                try:
+                    os.execv(_SHELL, [_SHELL, path] + argv[1:])
+                except OSError:
+                    pass
             last = e
             if saved is None and e.errno not in (errno.ENOENT, errno.ENOTDIR):
                 saved = e
@@ -158,11 +181,14 @@ def spawn(argv: list[str], inherited: InheritedSignals) -> int:
         _own_group(0)
         if foreground:
             _take_terminal()
-        _signal.pthread_sigmask(_signal.SIG_SETMASK, inherited.mask)
+        inherited.restore_in_child()
         if activated:  # putenv(): what execv() hands on
             os.environ["LISTEN_PID"] = str(os.getpid())
         error = _exec_first(candidates, argv)
         status = exec_status(error.errno)
+        # The inherited mask may leave SIGPIPE deliverable, and its action is
+        # the default: a stderr without a reader would turn 127 into 141.
+        _signal.pthread_sigmask(_signal.SIG_BLOCK, {_signal.SIGPIPE})
         log.error("cannot run %r: %s" % (argv[0], error.strerror))
     finally:
         os._exit(status)

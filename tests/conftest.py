@@ -14,6 +14,11 @@ from support import Init, PidNamespace, needs_pidns, stop, unprivileged_pypause
 # os.environ, and again after each test (see scrub_pypause_variables).
 for _name in [n for n in os.environ if n.startswith("PYPAUSE_")]:
     del os.environ[_name]
+# Nor a developer's PYTHON* variables (PYTHONUNBUFFERED, say): with one,
+# pypause re-executes itself isolated from them (tests/test_isolation.py
+# runs that path on purpose); without, every test runs the common one.
+for _name in [n for n in os.environ if n.startswith("PYTHON")]:
+    del os.environ[_name]
 
 
 @pytest.fixture(autouse=True)

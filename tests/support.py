@@ -21,6 +21,9 @@ def _installed_pypause():
 
 
 PYPAUSE = _installed_pypause()
+#: The interpreter of PYPAUSE's #! line, to run the command with flags of one's own.
+with open(PYPAUSE, "rb") as _script:
+    PYPAUSE_PYTHON = _script.readline()[2:].split()[0].decode()
 
 
 def helper(name, *args):
@@ -142,6 +145,24 @@ def wait_until_idle(pid, timeout=10.0):
     """Wait until `pid` sleeps in sigwaitinfo(), i.e. its start-up is over."""
     wait_for(lambda: in_sigwait(pid), timeout, what="pypause %d to wait for signals" % pid)
 
+
+
+def python_with(directory, files):
+    """A Python (venv) whose site-packages holds `files` ({name: text}), then
+    what this interpreter has installed (pypause and its dependencies), which
+    a .pth file names: so a package in `files` comes first. Return its python."""
+    venv = os.path.join(str(directory), "venv")
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", venv], check=True)
+    python = os.path.join(venv, "bin", "python3")
+    site_dir = subprocess.run([python, "-c", "import site; print(site.getsitepackages()[0])"],
+                              capture_output=True, text=True, check=True).stdout.strip()
+    import pypause
+    installed = os.path.dirname(os.path.dirname(pypause.__file__))
+    for name, text in {"installed.pth": installed + "\n", **files}.items():
+        os.makedirs(os.path.dirname(os.path.join(site_dir, name)), exist_ok=True)
+        with open(os.path.join(site_dir, name), "w") as f:
+            f.write(text)
+    return python
 
 
 def unprivileged_pypause(directory):

@@ -5,7 +5,7 @@ import subprocess
 
 import pytest
 
-from support import PYPAUSE
+from support import PYPAUSE, python_with
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -70,6 +70,30 @@ def test_directory_as_command_is_126(init, tmp_path):
     assert run_in(init, "--", str(tmp_path)).returncode == 126
 
 
+def test_a_script_without_a_shebang_is_run_by_sh(init, tmp_path):
+    # As execvp() does, and tini, dumb-init and catatonit with it (ENOEXEC).
+    (tmp_path / "script").write_text('echo "hi $0 $*"; exit 4\n')
+    (tmp_path / "script").chmod(0o755)
+    path = "%s:%s" % (tmp_path, os.environ["PATH"])  # unshare too needs the PATH
+    r = run_in(init, "--", "script", "a b", "c", env={**os.environ, "PATH": path})
+    assert (r.returncode, r.stdout) == (4, "hi %s a b c\n" % (tmp_path / "script")), r.stderr
+    r = run_in(init, "--", str(tmp_path / "script"))
+    assert (r.returncode, r.stdout) == (4, "hi %s \n" % (tmp_path / "script")), r.stderr
+
+
+@pytest.mark.parametrize("command, code", [("no-such-command-pypause", 127), ("/", 126)])
+def test_exec_failure_status_holds_when_stderr_has_no_reader(init, command, code):
+    # The child's own log line meets a pipe without a reader: SIGPIPE must not
+    # turn 127 into 141 (the inherited mask leaves SIGPIPE deliverable).
+    r, w = os.pipe()
+    os.close(r)
+    try:
+        p = init.run([PYPAUSE, "--", command], stderr=w)
+    finally:
+        os.close(w)
+    assert p.returncode == code
+
+
 @pytest.mark.parametrize("args, env, word", [
     (["--bogus"], {}, "--bogus"),
     (["-x"], {}, "-x"),
@@ -111,10 +135,9 @@ def test_python_dash_m_runs_pypause():
 
 def test_a_foreign_pypause_package_is_named_not_a_traceback(tmp_path):
     # PyPI's unrelated "pypause" installs a top-level package of the same name.
-    (tmp_path / "pypause").mkdir()
-    (tmp_path / "pypause" / "__init__.py").write_text("VERSION = '9'\n")
-    r = subprocess.run([PYPAUSE, "--version"], capture_output=True, text=True, timeout=20,
-                       env={**os.environ, "PYTHONPATH": str(tmp_path)})
+    python = python_with(tmp_path, {"pypause/__init__.py": "VERSION = '9'\n"})
+    r = subprocess.run([python, PYPAUSE, "--version"], capture_output=True, text=True,
+                       timeout=20)
     assert r.returncode == 2
     assert r.stderr.count("\n") == 1 and "pypause-init" in r.stderr
     assert "Traceback" not in r.stderr

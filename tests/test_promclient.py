@@ -12,7 +12,7 @@ import urllib.request
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from support import PYPAUSE, port_from
+from support import PYPAUSE, PYPAUSE_PYTHON, port_from, python_with
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 #: What pypause must not load: prometheus_client's HTTP machinery.
@@ -42,8 +42,10 @@ def check_scrapes(port):
 
 
 def test_metrics_load_none_of_prometheus_clients_http_machinery(procs):
-    p = procs([PYPAUSE, "--metrics-addr", "127.0.0.1:0"], stderr=subprocess.PIPE,
-              env={**os.environ, "PYTHONPROFILEIMPORTTIME": "1"})
+    # -X importtime: PYTHONPROFILEIMPORTTIME would be a PYTHON* variable, which
+    # pypause leaves to the app (it re-executes itself isolated from them).
+    p = procs([PYPAUSE_PYTHON, "-X", "importtime", PYPAUSE, "--metrics-addr", "127.0.0.1:0"],
+              stderr=subprocess.PIPE)
     imported = set()
     while True:
         line = p.stderr.readline().decode()
@@ -61,11 +63,9 @@ def test_metrics_load_none_of_prometheus_clients_http_machinery(procs):
 
 def test_an_unknown_layout_disables_metrics_loudly(procs, tmp_path):
     # A prometheus_client without the submodules pypause loads, found first.
-    (tmp_path / "prometheus_client").mkdir()
-    (tmp_path / "prometheus_client" / "__init__.py").write_text("")
-    r = subprocess.run([PYPAUSE, "--metrics-addr", "127.0.0.1:0", "--", "sh", "-c", "exit 6"],
-                       env={**os.environ, "PYTHONPATH": str(tmp_path)}, capture_output=True,
-                       text=True, timeout=20)
+    python = python_with(tmp_path, {"prometheus_client/__init__.py": ""})
+    r = subprocess.run([python, PYPAUSE, "--metrics-addr", "127.0.0.1:0", "--", "sh", "-c",
+                        "exit 6"], capture_output=True, text=True, timeout=20)
     assert r.returncode == 6  # the init goes on
     assert r.stderr.count("\n") == 1 and "Traceback" not in r.stderr
     assert "metrics disabled" in r.stderr and "not laid out as pypause expects" in r.stderr

@@ -60,6 +60,26 @@ def test_inherited_mask_and_ignores_reach_the_child(init):
     assert blocked == bit(signal.SIGUSR2)
 
 
+def test_an_inherited_ignored_sigchld_neither_blinds_pypause_nor_is_lost(init):
+    # Daemons ignore SIGCHLD and exec their payload. Ignored, the kernel would
+    # reap pypause's child itself and send no SIGCHLD: its status lost.
+    ignoring = [sys.executable, "-c", "import os, signal, sys; "
+                "signal.signal(signal.SIGCHLD, signal.SIG_IGN); os.execv(sys.argv[1], sys.argv[1:])"]
+    r = init.run([*ignoring, PYPAUSE, "--", "sh", "-c", "sleep 0.2; exit 3"])
+    assert r.returncode == 3
+    r = init.run([*ignoring, PYPAUSE, "--", "grep", "SigIgn", "/proc/self/status"],
+                 capture_output=True, text=True, preexec_fn=_as_this_process_has_them)
+    assert int(r.stdout.split()[1], 16) == bit(signal.SIGCHLD)  # the child still gets it ignored
+
+
+def test_pypause_leaves_its_working_directory_before_the_child_can_see_it(init, tmp_path):
+    # dumb-init's suite checks this too: a child that looks at once must see "/".
+    for _ in range(30):
+        r = init.run([PYPAUSE, "--", "sh", "-c", "readlink /proc/$PPID/cwd"], cwd=tmp_path,
+                     capture_output=True, text=True)
+        assert r.stdout == "/\n", r.stderr
+
+
 def test_arguments_environment_and_cwd_reach_the_child_unchanged(init, tmp_path):
     args = ["two words", "", "*", "$HOME", "--", "-v", "ünï"]
     env = {"PATH": os.environ["PATH"], "EMPTY": "", "SPACES": " a  b ", "PYPAUSE_X": "y"}
