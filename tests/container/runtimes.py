@@ -72,6 +72,15 @@ def proc_status(pid, key):
     raise KeyError(key)
 
 
+def title(pid):
+    """The words of the process title (setproctitle pads /proc/PID/cmdline with NULs)."""
+    try:
+        with open("/proc/%d/cmdline" % pid, "rb") as f:
+            return f.read().split(b"\0")[0].decode().split()
+    except OSError:
+        return None
+
+
 def wait_until_waiting_for_signals(pid, timeout=10.0):
     """Wait until `pid` sleeps in sigwaitinfo(): pypause's start-up is over.
 

@@ -30,7 +30,7 @@ from containerd_cri import (CNI_CACHE, CriNode, cgroup_hierarchies, cni_cache_en
                             mounts_mentioning, pod_config, processes_mentioning)
 from runtimes import (MEASURED, METRICS_DOCKERFILE, ORPHAN_COMM, ORPHAN_MAKER, ORPHANS,
                       adopt_then_kill_orphans, fetch_in_netns, pidns_members, proc_stat,
-                      proc_status, root_is_read_only, wait_for, wait_until_adopted,
+                      proc_status, root_is_read_only, title, wait_for, wait_until_adopted,
                       wait_until_reaped, wait_until_waiting_for_signals, zombies)
 
 grpc = pytest.importorskip("grpc", reason="grpcio (the CRI client's transport) is not "
@@ -129,15 +129,6 @@ def run_sandbox(node, pod):
     wait_until_waiting_for_signals(pid)
     node.start_times.append((returned, time.monotonic() - start))
     return sandbox_id, pid
-
-
-def title(pid):
-    """The words of the process title (setproctitle pads /proc/PID/cmdline with NULs)."""
-    try:
-        with open("/proc/%d/cmdline" % pid, "rb") as f:
-            return f.read().split(b"\0")[0].decode().split()
-    except OSError:
-        return None
 
 
 def namespace(pid, kind):

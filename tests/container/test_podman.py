@@ -1,6 +1,7 @@
 """The pause image under podman + runc: alone, and as the infra container of a pod."""
 
 import json
+import os
 import re
 import subprocess
 import time
@@ -9,19 +10,33 @@ import pytest
 
 import pypause
 from runtimes import (MEASURED, METRICS_DOCKERFILE, ORPHAN_COMM, ORPHAN_MAKER, ORPHANS, REPO,
-                      adopt_then_kill_orphans, fetch_in_netns, pidns_members, proc_stat,
-                      proc_status,
-                      root_is_read_only, wait_for, wait_until_reaped,
-                      wait_until_waiting_for_signals, zombies)
+                      adopt_then_kill_orphans, fetch_in_netns, orphans_of, pidns_members,
+                      proc_stat, proc_status, root_is_read_only, title, wait_for,
+                      wait_until_adopted, wait_until_reaped, wait_until_waiting_for_signals,
+                      zombies)
 
 # The first test to run also builds the base and the image (under a minute here).
 pytestmark = pytest.mark.timeout(300)
 
 PYPAUSE_LAYER_BUDGET = 5_000_000
 
+# What pause mode becomes when it is started as root (podman's infra
+# container, CRI-O's): the Kubernetes pause image's user, no supplementary
+# group, no capability left.
+PAUSE_USER = {"Uid": ["65535"] * 4, "Gid": ["65535"] * 4, "Groups": [],
+              "CapPrm": ["0" * 16], "CapEff": ["0" * 16]}
+
+# What the environment of a pod's containers may hold: auto-instrumentation
+# injects PYTHONPATH (with a sitecustomize) into every one; the other two make
+# an interpreter that honours them die before it runs a line ("Fatal Python
+# error"). The image's #! line has -I, which ignores them all.
+PYTHON_ENVIRONMENT = {"PYTHONHOME": "/nonexistent", "PYTHONPATH": "/nonexistent",
+                      "PYTHONINTMAXSTRDIGITS": "1"}
+
 # Run inside the image: what could be executed there, and whether pip came along.
 LAYOUT_PROBE = """\
 import importlib.util, json, os, sys
+shebang = open("/usr/local/bin/pypause").readline().split()
 executables = []
 for directory, dirs, files in os.walk("/"):
     if directory == "/":
@@ -36,6 +51,8 @@ print(json.dumps({
     "python": os.path.realpath(sys.executable),
     "executables": sorted(executables),
     "pause": os.path.realpath("/pause"),
+    # #!, the interpreter it names (resolved), and what follows it.
+    "shebang": [shebang[0][:2], os.path.realpath(shebang[0][2:])] + shebang[1:],
     "pip": [m for m in ("pip", "ensurepip", "setuptools") if importlib.util.find_spec(m)],
     "licence": open("/usr/share/doc/pypause/LICENSE").read(200).split(),
 }))
@@ -61,9 +78,32 @@ def start_pod(podman, name, image, infra_command=None):
     return int(podman.inspect(name + "-infra", "{{.State.Pid}}"))
 
 
-def start_orphan_maker(podman, pod, image):
+def start_orphan_maker(podman, pod, image, user=None):
+    """A container of the pod that leaves ORPHANS orphans; as the image's USER, or `user`."""
     podman("run", "-d", "--name", pod + "-worker", "--pod", pod, "--entrypoint", "python3",
-           image, "-c", ORPHAN_MAKER, str(ORPHANS))
+           *(["--user", user] if user else []), image, "-c", ORPHAN_MAKER, str(ORPHANS))
+
+
+def wait_for_title(podman, name, words):
+    """Wait until container `name`'s process shows the title `words`; return its host PID.
+
+    Fail at once, with what the container wrote, if its process ends instead.
+    """
+    pid = int(podman.inspect(name, "{{.State.Pid}}"))  # 0: not running
+    # None: gone; []: a zombie (its cmdline reads empty).
+    wait_for(lambda: not pid or title(pid) in (None, [], words), 10,
+             "pid %d to show the title %r" % (pid, " ".join(words)))
+    if not pid or title(pid) != words:
+        logs = podman("logs", name, check=False)
+        raise AssertionError("%s ended (status %s) instead of showing the title %r:\n%s%s"
+                             % (name, podman.inspect(name, "{{.State.ExitCode}}"),
+                                " ".join(words), logs.stdout, logs.stderr))
+    return pid
+
+
+def credentials(pid):
+    """Who `pid` (a process or a thread) runs as, in the terms of PAUSE_USER."""
+    return {key: proc_status(pid, key) for key in PAUSE_USER}
 
 
 def test_image_config_and_contents(podman, image, base_image):
@@ -89,6 +129,10 @@ def test_image_config_and_contents(podman, image, base_image):
     assert probe["pip"] == []
     assert probe["licence"][:4] == ["Apache", "License", "Version", "2.0,"]
     assert probe["pause"] == "/usr/local/bin/pypause"
+    # Python without `site` and deaf to PYTHON* variables (see
+    # deploy/image/assemble_rootfs.py): one word after the interpreter, as the
+    # kernel hands everything after it on as a single argument.
+    assert probe["shebang"] == ["#!", probe["python"], "-IS"]
     # CRI-O starts /pause whatever the ENTRYPOINT is.
     version = podman("run", "--rm", "--network", "none", "--entrypoint", "/pause", image,
                      "--version").stdout
@@ -149,17 +193,29 @@ def test_pause_mode_read_only_as_65535_stops_on_sigterm(pods, image):
     assert elapsed < 1.0
 
 
-def test_pod_infra_adopts_and_reaps_orphans_and_a_non_reaper_does_not(pods, image):
+def test_pod_infra_drops_root_then_adopts_and_reaps_orphans_and_a_non_reaper_does_not(
+        pods, image):
     infra = start_pod(pods, "pp-pod", image)
     wait_until_waiting_for_signals(infra)
-    start_orphan_maker(pods, "pp-pod", image)
+    # podman starts the infra container as root (the control below shows it):
+    # pypause gave that up before it began to wait for signals.
+    assert credentials(infra) == PAUSE_USER
+    # The pod's other containers may run as root: their orphans are still
+    # adopted by, and reaped by, a PID 1 that no longer is.
+    start_orphan_maker(pods, "pp-pod", image, user="0:0")
+    wait_until_adopted(infra, ORPHANS)
+    assert all(proc_status(pid, "Uid") == ["0"] * 4 for pid in orphans_of(infra))
     adopt_then_kill_orphans(infra, ORPHANS)
     wait_until_reaped(infra)
+    assert credentials(infra) == PAUSE_USER
 
     start = time.monotonic()
     pods("pod", "stop", "--time", "10", "pp-pod")
     MEASURED["podman pod stop, pypause infra"] = "%.0f ms" % ((time.monotonic() - start) * 1000)
+    # 0, not 137: as the pause user, it still ended on podman's SIGTERM.
     assert pods.inspect("pp-pod-infra", "{{.State.ExitCode}}") == "0"
+    logs = pods("logs", "pp-pod-infra")
+    assert "Shutting down, got signal: Terminated" in logs.stdout + logs.stderr
 
     # Negative control: the same pod with an infra process that never reaps
     # keeps all the orphans as zombies, so the check above can fail.
@@ -170,6 +226,9 @@ def test_pod_infra_adopts_and_reaps_orphans_and_a_non_reaper_does_not(pods, imag
     wait_for(lambda: len(zombies(control)) == ORPHANS, 10,
              "%d zombies under the non-reaping infra" % ORPHANS)
     assert all(proc_stat(pid)[2] == control for pid in zombies(control))
+    # The same infra container, with a command that changes no credential, runs as root.
+    assert proc_status(control, "Uid") == ["0"] * 4
+    assert proc_status(control, "CapEff") != ["0" * 16]
 
 
 @pytest.mark.parametrize("enabled_by", ["flag", "image env"])
@@ -194,9 +253,49 @@ def test_pod_infra_serves_metrics_in_the_pod_network_namespace(pods, image, metr
     reaped = 'pypause_zombies_reaped_by_comm_total{comm="%s"} %d.0' % (ORPHAN_COMM, ORPHANS)
     assert reaped in body.splitlines(), body
     assert responses["/healthz"][0] == 200
+    # Started as root (podman's infra container), pypause became the pause
+    # user once the port was bound: every thread, the one serving included...
+    threads = os.listdir("/proc/%d/task" % infra)
+    assert len(threads) == 2, "the loop and the metrics server"
+    for thread in threads:
+        assert credentials(int(thread)) == PAUSE_USER, "thread %s" % thread
+    # ... and its process collector still reads its own /proc (stat, limits, fd).
+    assert any(line.startswith("process_open_fds ") for line in body.splitlines()), body
 
     pods("pod", "stop", "--time", "10", "pp-metrics")
     assert pods.inspect("pp-metrics-infra", "{{.State.ExitCode}}") == "0"
+
+
+@pytest.mark.parametrize("entrypoint", ["pypause", "/pause"])  # the image's; CRI-O's
+def test_image_is_immune_to_the_python_environment_it_is_run_with(pods, image, entrypoint):
+    environment = [arg for name, value in PYTHON_ENVIRONMENT.items()
+                   for arg in ("--env", "%s=%s" % (name, value))]
+    # Control: the image's interpreter, run plainly with these variables, dies.
+    r = pods("run", "--rm", "--network", "none", *environment, "--entrypoint", "python3",
+             image, "-c", "pass", check=False)
+    assert (r.returncode, "Fatal Python error" in r.stderr) == (1, True), r.stderr
+
+    # pypause, with metrics: its packages come from site-packages, which
+    # `site` did not add to sys.path (-S); pypause's command did.
+    port = 9100
+    pods("run", "-d", "--name", "pp-env", "--network", "none", "--read-only", *environment,
+         "--entrypoint", entrypoint, image, "--metrics-addr", str(port))
+    env = json.loads(pods.inspect("pp-env", "{{json .Config.Env}}"))
+    assert {"%s=%s" % item for item in PYTHON_ENVIRONMENT.items()} <= set(env)
+    pid = wait_for_title(pods, "pp-env", ["pypause", "--metrics-addr", str(port)])
+    wait_until_waiting_for_signals(pid)
+    responses = wait_for(lambda: fetch_in_netns(pid, port, "/metrics"), 10,
+                         "the metrics endpoint in the container's network namespace")
+    assert responses["/metrics"][0] == 200
+    assert len(os.listdir("/proc/%d/task" % pid)) == 2, "the loop and the metrics server"
+
+    pods("stop", "--time", "10", "pp-env")
+    assert pods.inspect("pp-env", "{{.State.ExitCode}}") == "0"
+    logs = pods("logs", "pp-env")
+    output = logs.stdout + logs.stderr
+    assert "Shutting down, got signal: Terminated" in output
+    # Not even a warning: nothing to re-execute, no environment to isolate from.
+    assert "Fatal Python error" not in output and "WARNING" not in output, output
 
 
 def test_init_mode_in_a_container_forwards_sigterm_and_passes_exit_codes(pods, image):
