@@ -13,6 +13,8 @@ import shutil
 import subprocess
 import sys
 
+from benchmarks import pidns
+
 # The Python floor: the least any pure-Python init can do and cost. It
 # blocks every catchable signal, spawns the command (if any) with a clean
 # signal state, then sleeps in sigwaitinfo(): SIGCHLD drains every exited
@@ -53,16 +55,57 @@ FLOOR_NAME = "python floor"
 # collections and more, which no init needs: the difference between the two
 # columns is what they cost.
 SIGNAL_FLOOR_NAME = "floor + import signal"
+# The floor run with -I -S: no site at all, as the pause image runs pypause.
+# Without site, `os` is not loaded at start-up (site imports it), so this
+# floor reaches the same functions through `posix`, the C module behind os,
+# which is: it too imports nothing its interpreter has not already imported.
+# (`import os` would add os, stat, posixpath and _collections_abc, about
+# 1.5 ms on a 2-core EPYC: a cost that pypause, which imports os, pays there.)
+NO_SITE_FLOOR_NAME = "python floor -IS"
+NO_SITE_FLOOR = FLOOR.replace("import os, sys\n", "import posix as os, sys\n", 1)
+if NO_SITE_FLOOR == FLOOR:
+    raise ImportError("FLOOR no longer starts with `import os, sys`: update NO_SITE_FLOOR")
 METRICS_ADDR = "127.0.0.1:0"  # port 0: the kernel picks a free port; procfs finds it
+
+PYPAUSE_NAME = "pypause"  # pip's command (its #! line, no flags), the environment PATH alone
+# The same command with one harmless PYTHON* variable set, as in an app image
+# that sets any: pypause re-executes itself as `python3 -I -S` (bin/pypause).
+APP_ENV_NAME = "pypause, PYTHON* set"
+APP_VARIABLE = ("PYTHONUNBUFFERED", "1")
+# pypause as the pause image launches it: `#!PYTHON -IS`, no site at all.
+NO_SITE_NAME = "pypause -IS"
+# What pip puts in the venv or the image, and what the copies below copy.
+PACKAGES = ("pypause", "setproctitle", "prometheus_client")
 
 
 class Init:
-    def __init__(self, name, init_argv, pause_argv=None, metrics_argv=None, version=""):
+    """An init and how to start it in each mode.
+
+    `env` is its whole environment (None: pidns.ENV, PATH alone). A `variant`
+    is another way of launching an init measured already (pypause, PYTHON*
+    set; pypause -IS; the floor -IS): the run measures its start-up and its
+    memory, not the figures of the loop that every launch runs alike.
+    """
+
+    def __init__(
+        self,
+        name,
+        init_argv,
+        pause_argv=None,
+        metrics_argv=None,
+        version="",
+        env=None,
+        variant=False,
+        serves_metrics=False,
+    ):
         self.name = name
         self._init_argv = init_argv
         self.pause_argv = pause_argv  # list or None
         self.metrics_argv = metrics_argv  # list or None
         self.version = version
+        self.env = env
+        self.variant = variant
+        self.serves_metrics = serves_metrics  # its metrics mode listens on a port
 
     def init_argv(self, command):
         return self._init_argv(list(command))
@@ -73,22 +116,49 @@ def default_pypause():
     return os.path.join(os.path.dirname(sys.executable), "pypause")
 
 
+def _script_body(script):
+    """The installed command without its #! line."""
+    with open(script) as f:
+        return f.read().split("\n", 1)[1]
+
+
+def _copy_package(name, destination):
+    """Copy the installed package (or module) `name` into `destination`, without
+    its byte code; False if it is not installed."""
+    import importlib.util
+
+    spec = importlib.util.find_spec(name)
+    if spec is None:
+        return False
+    if spec.submodule_search_locations:
+        source = list(spec.submodule_search_locations)[0]
+        shutil.copytree(
+            source,
+            os.path.join(destination, os.path.basename(source)),
+            ignore=shutil.ignore_patterns("__pycache__"),
+        )
+    else:
+        shutil.copy2(spec.origin, destination)
+    return True
+
+
 def clean_environment(directory, script):
     """A fresh venv holding pypause as a plain `pip install` would.
 
-    Return (python, script, the directory pypause's code was copied from).
+    Return (python, script, the directory pypause's code was copied from,
+    the venv's site-packages).
 
     Any interpreter start runs the .pth files of its site-packages, and a
     development machine has some that a container image does not (an
     editable install's import hook, a CA-bundle patch): they would weigh on
     pypause and the Python floor alike and hide pypause's own cost. Here
-    pypause's package is copied into the venv and byte-compiled, as pip
-    does; its dependencies are reached through a .pth of plain directory
-    lines, which runs nothing; and `script` is the installed `pypause` command
-    (bin/pypause), copied with its #! pointed at the venv.
+    pypause's package and its two dependencies are copied into the venv and
+    byte-compiled, as pip does (no .pth: the interpreter pypause re-executes
+    as `-I -S` reads none, and would not find what one added), and `script`
+    is the installed `pypause` command (bin/pypause), copied with its #!
+    pointed at the venv.
     """
     import importlib.util
-    import shutil
     import venv
 
     venv.EnvBuilder(with_pip=False, symlinks=True).create(directory)
@@ -100,26 +170,95 @@ def clean_environment(directory, script):
         check=True,
     ).stdout.strip()
     source = os.path.dirname(importlib.util.find_spec("pypause").origin)
-    shutil.copytree(
-        source, os.path.join(site_packages, "pypause"), ignore=shutil.ignore_patterns("__pycache__")
-    )
+    for name in PACKAGES:
+        _copy_package(name, site_packages)
     subprocess.run([python, "-I", "-m", "compileall", "-q", site_packages], check=True)
-    paths = []
-    for name in ("setproctitle", "prometheus_client"):
-        spec = importlib.util.find_spec(name)
-        if spec and spec.submodule_search_locations:
-            parent = os.path.dirname(list(spec.submodule_search_locations)[0])
-            if parent not in paths:
-                paths.append(parent)
-    with open(os.path.join(site_packages, "benchmark-paths.pth"), "w") as f:
-        f.write("".join(p + "\n" for p in paths))
-    with open(script) as f:
-        wrapper = f.read().split("\n", 1)[1]
     clean_script = os.path.join(directory, "bin", "pypause")
     with open(clean_script, "w") as f:
-        f.write("#!%s\n%s" % (python, wrapper))
+        f.write("#!%s\n%s" % (python, _script_body(script)))
     os.chmod(clean_script, 0o755)
-    return python, clean_script, source
+    return python, clean_script, source, site_packages
+
+
+_LAYOUT = """\
+import site, sys, sysconfig
+print(sys.base_prefix, sys.base_exec_prefix, sys.prefix, sep="\\n")
+print(sysconfig.get_path("stdlib"), sysconfig.get_path("platstdlib"), sep="\\n")
+print(sysconfig.get_path("purelib"), *site.getsitepackages(), sep="\\n")
+"""
+
+
+def _layout(python):
+    """(base prefix, base exec prefix, prefix, stdlib, platstdlib, purelib, [site dirs])
+    of `python` run with -I -S."""
+    lines = subprocess.run(
+        [python, "-I", "-S", "-c", _LAYOUT], capture_output=True, text=True, check=True
+    ).stdout.splitlines()
+    return tuple(lines[:6]) + (lines[6:],)
+
+
+def image_environment(directory, python, site_packages, script):
+    """The pause image's interpreter in miniature, as the image runs pypause.
+
+    Return (python, script, how the interpreter got there).
+
+    The image holds Python in a prefix of its own, not a venv, pypause and
+    its dependencies in that Python's site-packages, and the `pypause`
+    command with the line `#!PYTHON -IS`: started without site, pypause finds
+    its site-packages with site.getsitepackages(), which names the prefix's.
+    (In a venv it would name the base interpreter's: site.py makes sys.prefix
+    the venv's, and -S skips site.py.) So here: the same interpreter file
+    (`python` resolved: a hard link to it, a copy where no link can be made)
+    in `directory`/bin, the directories of its standard library made of links
+    to each entry of the real ones except site-packages and dist-packages, so
+    that the interpreter's own search makes `directory` its prefix; then
+    what `site_packages` (the clean venv's) holds of PACKAGES, copied with its
+    byte code, and the command written with that line. Raise RuntimeError if
+    the interpreter does not take `directory` as its prefix.
+    """
+    real = os.path.realpath(python)
+    base, base_exec, _, stdlib, platstdlib, _, _ = _layout(real)
+    for prefix, library in ((base, stdlib), (base_exec, platstdlib)):
+        relative = os.path.relpath(library, prefix)
+        target = os.path.join(directory, relative)
+        if relative.startswith(os.pardir) or os.path.isdir(target):
+            continue
+        os.makedirs(target)
+        for entry in os.listdir(library):
+            if entry not in ("site-packages", "dist-packages"):
+                os.symlink(os.path.join(library, entry), os.path.join(target, entry))
+    os.makedirs(os.path.join(directory, "bin"), exist_ok=True)
+    image_python = os.path.join(directory, "bin", os.path.basename(real))
+    try:
+        os.link(real, image_python)
+        how = "a hard link to %s" % real
+    except OSError:  # another file system, or links to others' files refused
+        shutil.copy2(real, image_python)
+        how = "a copy of %s" % real
+    _, _, prefix, _, _, purelib, site_dirs = _layout(image_python)
+    inside = os.path.realpath(directory) + os.sep
+    if (
+        os.path.realpath(prefix) != os.path.realpath(directory)
+        or purelib not in site_dirs
+        or not os.path.realpath(purelib).startswith(inside)
+    ):
+        raise RuntimeError(
+            "%s did not take %s as its prefix (prefix %s, purelib %s, site dirs %s)"
+            % (image_python, directory, prefix, purelib, site_dirs)
+        )
+    os.makedirs(purelib, exist_ok=True)
+    for entry in os.listdir(site_packages):
+        if entry in PACKAGES or entry.split(".", 1)[0] in PACKAGES:
+            source = os.path.join(site_packages, entry)
+            if os.path.isdir(source):
+                shutil.copytree(source, os.path.join(purelib, entry))
+            else:
+                shutil.copy2(source, purelib)
+    image_script = os.path.join(directory, "bin", "pypause")
+    with open(image_script, "w") as f:
+        f.write("#!%s -IS\n%s" % (image_python, _script_body(script)))
+    os.chmod(image_script, 0o755)
+    return image_python, image_script, how
 
 
 def interpreter_of(script):
@@ -136,37 +275,75 @@ def interpreter_of(script):
     return None
 
 
-def _version(argv):
+def _version(argv, env=None):
     try:
-        done = subprocess.run(argv, capture_output=True, text=True, timeout=10)
+        done = subprocess.run(argv, capture_output=True, text=True, timeout=10, env=env)
     except (OSError, subprocess.TimeoutExpired):
         return "?"
     text = (done.stdout or done.stderr).strip()
     return text.splitlines()[0] if text else "?"
 
 
-def pypause(script):
+def pypause(script, name=PYPAUSE_NAME, launcher=(), env=None, variant=False):
+    """pypause started as `launcher + [script]` (launcher: an interpreter and its flags)."""
+    command = list(launcher) + [script]
     addr = ["--metrics-addr", METRICS_ADDR]
     return Init(
-        "pypause",
-        lambda cmd: [script, "--"] + cmd,
-        pause_argv=[script],
-        metrics_argv=[script] + addr,
-        version=_version([script, "--version"]),
+        name,
+        lambda cmd: command + ["--"] + cmd,
+        pause_argv=command,
+        metrics_argv=command + addr,
+        version=_version(command + ["--version"], env),
+        env=env,
+        variant=variant,
+        serves_metrics=True,
     )
+
+
+def pypause_app_environment(script):
+    """pip's command with one PYTHON* variable set: it pays a re-exec as `python3 -I -S`."""
+    env = dict(pidns.ENV)
+    env[APP_VARIABLE[0]] = APP_VARIABLE[1]
+    return pypause(script, APP_ENV_NAME, env=env, variant=True)
+
+
+def pypause_no_site(script, python=None):
+    """pypause as the pause image starts it: `script`, whose #! line says `PYTHON -IS`,
+    or with `python`, `python -IS script`."""
+    return pypause(script, NO_SITE_NAME, launcher=[python, "-IS"] if python else (), variant=True)
 
 
 def pypause_metrics_init_argv(script, command):
     return [script, "--metrics-addr", METRICS_ADDR, "--"] + list(command)
 
 
-def _floor(name, python, code, metrics=False):
+def launch_failure(init):
+    """None if `INIT -- true` exits 0 (run here, not as PID 1), else why not."""
+    argv = init.init_argv(["true"])
+    env = pidns.ENV if init.env is None else init.env
+    try:
+        done = subprocess.run(argv, capture_output=True, text=True, timeout=30, env=env)
+    except (OSError, subprocess.TimeoutExpired) as e:
+        return "`%s` failed: %s" % (" ".join(argv), e)
+    if done.returncode == 0:
+        return None
+    said = done.stderr.strip().splitlines()
+    return "`%s` exited %d%s" % (
+        " ".join(argv),
+        done.returncode,
+        (": " + said[-1]) if said else "",
+    )
+
+
+def _floor(name, python, code, flags=("-I",), metrics=False, variant=False):
+    argv = [python] + list(flags) + ["-c"]
     return Init(
         name,
-        lambda cmd: [python, "-I", "-c", code] + cmd,
-        pause_argv=[python, "-I", "-c", code],
-        metrics_argv=[python, "-I", "-c", "import prometheus_client\n" + code] if metrics else None,
+        lambda cmd: argv + [code] + cmd,
+        pause_argv=argv + [code],
+        metrics_argv=argv + ["import prometheus_client\n" + code] if metrics else None,
         version=_version([python, "-VV"]),
+        variant=variant,
     )
 
 
@@ -176,6 +353,18 @@ def python_floors(python):
         _floor(FLOOR_NAME, python, "import _signal as S\n" + FLOOR, metrics=True),
         _floor(SIGNAL_FLOOR_NAME, python, "import signal as S\n" + FLOOR),
     ]
+
+
+def no_site_floor(python):
+    """The Python floor run with -I -S, as the pause image runs pypause, `posix` in
+    place of `os` (no metrics mode: without site, prometheus_client is not on the path)."""
+    return _floor(
+        NO_SITE_FLOOR_NAME,
+        python,
+        "import _signal as S\n" + NO_SITE_FLOOR,
+        ("-I", "-S"),
+        variant=True,
+    )
 
 
 # (name, how to start init mode, pause-mode flags or None)

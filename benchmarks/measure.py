@@ -50,8 +50,8 @@ class Session:
         self.log_fd = log_fd
         self._running = []
 
-    def start(self, argv, pipes=False):
-        proc = pidns.Pid1(argv, self.log_fd, pipes=pipes)
+    def start(self, argv, pipes=False, env=None):
+        proc = pidns.Pid1(argv, self.log_fd, pipes=pipes, env=env)
         self._running.append(proc)
         return proc
 
@@ -99,8 +99,9 @@ def startup(all_inits, runs, warmup, log_fd, results):
     events the second figure is skipped with a note.
     """
     true = "/bin/true" if os.path.exists("/bin/true") else "/usr/bin/true"
-    subjects = [(i.name, i.init_argv(["true"])) for i in all_inits] + [(NO_INIT, [true])]
-    times = {name: [] for name, _ in subjects}
+    subjects = [(i.name, i.init_argv(["true"]), i.env) for i in all_inits]
+    subjects.append((NO_INIT, [true], None))
+    times = {name: [] for name, _, _ in subjects}
     to_child = {i.name: [] for i in all_inits}
     try:
         events = procevents.ProcEvents()
@@ -113,8 +114,8 @@ def startup(all_inits, runs, warmup, log_fd, results):
     try:
         for round_no in range(warmup + runs):
             random.shuffle(subjects)
-            for name, argv in subjects:
-                elapsed, code, pid = pidns.time_as_pid1(argv, log_fd)
+            for name, argv, env in subjects:
+                elapsed, code, pid = pidns.time_as_pid1(argv, log_fd, env)
                 if code != 0:
                     raise RuntimeError("%s exited %d instead of 0" % (" ".join(argv[:3]), code))
                 seen = events.read() if events else []
@@ -145,28 +146,28 @@ def idle(all_inits, seconds, settle, log_fd, results):
     `seconds` once rather than once per init and mode.
     """
     with Session(log_fd) as session:
-        running = []  # (mode, init name, Pid1)
+        running = []  # (mode, init, Pid1)
         for init in all_inits:
-            running.append(
-                ("init", init.name, session.start(init.init_argv(["sleep", "infinity"])))
-            )
+            sleeping = init.init_argv(["sleep", "infinity"])
+            running.append(("init", init, session.start(sleeping, env=init.env)))
             if init.pause_argv:
-                running.append(("pause", init.name, session.start(init.pause_argv)))
+                running.append(("pause", init, session.start(init.pause_argv, env=init.env)))
             if init.metrics_argv:
-                running.append(("metrics", init.name, session.start(init.metrics_argv)))
-        for mode, name, proc in running:
+                running.append(("metrics", init, session.start(init.metrics_argv, env=init.env)))
+        for mode, init, proc in running:
             if mode == "init":
                 _wait_for_child(proc, timeout=10)
-            elif mode == "metrics" and name == "pypause":
+            elif mode == "metrics" and init.serves_metrics:
                 if _wait_for_port(proc, timeout=10) is None:
-                    raise RuntimeError("pypause --metrics-addr stopped serving")
+                    raise RuntimeError("%s --metrics-addr stopped serving" % init.name)
         time.sleep(settle)
         before = {
             id(p): (procfs.context_switches(p.pid), procfs.thread_count(p.pid))
             for _, _, p in running
         }
         time.sleep(seconds)
-        for mode, name, proc in running:
+        for mode, init, proc in running:
+            name = init.name
             if not proc.alive():
                 raise RuntimeError(
                     "%s exited while idle (code %s)" % (" ".join(proc.argv[:3]), proc.exit_code)
@@ -181,12 +182,15 @@ def idle(all_inits, seconds, settle, log_fd, results):
             results.set("rss_" + mode, name, procfs.rss_kib(proc.pid) / 1024)
             results.set("uss_" + mode, name, procfs.uss_kib(proc.pid) / 1024)
     # pypause serving metrics next to the floor serving none: how much its
-    # metrics cost in all, prometheus_client included (a target of its own).
-    if results.get("uss_metrics", "pypause") is not None:
-        results.set("uss_metrics_floor", "pypause", results.get("uss_metrics", "pypause"))
-        results.set(
-            "uss_metrics_floor", inits.FLOOR_NAME, results.get("uss_pause", inits.FLOOR_NAME)
-        )
+    # metrics cost in all, prometheus_client included (a target of its own);
+    # launched without site, next to the floor without site.
+    for name, floor in (
+        (inits.PYPAUSE_NAME, inits.FLOOR_NAME),
+        (inits.NO_SITE_NAME, inits.NO_SITE_FLOOR_NAME),
+    ):
+        if results.get("uss_metrics", name) is not None:
+            results.set("uss_metrics_floor", name, results.get("uss_metrics", name))
+            results.set("uss_metrics_floor", floor, results.get("uss_pause", floor))
 
 
 def pods(pause_inits, count, settle, log_fd, results):
@@ -199,7 +203,7 @@ def pods(pause_inits, count, settle, log_fd, results):
     """
     for init in pause_inits:
         with Session(log_fd) as session:
-            running = [session.start(init.pause_argv) for _ in range(count)]
+            running = [session.start(init.pause_argv, env=init.env) for _ in range(count)]
             time.sleep(settle)
             pss, uss = [], []
             for proc in running:
@@ -259,7 +263,7 @@ class _Scraper(threading.Thread):
             self.join()
 
 
-def _storm_once(session, argv, orphans, grace, scrape_interval=None):
+def _storm_once(session, argv, orphans, grace, scrape_interval=None, env=None):
     """One storm behind one init; return (CPU ns per orphan, context switches, zombies).
 
     CPU time is that of the whole init process (all threads, alive or gone)
@@ -267,7 +271,7 @@ def _storm_once(session, argv, orphans, grace, scrape_interval=None):
     the zombies not yet reaped are counted. With `scrape_interval`, /metrics
     is scraped that often over the same window.
     """
-    proc = session.start(argv, pipes=True)
+    proc = session.start(argv, pipes=True, env=env)
     scraper = None
     try:
         if proc.readline(timeout=120) != "ready":
@@ -324,7 +328,9 @@ def reap_storm(all_inits, python, orphans, repeats, grace, log_fd, results):
             random.shuffle(order)
             for init, kind in order:
                 argv = init.init_argv(storm_command(python, kind, orphans))
-                runs[init.name, kind].append(_storm_once(session, argv, orphans, grace))
+                runs[init.name, kind].append(
+                    _storm_once(session, argv, orphans, grace, env=init.env)
+                )
     for (name, kind), outcomes in runs.items():
         suffix = "" if kind == "zombies" else "_exits"
         results.set("reap_us" + suffix, name, statistics.median(o[0] for o in outcomes) / 1e3)
@@ -345,7 +351,9 @@ def signal_latency(all_inits, python, samples, warmup, log_fd, results):
     """
     child = [python, "-I", "-S", SIGNAL_CHILD]
     with Session(log_fd) as session:
-        subjects = [(i.name, session.start(i.init_argv(child), pipes=True)) for i in all_inits]
+        subjects = [
+            (i.name, session.start(i.init_argv(child), pipes=True, env=i.env)) for i in all_inits
+        ]
         subjects.append((NO_INIT, session.start(child, pipes=True)))
         for name, proc in subjects:
             if proc.readline(timeout=10) != "ready":

@@ -36,7 +36,9 @@ MS_NOSUID, MS_NODEV, MS_NOEXEC, MS_REC, MS_PRIVATE = 2, 4, 8, 16384, 1 << 18
 
 # Every init gets the same environment, the one a container runtime gives
 # by default: PATH alone. Variables of the harness's own shell (a
-# PYTHONDONTWRITEBYTECODE, say) would change what a Python init costs.
+# PYTHONDONTWRITEBYTECODE, say) would change what a Python init costs. The
+# one exception is chosen on purpose: "pypause, PYTHON* set" (inits.py) gets
+# PYTHONUNBUFFERED=1 on top of this, to measure what the variable costs it.
 ENV = {"PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"}
 
 _libc = ctypes.CDLL(None, use_errno=True)
@@ -120,9 +122,10 @@ class Pid1:
     `pid` is its PID as the harness sees it. With pipes=True, `send()` writes
     to its stdin and `readline()` reads its stdout: both are inherited by its child,
     which is how the harness talks to the test programs behind each init.
+    `env` is its whole environment (default: ENV).
     """
 
-    def __init__(self, argv, log_fd, pipes=False):
+    def __init__(self, argv, log_fd, pipes=False, env=None):
         self.argv = argv
         self.exit_code = None
         stdin_r, self._stdin_w = os.pipe() if pipes else (os.open(os.devnull, os.O_RDONLY), None)
@@ -131,7 +134,7 @@ class Pid1:
         harness = os.getpid()
         self.helper = os.fork()
         if self.helper == 0:
-            _helper(argv, harness, stdin_r, stdout_w, log_fd, report_w)
+            _helper(argv, ENV if env is None else env, harness, stdin_r, stdout_w, log_fd, report_w)
         for fd in (stdin_r, stdout_w, report_w):
             os.close(fd)
         self.out = LineReader(stdout_r) if pipes else None
@@ -191,7 +194,7 @@ class Pid1:
         self._stdin_w = self._stdout_r = None
 
 
-def _helper(argv, harness, stdin_fd, stdout_fd, log_fd, report_fd):
+def _helper(argv, env, harness, stdin_fd, stdout_fd, log_fd, report_fd):
     """Body of the helper process: never returns."""
     code = 127
     try:
@@ -203,7 +206,7 @@ def _helper(argv, harness, stdin_fd, stdout_fd, log_fd, report_fd):
         _enter_new_mount_namespace()
         pid = os.fork()
         if pid == 0:
-            _exec_init(argv, stdin_fd, stdout_fd, log_fd)
+            _exec_init(argv, env, stdin_fd, stdout_fd, log_fd)
         os.write(report_fd, b"%d\n" % pid)
         os.close(report_fd)
         while True:
@@ -218,7 +221,7 @@ def _helper(argv, harness, stdin_fd, stdout_fd, log_fd, report_fd):
         os._exit(code)
 
 
-def _exec_init(argv, stdin_fd, stdout_fd, log_fd):
+def _exec_init(argv, env, stdin_fd, stdout_fd, log_fd):
     try:
         _die_with_parent()
         _mount_own_proc()
@@ -229,13 +232,13 @@ def _exec_init(argv, stdin_fd, stdout_fd, log_fd):
         for signum in _RESET_SIGNALS:
             signal.signal(signum, signal.SIG_DFL)
         signal.pthread_sigmask(signal.SIG_SETMASK, ())
-        os.execve(argv[0], argv, ENV)
+        os.execve(argv[0], argv, env)
     except OSError as e:
         os.write(2, b"cannot exec %s: %s\n" % (argv[0].encode(), e.strerror.encode()))
     os._exit(127)
 
 
-def time_as_pid1(argv, log_fd):
+def time_as_pid1(argv, log_fd, env=None):
     """Run `argv` to its end as PID 1 of a new namespace; return (seconds, exit code, PID).
 
     The clock covers exactly spawn, run, exit and reap of the init: fork,
@@ -243,6 +246,7 @@ def time_as_pid1(argv, log_fd):
     here, as that would have to happen inside the clock; no init reads /proc
     to start. The PID is the init's as the harness sees it, gone by the time
     this returns: it finds the init among process events (procevents.py).
+    `env` is the init's whole environment (default: ENV).
     """
     report_r, report_w = os.pipe()
     harness = os.getpid()
@@ -259,7 +263,7 @@ def time_as_pid1(argv, log_fd):
                 pid = os.posix_spawn(
                     argv[0],
                     argv,
-                    ENV,
+                    ENV if env is None else env,
                     file_actions=[
                         (os.POSIX_SPAWN_DUP2, devnull, 0),
                         (os.POSIX_SPAWN_DUP2, log_fd, 1),

@@ -131,21 +131,30 @@ def main(argv=None):
             script = args.pypause
             python = inits.interpreter_of(script) or sys.executable
             how = "as installed"
+            site_packages = None
         else:
-            python, script, source = inits.clean_environment(
+            python, script, source, site_packages = inits.clean_environment(
                 os.path.join(tmp, "venv"), args.pypause
             )
             how = "from a clean venv (see README), code from %s%s" % (source, _commit(source))
         pypause = inits.pypause(script)
         floors = inits.python_floors(python)
-        all_inits = [pypause] + floors + peers
+        variants, described = launch_variants(
+            os.path.join(tmp, "image"), python, script, site_packages, args.pypause, results
+        )
+        all_inits = [pypause] + floors + variants + peers
+        # The launch variants run the same loop as what they vary: they take
+        # part in the start-up and memory figures, not in the loop's.
+        loop_inits = [i for i in all_inits if not i.variant]
         log_path = os.path.join(tmp, "inits.log")
         log_fd = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
         try:
             # A pypause without metrics starts fine and serves nothing: try it.
             metrics_on = measure.metrics_served(script, plan.metrics_probe, log_fd)
             if not metrics_on:
-                pypause.metrics_argv = None
+                for init in all_inits:
+                    if init.serves_metrics:
+                        init.metrics_argv = None
                 results.notes.append(
                     "`pypause --metrics-addr %s` served nothing within %.0f s: pypause's "
                     "metrics figures are skipped" % (inits.METRICS_ADDR, plan.metrics_probe)
@@ -176,13 +185,13 @@ def main(argv=None):
                 (
                     "signal latency",
                     lambda: measure.signal_latency(
-                        all_inits, python, plan.signal_samples, plan.signal_warmup, log_fd, results
+                        loop_inits, python, plan.signal_samples, plan.signal_warmup, log_fd, results
                     ),
                 ),
                 (
                     "reap storms",
                     lambda: measure.reap_storm(
-                        all_inits,
+                        loop_inits,
                         python,
                         plan.orphans,
                         plan.storm_repeats,
@@ -253,6 +262,16 @@ def main(argv=None):
             '"%s": the same with `import signal as S`'
             % (floors[0].version, inits.SIGNAL_FLOOR_NAME),
         ]
+        + ['"%s": %s' % (i.name, described[i.name]) for i in variants]
+        + (
+            [
+                "the launch variants (%s) take part in the start-up, idle and per-pod "
+                "figures; the signal and storm figures are those of the loop, which every "
+                "launch runs alike" % ", ".join('"%s"' % i.name for i in variants)
+            ]
+            if variants
+            else []
+        )
         + ["%s: %s" % (i.name, i.version) for i in peers]
         + [
             "start-up: median of %d runs of each, interleaved in random order; "
@@ -311,6 +330,56 @@ def main(argv=None):
         )
         update_readme(README, block)
     return 0
+
+
+def launch_variants(directory, python, script, site_packages, installed, results):
+    """The other launches measured beside pip's command and the floor: ([Init], {name:
+    how it is launched}). Without `site_packages` (--as-installed), the pause
+    image's launch is `python -IS script` as they are; otherwise the image-like
+    prefix of inits.image_environment is made in `directory` from the clean
+    venv's site-packages and the command `installed`. A launch that cannot be
+    made or does not start is left out with a note saying why."""
+    variants = [inits.pypause_app_environment(script)]
+    described = {
+        inits.APP_ENV_NAME: "pip's command as above with %s=%s in its environment, next to "
+        "PATH: pypause re-executes itself as `python3 -I -S` (bin/pypause)" % inits.APP_VARIABLE
+    }
+    no_site_python = python
+    if site_packages is None:
+        variants.append(inits.pypause_no_site(script, python))
+        described[inits.NO_SITE_NAME] = "`%s -IS %s`, as the pause image launches it" % (
+            python,
+            script,
+        )
+    else:
+        try:
+            no_site_python, image_script, linked = inits.image_environment(
+                directory, python, site_packages, installed
+            )
+        except (OSError, RuntimeError, subprocess.CalledProcessError) as e:
+            results.notes.append(
+                "%s: skipped, no image-like prefix could be made: %s" % (inits.NO_SITE_NAME, e)
+            )
+        else:
+            variants.append(inits.pypause_no_site(image_script))
+            described[inits.NO_SITE_NAME] = (
+                "as the pause image launches it: its command with the line `#!PYTHON -IS`, "
+                "PYTHON being the same interpreter in a prefix of its own (%s, the standard "
+                "library linked, pypause and its dependencies copied into its site-packages: "
+                "see README)" % linked
+            )
+    variants.append(inits.no_site_floor(no_site_python))
+    described[inits.NO_SITE_FLOOR_NAME] = (
+        "the Python floor's CODE with `posix` in place of `os` (loaded without site, where "
+        "`os` is not), run with `-I -S`%s"
+        % (' on the interpreter of "%s"' % inits.NO_SITE_NAME if no_site_python != python else "")
+    )
+    for variant in list(variants):
+        failure = inits.launch_failure(variant)
+        if failure:
+            variants.remove(variant)
+            results.notes.append("%s: skipped, %s" % (variant.name, failure))
+    return variants, described
 
 
 def _link(path):
