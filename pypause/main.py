@@ -16,7 +16,7 @@ from pypause import cli, log, signals, spawn
 #: typing-only imports without importing typing at run time (mypy: always_true).
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from collections.abc import Iterable
+    from collections.abc import Callable, Iterable
 
     from pypause.events import Observer
 
@@ -91,15 +91,23 @@ def serve(config: cli.Config, main_pid: "int | None", argv: list[str], early_sig
 
     title.set_title(["pypause"] + argv)
     events: Observer = Events()
+    # Pause mode gives up root once its port is bound; in init mode the app's
+    # image decides the user.
+    bound = (lambda: _drop_privileges(config.user)) if main_pid is None else None
     if config.metrics_addr:
-        events = _start_metrics(config.metrics_addr, "init" if main_pid else "pause") or events
-    if main_pid is None:  # pause mode; in init mode the app's image decides the user
-        _drop_privileges(config.user)
+        events = (
+            _start_metrics(config.metrics_addr, "init" if main_pid else "pause", bound) or events
+        )
+    elif bound:
+        bound()
     return loop.run(config, main_pid, events, (_signal.SIGINT,) if early_sigint else ())
 
 
-def _start_metrics(addr: "tuple[str | None, int]", mode: str) -> "Observer | None":
+def _start_metrics(
+    addr: "tuple[str | None, int]", mode: str, bound: "Callable[[], None] | None"
+) -> "Observer | None":
     """Metrics, or None if they cannot be served (pypause goes on without).
+    `bound()` is called once the port is bound or metrics gave up (see metrics.serve).
 
     Never raises: the child is already running, and PID 1 must go on.
     """
@@ -108,10 +116,12 @@ def _start_metrics(addr: "tuple[str | None, int]", mode: str) -> "Observer | Non
         from pypause.events import Guarded
 
         collected = metrics.Metrics(mode)
-        return Guarded(collected) if metrics.serve(collected, *addr) else None
     except Exception as e:  # a missing or broken prometheus_client, a bug
         log.error("metrics disabled: %r" % e)
+        if bound:
+            bound()
         return None
+    return Guarded(collected) if metrics.serve(collected, *addr, bound) else None
 
 
 def _drop_privileges(user: "tuple[int, int] | None") -> None:

@@ -1,0 +1,219 @@
+"""--metrics-addr NAME:PORT: the name is resolved off the loop's path.
+
+Each test makes a network and mount namespace of its own (unshare --net
+--mount: lo up, /etc/resolv.conf and /etc/hosts bind-mounted over with files
+of the test's), whose only name server is tests/helpers/nameserver.py on
+127.0.0.1:53, answering as the test says; pypause enters both namespaces
+with nsenter (a subreaper, not PID 1). The namespaces go with their last
+process: the name server, ended after the test by the procs fixture, and
+pypause. glibc's resolver, as shipped, waits 5 s for an answer and asks
+twice: 10 s during which a pypause that resolved on its main loop's path
+forwarded no signal and reaped no orphan.
+"""
+
+import os
+import re
+import select
+import shutil
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from support import PYPAUSE, helper, port_from, wait_for
+
+pytestmark = [
+    pytest.mark.timeout(60),
+    pytest.mark.skipif(os.geteuid() != 0, reason="needs root for network and mount namespaces"),
+    pytest.mark.skipif(not shutil.which("ip") or not shutil.which("nsenter"),
+                       reason="needs ip(8) and nsenter(1)"),
+]
+
+NAME = "metrics.invalid"  # in no hosts file; .invalid is never a real domain (RFC 2606)
+HOSTS = "127.0.0.1 localhost\n::1 localhost\n"
+SETUP = ('ip link set lo up && mount --bind "$1" /etc/resolv.conf && '
+         'mount --bind "$2" /etc/hosts && shift 2 && exec "$@"')
+
+
+class NameServer:
+    """A name server (helpers/nameserver.py) in network and mount namespaces of its own."""
+
+    def __init__(self, procs, directory, mode, resolv_options="", delay=0.0):
+        resolv = directory / "resolv.conf"
+        resolv.write_text("nameserver 127.0.0.1\n" + resolv_options)
+        hosts = directory / "hosts"
+        hosts.write_text(HOSTS)
+        self.log = directory / "queries"
+        self.log.write_text("")
+        self.proc = procs(["unshare", "--net", "--mount", "--propagation", "private",
+                           "sh", "-c", SETUP, "sh", str(resolv), str(hosts),
+                           *helper("nameserver", mode, self.log, delay)],
+                          stdout=subprocess.PIPE)
+        assert self.proc.stdout.readline() == b"ready\n"
+
+    def enter(self, argv):
+        """`argv` run in the name server's network and mount namespaces (nsenter execs it)."""
+        return ["nsenter", "--target", str(self.proc.pid), "--net", "--mount", "--", *argv]
+
+    def queries(self):
+        return [tuple(line.split()) for line in self.log.read_text().splitlines()]
+
+    def asked(self, name):
+        return [q for q in self.queries() if q[0] == name]
+
+
+@pytest.fixture
+def nameserver(procs, tmp_path):
+    def start(mode, resolv_options="", delay=0.0):
+        return NameServer(procs, tmp_path, mode, resolv_options, delay)
+    return start
+
+
+def read_line(stream, deadline):
+    """The next line of an unbuffered pipe, or what came of it by `deadline`."""
+    line = b""
+    while not line.endswith(b"\n"):
+        left = deadline - time.monotonic()
+        if left <= 0 or not select.select([stream], [], [], left)[0]:
+            break
+        byte = stream.read(1)
+        if not byte:
+            break
+        line += byte
+    return line
+
+
+def line_with(stream, text, seconds):
+    """Read lines until one holds `text`; return them all (AssertionError if none by then)."""
+    deadline = time.monotonic() + seconds
+    lines = []
+    while True:
+        line = read_line(stream, deadline)
+        if not line:
+            raise AssertionError("no line with %r within %gs; got %r" % (text, seconds, lines))
+        lines.append(line.decode())
+        if text in lines[-1]:
+            return lines
+
+
+def start_init(procs, ns, addr):
+    """pypause --metrics-addr ADDR in `ns`, whose child leaves an orphan and echoes
+    signals (helpers/signal_echo.py: exits 3 once its stdin closes). Returns
+    (pypause, orphan pid), once the child is ready."""
+    p = procs(ns.enter([PYPAUSE, "--metrics-addr", addr, "--",
+                        *helper("leave_orphan", *helper("signal_echo", 3))]),
+              stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, bufsize=0)
+    deadline = time.monotonic() + 10
+    first = read_line(p.stdout, deadline)
+    assert first.startswith(b"orphan "), first
+    assert read_line(p.stdout, deadline) == b"ready\n"
+    return p, int(first.split()[1])
+
+
+def test_a_silent_name_server_holds_up_neither_signals_nor_reaping(procs, nameserver):
+    ns = nameserver("silent")  # glibc's defaults: 2 x 5 s before it gives up
+    p, orphan = start_init(procs, ns, NAME + ":0")
+    wait_for(lambda: ns.asked(NAME), what="pypause to ask the name server")
+    t0 = time.monotonic()
+    os.kill(p.pid, signal.SIGTERM)
+    got = read_line(p.stdout, t0 + 15)  # long enough to say how late it would be
+    took = time.monotonic() - t0
+    assert got == b"SIGTERM\n", "SIGTERM not forwarded within 15 s"
+    assert took < 1, "SIGTERM reached the child %.1fs late" % took
+    # The orphan exited as soon as pypause adopted it: reaped meanwhile.
+    wait_for(lambda: not os.path.exists("/proc/%d" % orphan), timeout=1,
+             what="the orphan to be reaped while the name is being resolved")
+    p.stdin.close()
+    assert p.wait(5) == 3
+    err = p.stderr.read().decode()
+    # Still resolving when pypause exited: neither served nor given up.
+    assert "serving metrics" not in err and "metrics disabled" not in err
+    assert "Traceback" not in err
+
+
+def test_a_name_server_that_gives_up_late_costs_one_error_line(procs, nameserver):
+    ns = nameserver("silent", "options timeout:1 attempts:1\n")
+    p, _ = start_init(procs, ns, NAME + ":9100")
+    t0 = time.monotonic()
+    os.kill(p.pid, signal.SIGUSR1)  # while the name server keeps pypause waiting
+    assert read_line(p.stdout, t0 + 5) == b"SIGUSR1\n"
+    assert time.monotonic() - t0 < 0.5
+    lines = line_with(p.stderr, "metrics disabled", 10)
+    assert NAME in lines[-1] and "9100" in lines[-1]
+    os.kill(p.pid, signal.SIGUSR2)  # the init goes on
+    assert read_line(p.stdout, time.monotonic() + 5) == b"SIGUSR2\n"
+    p.stdin.close()
+    assert p.wait(5) == 3
+    err = "".join(lines) + p.stderr.read().decode()
+    assert err.count("metrics disabled") == 1 and err.count("ERROR") == 1
+    assert "Traceback" not in err and "serving metrics" not in err
+
+
+@pytest.mark.parametrize("mode", ["nxdomain", "refused"])
+def test_a_name_that_fails_fast_costs_one_error_line(procs, nameserver, mode):
+    ns = nameserver(mode)
+    p = procs(ns.enter([PYPAUSE, "--metrics-addr", NAME + ":9100", "--",
+                        "sh", "-c", "read x; exit 7"]),
+              stdin=subprocess.PIPE, stderr=subprocess.PIPE, bufsize=0)
+    lines = line_with(p.stderr, "metrics disabled", 10)
+    assert ns.asked(NAME)
+    assert p.poll() is None  # the init goes on without metrics
+    p.stdin.close()
+    assert p.wait(5) == 7
+    err = "".join(lines) + p.stderr.read().decode()
+    assert err.count("\n") == 1, err  # that line and no other
+    assert NAME in err and "Traceback" not in err
+
+
+def scrape(ns, url):
+    """GET `url` from inside the name server's network namespace: (status, body)."""
+    code = ("import sys, urllib.request\n"
+            "with urllib.request.urlopen(sys.argv[1], timeout=5) as r:\n"
+            "    sys.stdout.write('%d\\n' % r.status + r.read().decode())\n")
+    r = subprocess.run(ns.enter([sys.executable, "-c", code, url]), capture_output=True,
+                       text=True, timeout=20)
+    assert r.returncode == 0, r.stderr
+    status, _, body = r.stdout.partition("\n")
+    return int(status), body
+
+
+def test_metrics_appear_once_a_slow_name_resolves(procs, nameserver):
+    ns = nameserver("slow", delay=1.5)
+    p, orphan = start_init(procs, ns, NAME + ":0")
+    t0 = time.monotonic()
+    os.kill(p.pid, signal.SIGUSR1)
+    assert read_line(p.stdout, t0 + 5) == b"SIGUSR1\n"
+    assert time.monotonic() - t0 < 0.5
+    wait_for(lambda: not os.path.exists("/proc/%d" % orphan), timeout=1, what="the orphan reaped")
+    lines = line_with(p.stderr, "serving metrics", 10)
+    assert lines[-1].startswith("[pypause] serving metrics on http://127.0.0.1:")
+    port = int(re.search(r":(\d+)/metrics", lines[-1]).group(1))
+    status, body = scrape(ns, "http://127.0.0.1:%d/metrics" % port)
+    assert status == 200 and 'pypause_info{mode="init"' in body
+    p.stdin.close()
+    assert p.wait(5) == 3
+
+
+def test_a_name_in_the_hosts_file_serves_metrics(procs, nameserver):
+    ns = nameserver("silent")  # never asked: localhost is in the hosts file
+    p = procs(ns.enter([PYPAUSE, "--metrics-addr", "localhost:0", "--", "sleep", "30"]),
+              stderr=subprocess.PIPE)
+    port = port_from(p.stderr)
+    status, body = scrape(ns, "http://localhost:%d/metrics" % port)
+    assert status == 200 and "process_open_fds" in body
+    assert ns.queries() == []
+
+
+def test_pause_mode_binds_a_named_privileged_port_before_it_drops_root(procs, nameserver):
+    ns = nameserver("slow", delay=0.5)  # a fresh network namespace: ports < 1024 need root
+    p = procs(ns.enter([PYPAUSE, "--metrics-addr", NAME + ":80"]), stderr=subprocess.PIPE,
+              bufsize=0)
+    lines = line_with(p.stderr, "metrics", 10)
+    assert "serving metrics on http://127.0.0.1:80/" in lines[-1], lines
+    assert scrape(ns, "http://127.0.0.1:80/healthz") == (200, "ok\n")
+    with open("/proc/%d/status" % p.pid) as f:
+        assert "Uid:\t65535\t65535\t65535\t65535\n" in f.read()
+    os.kill(p.pid, signal.SIGTERM)
+    assert p.wait(5) == 0
