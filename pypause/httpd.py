@@ -17,7 +17,10 @@ connection, and:
 - when accept() fails for want of descriptors or memory, accepting pauses for
   BACKOFF seconds instead of spinning on a listening socket that stays readable;
 - what goes wrong is counted (`rejected`, `errors`) and logged at most once
-  per LOG_INTERVAL.
+  per LOG_INTERVAL;
+- a bug cannot end the thread: an exception while serving a connection closes
+  that connection, one outside any (select, accept, the wake-up pipe) pauses
+  the server for BACKOFF seconds; both are counted and logged as above.
 
 Idle, the thread sleeps in select() with no timeout: it wakes for a
 connection, for the deadline of an open one, or when wake() is called.
@@ -129,10 +132,13 @@ def _listen(sock: socket.socket, address: "tuple[Any, ...]") -> socket.socket:
 
 
 class _Connection:
-    __slots__ = ("sock", "deadline", "request", "reply", "pending", "head_only")
+    __slots__ = ("sock", "deadline", "request", "reply", "pending", "head_only", "closed")
 
     def __init__(self, sock: socket.socket, deadline: float) -> None:
         self.sock = sock
+        # Set by Server._close(): a closed connection's event may still be in
+        # the batch select() returned (it was evicted by an earlier event).
+        self.closed = False
         self.deadline = deadline
         self.request = bytearray()
         self.reply: bytes | None = None  # bytes still to send, once the request is answered
@@ -165,6 +171,8 @@ class Server:
         self._paused_until: float | None = None
         self._last_log: float | None = None
         self._unlogged = 0
+        self._selector.register(self.listener, selectors.EVENT_READ, self._accept)
+        self._selector.register(self._wake_r, selectors.EVENT_READ, self._woken)
 
     def close(self) -> None:
         """Release the server's sockets and pipe; only if serve_forever() never ran."""
@@ -181,17 +189,33 @@ class Server:
             pass  # the pipe is full of wake-ups already
 
     def serve_forever(self) -> None:
-        self._selector.register(self.listener, selectors.EVENT_READ, self._accept)
-        self._selector.register(self._wake_r, selectors.EVENT_READ, self._woken)
+        """Serve until the process ends. An exception outside any connection is
+        counted and logged, and the server pauses BACKOFF seconds and goes on."""
         while True:
-            for key, events in self._selector.select(self._timeout()):
-                if not isinstance(key.data, _Connection):
-                    key.data()  # _accept or _woken
-                elif events & selectors.EVENT_READ:
-                    self._read(key.data)
-                else:
-                    self._send(key.data)
-            self._expire()
+            try:
+                self.step()
+            except Exception as e:
+                self.errors += 1
+                self._log_limited("the server failed: %s; pausing %gs" % (described(e), BACKOFF))
+                time.sleep(BACKOFF)
+
+    def step(self) -> None:
+        """Wait for what is ready (or the next deadline) and handle it: one turn."""
+        for key, events in self._selector.select(self._timeout()):
+            if not isinstance(key.data, _Connection):
+                key.data()  # _accept or _woken
+            elif not key.data.closed:
+                self._guarded(key.data, self._read if events & selectors.EVENT_READ else self._send)
+        self._expire()
+
+    def _guarded(self, conn: _Connection, handle: "Callable[[_Connection], None]") -> None:
+        """handle(conn); if that raises, count and log it and close conn."""
+        try:
+            handle(conn)
+        except Exception as e:
+            self.errors += 1
+            self._log_limited("serving a connection failed: %s" % described(e))
+            self._close(conn)
 
     # -- deadlines -----------------------------------------------------------
     def _timeout(self) -> "float | None":
@@ -207,14 +231,16 @@ class Server:
             self._paused_until = None
             self._selector.register(self.listener, selectors.EVENT_READ, self._accept)
         for conn in list(self._connections.values()):
-            if now < conn.deadline:
-                continue
-            if conn.pending:
-                self._answer(conn, conn.pending.expire())
-            else:
-                self.errors += 1
-                self._log_limited("a client did not finish within %gs" % DEADLINE)
-                self._close(conn)
+            if now >= conn.deadline and not conn.closed:
+                self._guarded(conn, self._expired)
+
+    def _expired(self, conn: _Connection) -> None:
+        if conn.pending:  # a last look: its answer may have come with this very turn
+            self._answer(conn, conn.pending.poll() or conn.pending.expire())
+        else:
+            self.errors += 1
+            self._log_limited("a client did not finish within %gs" % DEADLINE)
+            self._close(conn)
 
     def _woken(self) -> None:
         try:
@@ -223,10 +249,13 @@ class Server:
         except BlockingIOError:
             pass
         for conn in list(self._connections.values()):
-            if conn.pending:
-                answer = conn.pending.poll()
-                if answer is not None:
-                    self._answer(conn, answer)
+            if conn.pending and not conn.closed:
+                self._guarded(conn, self._polled)
+
+    def _polled(self, conn: _Connection) -> None:
+        answer = conn.pending.poll()  # type: ignore[union-attr]  # called only while pending
+        if answer is not None:
+            self._answer(conn, answer)
 
     # -- connections -----------------------------------------------------------
     def _accept(self) -> None:
@@ -290,7 +319,7 @@ class Server:
         self._dispatch(conn, bytes(conn.request[:end]))
 
     def _dispatch(self, conn: _Connection, head: bytes) -> None:
-        lines = head.decode("latin-1").splitlines()
+        lines = head.decode("latin-1").splitlines() or [""]  # an empty head: malformed
         words = lines[0].split(" ")
         if len(words) != 3 or not words[2].startswith("HTTP/"):
             self.errors += 1
@@ -347,11 +376,15 @@ class Server:
             self._close(conn)
 
     def _close(self, conn: _Connection) -> None:
+        """Close conn and forget it at once, whatever is left in this turn's batch."""
+        if conn.closed:
+            return
+        conn.closed = True
+        self._connections.pop(conn.sock, None)
         try:
             self._selector.unregister(conn.sock)
-        except KeyError:  # waiting for a Pending answer
+        except (KeyError, ValueError):  # not registered: waiting for a Pending answer
             pass
-        del self._connections[conn.sock]
         conn.sock.close()
 
     # -- failures ----------------------------------------------------------------
@@ -368,3 +401,19 @@ class Server:
         )
         self._last_log = now
         self._unlogged = 0
+
+
+def described(e: BaseException) -> str:
+    """An exception's type and where it was raised: "IndexError at httpd.py:312 in _dispatch"."""
+    tb = e.__traceback__
+    while tb is not None and tb.tb_next is not None:
+        tb = tb.tb_next
+    if tb is None:
+        return type(e).__name__
+    code = tb.tb_frame.f_code
+    return "%s at %s:%d in %s" % (
+        type(e).__name__,
+        os.path.basename(code.co_filename),
+        tb.tb_lineno,
+        code.co_name,
+    )

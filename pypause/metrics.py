@@ -62,6 +62,11 @@ class Metrics:
         self.child_code: int | None = None
         self.in_grace = False
         self.server: httpd.Server | None = None
+        self.server_ended = False  # set by a metrics thread that ended; heartbeat() restarts it
+        self.thread_started = 0.0  # time.monotonic() of the last start of the thread
+        # serve()'s `bound`, to be called by the loop once a name's port is bound
+        self.bound: Callable[[], None] | None = None
+        self.binding_over = False  # set by the thread once bound or given up
         self.beats = 0
         self.beat_wanted = False  # set by /healthz, cleared by the loop's next beat
         self.registry = promclient.CollectorRegistry(auto_describe=False)
@@ -96,6 +101,12 @@ class Metrics:
         if self.beat_wanted:
             self.beat_wanted = False
             self.server.wake()  # type: ignore[union-attr]  # set when beats are wanted
+        if self.server_ended:
+            self.server_ended = False
+            _restart(self)
+        if self.binding_over and self.bound:
+            bound, self.bound = self.bound, None
+            bound()
 
     def grace_period(self) -> None:
         self.in_grace = True
@@ -198,6 +209,12 @@ class _HealthCheck(httpd.Pending):
         os.kill(os.getpid(), _signal.SIGCHLD)  # a reap pass: harmless, and it wakes the loop
 
     def poll(self) -> "Response | None":
+        # A wake-up may come from a beat that was under way when this check
+        # began (before `seen` was read); then ask again for the next one, and
+        # look once more, in case it came in between.
+        if self.metrics.beats > self.seen:
+            return _HEALTHY
+        self.metrics.beat_wanted = True
         return _HEALTHY if self.metrics.beats > self.seen else None
 
     def expire(self) -> "Response":
@@ -219,24 +236,40 @@ def _by_label(name: str, documentation: str, label: str, counts: "Mapping[str, i
     return family
 
 
-def serve(metrics: Metrics, host: "str | None", port: int) -> bool:
+def serve(
+    metrics: Metrics, host: "str | None", port: int, bound: "Callable[[], None] | None" = None
+) -> bool:
     """Serve `metrics` on host:port from a daemon thread. False if it cannot.
 
     `host` None: every interface, IPv6 and IPv4 (see httpd.listen). A host
     name is resolved in that thread, not here: a name server that does not
     answer must not hold up the loop. Metrics then appear once it resolves,
     or one error line says why they never will.
+
+    `bound()` is called once the port is bound or metrics gave up: before
+    this returns for an address, from the loop (a heartbeat, which the thread
+    asks for with a SIGCHLD) for a name. Never raises.
     """
     if host is None or httpd.is_address(host):
         server = _listen(metrics, host, port)
-        return server is not None and _start(metrics, server.serve_forever)
+        started = server is not None and _start(metrics, server.serve_forever)
+        if bound:
+            bound()
+        return started
 
     def resolve_then_serve() -> None:
         server = _listen(metrics, host, port)
+        metrics.binding_over = True
+        os.kill(os.getpid(), _signal.SIGCHLD)
         if server is not None:
             server.serve_forever()
 
-    return _start(metrics, resolve_then_serve)
+    metrics.bound = bound
+    if _start(metrics, resolve_then_serve):
+        return True
+    if bound:
+        bound()
+    return False
 
 
 def _listen(metrics: Metrics, host: "str | None", port: int) -> "httpd.Server | None":
@@ -263,8 +296,32 @@ def _listen(metrics: Metrics, host: "str | None", port: int) -> "httpd.Server | 
     return server
 
 
-def _start(metrics: Metrics, target: "Callable[[], None]") -> bool:
-    thread = threading.Thread(target=target, name="metrics", daemon=True)
+#: A metrics thread that ended is started again at most this often (seconds).
+RESTART_INTERVAL = 60.0
+
+
+def _start(metrics: Metrics, target: "Callable[[], None]", after: float = 0.0) -> bool:
+    """Run target() in the metrics thread, `after` seconds from now.
+
+    If the thread ends with a server in place (serve_forever() never returns,
+    so only through a bug it could not catch), it tells the loop with a
+    SIGCHLD, as /healthz does, and the loop's heartbeat starts another.
+    """
+
+    def run() -> None:
+        if after:
+            time.sleep(after)
+        try:
+            target()
+        finally:
+            if metrics.server is not None:
+                metrics.server_ended = True
+                os.kill(os.getpid(), _signal.SIGCHLD)
+
+    # No traceback from any thread: stderr is shared with the child, and a
+    # traceback's writes could block. One line through the log instead.
+    threading.excepthook = _thread_ended
+    thread = threading.Thread(target=run, name="metrics", daemon=True)
     try:
         thread.start()
     except RuntimeError as e:  # no thread to be had (a pids limit): PID 1 goes on
@@ -273,4 +330,25 @@ def _start(metrics: Metrics, target: "Callable[[], None]") -> bool:
             metrics.server = None
         log.error("metrics disabled: cannot start the server thread: %s" % e)
         return False
+    metrics.thread_started = time.monotonic()
     return True
+
+
+def _restart(metrics: Metrics) -> None:
+    """The metrics thread ended: another on the same listener, at most once per
+    RESTART_INTERVAL (it waits out the rest of the interval first)."""
+    wait = max(0.0, metrics.thread_started + RESTART_INTERVAL - time.monotonic())
+    log.error(
+        "metrics: the server thread ended; starting another%s"
+        % (" in %.0fs" % wait if wait else "")
+    )
+    _start(metrics, metrics.server.serve_forever, after=wait)  # type: ignore[union-attr]
+
+
+def _thread_ended(args: "Any") -> None:
+    """threading.excepthook: one log line instead of a traceback on stderr."""
+    if args.exc_type is SystemExit:
+        return
+    name = args.thread.name if args.thread is not None else "a thread"
+    what = httpd.described(args.exc_value) if args.exc_value is not None else args.exc_type
+    log.error("%s ended: %s" % (name, what))
