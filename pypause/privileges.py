@@ -19,7 +19,9 @@ def become(uid: int, gid: int) -> None:
     Leaving uid 0 for another clears every capability (permitted, effective,
     ambient). It also clears the parent-death signal, pypause's own (-p) or
     the one it inherited (`unshare --kill-child`, a runtime's shim): asked
-    for again here, and sent at once if the parent died in between.
+    for again here, and sent at once if the parent died in between (which a
+    PID 1 cannot see: its parent is outside its namespace, and getppid() says
+    0 either way; the window is the few microseconds between the prctl calls).
     """
     if os.getresuid() == (uid,) * 3 and os.getresgid() == (gid,) * 3 and not os.getgroups():
         return  # already: setgroups() would need a privilege for nothing
