@@ -273,3 +273,16 @@ class Lines:
     def count(self, text):
         with self._cond:
             return self.lines.count(text)
+
+
+def all_threads_asleep(pid):
+    """True if every thread of `pid` sleeps in a system call (its syscall file
+    shows a number, not "running")."""
+    for tid in os.listdir("/proc/%d/task" % pid):
+        try:
+            with open("/proc/%d/task/%s/syscall" % (pid, tid)) as f:
+                if f.read().split()[0] == "running":
+                    return False
+        except (OSError, IndexError):
+            return False
+    return True

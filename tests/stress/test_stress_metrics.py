@@ -13,7 +13,7 @@ import time
 
 import pytest
 
-from stress_support import (PYPAUSE, children, fd_count, get, listen_overflows, measured,
+from stress_support import (PYPAUSE, all_threads_asleep, children, fd_count, get, listen_overflows, measured,
                             port_from, samples, scaled, storm, thread_count, value, wait_for)
 from support import needs_pidns, wait_until_idle
 
@@ -30,6 +30,9 @@ def test_scrapers_and_idle_connections_during_an_orphan_storm(pidns):
     assert get(port, "/healthz")[0] == 200
     wait_for(lambda: thread_count(ns.pid) == 2, what="the first scrape's thread to end")
     wait_until_idle(ns.pid)
+    # The HTTP thread closes the /healthz connection just after the client has
+    # its answer: the baseline once it sleeps again (then that one is closed).
+    wait_for(lambda: all_threads_asleep(ns.pid), what="every thread of pypause to sleep")
     threads0, fds0 = thread_count(ns.pid), fd_count(ns.pid)
 
     idle = []

@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from stress_support import (PYPAUSE, TRICKLE, Lines, children, fd_count, measured, port_from,
+from stress_support import (PYPAUSE, TRICKLE, Lines, all_threads_asleep, children, fd_count, measured, port_from,
                             rss_kib, samples, scaled, stop, thread_count, value, wait_for)
 from support import context_switches, needs_pidns, wait_until_idle
 
@@ -53,7 +53,7 @@ def _soak(ns, port, trickle):
         wait_until_idle(ns.pid)
         # The HTTP thread too: it closes the last scrape's connection after the
         # client has its answer, and only then goes back to sleep.
-        wait_for(lambda: _all_threads_asleep(ns.pid), timeout=10,
+        wait_for(lambda: all_threads_asleep(ns.pid), timeout=10,
                  what="every thread of pypause to sleep in a system call")
         before = context_switches(ns.pid)
         time.sleep(QUIET)  # nothing to poll: this is the window being measured
@@ -107,19 +107,6 @@ def _soak(ns, port, trickle):
              "windows of %d s: %r" % (DURATION, made, scrapes, baseline_rss, after_rss,
                                       max(rss), baseline_fds, after_fds, len(wakeups),
                                       QUIET, wakeups))
-
-
-def _all_threads_asleep(pid):
-    """True if every thread of `pid` sleeps in a system call (its syscall file
-    shows a number, not "running")."""
-    for tid in os.listdir("/proc/%d/task" % pid):
-        try:
-            with open("/proc/%d/task/%s/syscall" % (pid, tid)) as f:
-                if f.read().split()[0] == "running":
-                    return False
-        except (OSError, IndexError):
-            return False
-    return True
 
 
 def _reaped(port):
