@@ -69,8 +69,8 @@ def main(
         except OSError as e:  # fork() itself failed: EAGAIN at a pids limit, ENOMEM
             log.error("cannot start %r: fork failed: %s" % (config.command[0], e.strerror))
             return 1
-    # An init must not keep a mount busy through its working directory; now,
-    # before anything else, so that nothing the child runs sees it elsewhere.
+    # An init must not keep a mount busy through its working directory (in init
+    # mode spawn() left it already, before the fork, where it could).
     os.chdir("/")
     if main_pid:
         closed = spawn.close_inherited_fds()

@@ -155,12 +155,34 @@ def _in_foreground() -> bool:
         return False
 
 
+def _leave_working_directory() -> "int | None":
+    """Move pypause to `/`; return a descriptor of where it was, for the child.
+
+    Before the fork, not after: after it, the parent copies pages on every
+    write (Python writes reference counts everywhere), and a child that looks
+    at once could see pypause still in the old directory. None (pypause stays
+    where it is, for main() to leave after the fork) if it cannot be opened.
+    """
+    try:
+        cwd = os.open(".", os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+    except OSError:
+        return None
+    try:
+        os.chdir("/")
+    except OSError:
+        os.close(cwd)
+        return None
+    return cwd
+
+
 def spawn(argv: list[str], inherited: InheritedSignals) -> int:
     """Fork and exec `argv` (PATH is searched) with the inherited signal state.
 
     The child leads a new process group and, if pypause owns the terminal's
     foreground, becomes the foreground group; if LISTEN_PID names pypause
-    (socket activation), the child's names the child. Return the child's PID.
+    (socket activation), the child's names the child. pypause itself is in
+    `/` when this returns; the child runs in the directory pypause was started
+    in. Return the child's PID.
     If the exec fails, the child reports why on stderr and exits with 127 (not
     found) or 126 (found but not runnable); the caller learns of it as of any
     other exit status. Must be called while every
@@ -172,12 +194,17 @@ def spawn(argv: list[str], inherited: InheritedSignals) -> int:
     # Socket activation (systemd's protocol, which podman speaks): fds meant
     # for "LISTEN_PID" are the child's to use, so it must name the child.
     activated = os.environ.get("LISTEN_PID") == str(os.getpid())
+    cwd = _leave_working_directory()
     pid = os.fork()
     if pid:
         _own_group(pid)  # also here: a -g forward may come before the child runs
+        if cwd is not None:
+            os.close(cwd)
         return pid
     status = 126
     try:
+        if cwd is not None:
+            os.fchdir(cwd)  # close-on-exec: the child does not inherit the descriptor
         _own_group(0)
         if foreground:
             _take_terminal()
