@@ -46,6 +46,8 @@ if TYPE_CHECKING:
 MAX_CONNECTIONS = 64
 DEADLINE = 5.0
 MAX_REQUEST = 8192
+#: A head of MAX_REQUEST bytes and its terminator: what a connection may buffer.
+_MAX_BUFFERED = MAX_REQUEST + len(b"\r\n\r\n")
 BACKOFF = 1.0
 LOG_INTERVAL = 60.0
 #: accept() errors that say "not now": no descriptor or memory to give.
@@ -297,8 +299,8 @@ class Server:
         return False
 
     def _read(self, conn: _Connection) -> None:
-        try:
-            data = conn.sock.recv(MAX_REQUEST + 1)
+        try:  # never more than a whole head and its terminator
+            data = conn.sock.recv(_MAX_BUFFERED - len(conn.request))
         except OSError:  # ECONNRESET and the like: the client is gone
             data = b""
         if not data:
@@ -308,7 +310,7 @@ class Server:
         end = conn.request.find(b"\r\n\r\n")
         if end < 0:
             end = conn.request.find(b"\n\n")  # bare LFs, as a hand-typed request has
-        if end < 0 and len(conn.request) <= MAX_REQUEST:
+        if end < 0 and len(conn.request) < _MAX_BUFFERED:
             return  # more to come
         if end < 0 or end > MAX_REQUEST:
             self.errors += 1
