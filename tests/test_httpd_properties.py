@@ -80,6 +80,8 @@ ROUTES = {"/ok": (200, b"ok\n"), "/big": (200, BIG), "/missing": (404, b"not fou
           "/boom": (500, b"internal error\n"), "/later": LATER}
 LATER_ANSWERS = {(200, b"later\n"), (503, b"expired\n")}
 LATER_TIMEOUT = 2.0  # as metrics.HEALTH_TIMEOUT
+#: What a Rig patches in httpd, as it is: each Rig checks it finds them so.
+UNPATCHED = (httpd.time, httpd.log, httpd.MAX_CONNECTIONS)
 
 
 def fd_count():
@@ -158,10 +160,30 @@ class Rig:
     """
 
     def __init__(self, cap=None, respond=None, sndbuf=None, count_connections=False):
+        assert (httpd.time, httpd.log, httpd.MAX_CONNECTIONS) == UNPATCHED, \
+            "an earlier Rig left httpd patched"
         self.clock = Clock()
         self.swallowed = []
         self.logged = []
         self.laters = []
+        self.clients = []
+        self.fds_before = fd_count()
+        # (those of earlier examples that failed live on in their tracebacks)
+        self.connections_before = live_connections() if count_connections else None
+        # Sockets first, patches last: nothing can fail once httpd is patched.
+        self.listener, _ = httpd.listen("127.0.0.1", 0)
+        try:
+            if sndbuf:  # inherited by every accepted socket: a large answer takes many sends
+                self.listener.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, sndbuf)
+            self.port = self.listener.getsockname()[1]
+            self.server = httpd.Server(self.listener, respond or self.respond)
+        except BaseException:
+            self.listener.close()
+            raise
+        # The one private the rig touches: the selector, to order its batches.
+        self.batches = Batches(self.server._selector)
+        self.server._selector = self.batches
+        self.fds_idle = fd_count()
         self._patches = contextlib.ExitStack()
         self._patches.enter_context(mock.patch.object(httpd, "time", self.clock))
         self._patches.enter_context(mock.patch.object(
@@ -176,19 +198,6 @@ class Rig:
         if cap is not None:
             self._patches.enter_context(mock.patch.object(httpd, "MAX_CONNECTIONS", cap))
         self.cap = httpd.MAX_CONNECTIONS
-        self.fds_before = fd_count()
-        # (those of earlier examples that failed live on in their tracebacks)
-        self.connections_before = live_connections() if count_connections else None
-        self.listener, _ = httpd.listen("127.0.0.1", 0)
-        if sndbuf:  # inherited by every accepted socket: a large answer takes many sends
-            self.listener.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, sndbuf)
-        self.port = self.listener.getsockname()[1]
-        self.server = httpd.Server(self.listener, respond or self.respond)
-        # The one private the rig touches: the selector, to order its batches.
-        self.batches = Batches(self.server._selector)
-        self.server._selector = self.batches
-        self.fds_idle = fd_count()
-        self.clients = []
 
     def respond(self, method, path, headers):
         route = ROUTES.get(path, (404, b"not found\n"))
@@ -241,12 +250,14 @@ class Rig:
         return client
 
     def close(self):
-        for c in self.clients:
-            c.close()
-        for conn in self.connections():  # only after a failure: a clean run leaves none
-            conn.sock.close()
-        self.server.close()
-        self._patches.close()
+        try:
+            for c in self.clients:
+                c.close()
+            for conn in self.connections():  # only after a failure: a clean run leaves none
+                conn.sock.close()
+            self.server.close()
+        finally:
+            self._patches.close()
 
 
 def split(data, cuts):
@@ -1139,10 +1150,18 @@ def test_healthz_is_200_whatever_the_interleaving_while_the_loop_is_alive(client
     try:
         with mock.patch.object(metrics, "time", rig.clock), \
                 mock.patch.object(metrics, "os", fake_os):
+            # Every client accepted, then every request in its socket, before the
+            # two threads start: each is read at the HTTP thread's turn.
             socks = [rig.connect(data=b"GET /healthz HTTP/1.1\r\n\r\n") for _ in range(clients)]
+            rig.turn_until(lambda: len(rig.connections()) == clients, "accepts")
             for c in socks:
                 c.send_next()
-            rig.step()  # every one accepted; each request is read at the HTTP thread's turn
+            for _ in range(200):
+                if {conn.sock for conn in rig.connections()} <= set(rig.batches.ready()):
+                    break
+                rig.wait(timeout=0.01)
+            else:
+                raise AssertionError("the requests did not arrive")
 
             def loop():
                 while True:
