@@ -12,7 +12,8 @@ from support import Init, PidNamespace, needs_pidns, stop, unprivileged_pypause
 # A developer's exported PYPAUSE_METRICS_ADDR or PYPAUSE_GRACE_PERIOD would
 # change what every test observes: gone before any test module reads
 # os.environ, and again after each test (see scrub_pypause_variables).
-for _name in [n for n in os.environ if n.startswith("PYPAUSE_")]:
+# PYPAUSE_STRESS is the suite's own (long stress versions), not pypause's.
+for _name in [n for n in os.environ if n.startswith("PYPAUSE_") and n != "PYPAUSE_STRESS"]:
     del os.environ[_name]
 # Nor a developer's PYTHON* variables (PYTHONUNBUFFERED, say): with one,
 # pypause re-executes itself isolated from them (tests/test_isolation.py
@@ -24,7 +25,7 @@ for _name in [n for n in os.environ if n.startswith("PYTHON")]:
 @pytest.fixture(autouse=True)
 def scrub_pypause_variables(monkeypatch):
     """No PYPAUSE_* variable reaches a test but those it sets itself."""
-    for name in [n for n in os.environ if n.startswith("PYPAUSE_")]:
+    for name in [n for n in os.environ if n.startswith("PYPAUSE_") and n != "PYPAUSE_STRESS"]:
         monkeypatch.delenv(name)
     yield
 
