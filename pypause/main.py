@@ -2,9 +2,10 @@
 
 What is loaded when: until the child runs, only what starting it needs, all
 of it on C modules (`_signal`, not `signal`, which imports enum): the command
-line (cli), log lines (log), the signal sets (signals) and fork/exec (spawn).
-The loop, the process title and the metrics are imported in serve(), once
-the child runs. tests/test_transparency.py pins this.
+line (cli), log lines (log), the signal sets (signals) and fork/exec (spawn),
+after the command script's pypause.isolation. The loop, the process title
+and the metrics are imported in serve(), once the child runs.
+tests/test_transparency.py pins this.
 """
 
 import _signal

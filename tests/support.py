@@ -2,6 +2,7 @@
 
 import os
 import re
+import select
 import shutil
 import signal
 import subprocess
@@ -29,6 +30,20 @@ with open(PYPAUSE, "rb") as _script:
 def helper(name, *args):
     """argv that runs tests/helpers/NAME.py with this interpreter."""
     return [sys.executable, os.path.join(HELPERS, name + ".py"), *map(str, args)]
+
+
+def read_line(stream, deadline):
+    """The next line of an unbuffered pipe, or what came of it by `deadline`."""
+    line = b""
+    while not line.endswith(b"\n"):
+        left = deadline - time.monotonic()
+        if left <= 0 or not select.select([stream], [], [], left)[0]:
+            break
+        byte = stream.read(1)
+        if not byte:
+            break
+        line += byte
+    return line
 
 
 def wait_for(condition, timeout=10.0, what="condition", interval=0.01):

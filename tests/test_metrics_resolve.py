@@ -13,7 +13,6 @@ forwarded no signal and reaped no orphan.
 
 import os
 import re
-import select
 import shutil
 import signal
 import subprocess
@@ -22,7 +21,7 @@ import time
 
 import pytest
 
-from support import PYPAUSE, helper, port_from, wait_for
+from support import PYPAUSE, helper, port_from, read_line, wait_for
 
 pytestmark = [
     pytest.mark.timeout(60),
@@ -69,20 +68,6 @@ def nameserver(procs, tmp_path):
     def start(mode, resolv_options="", delay=0.0):
         return NameServer(procs, tmp_path, mode, resolv_options, delay)
     return start
-
-
-def read_line(stream, deadline):
-    """The next line of an unbuffered pipe, or what came of it by `deadline`."""
-    line = b""
-    while not line.endswith(b"\n"):
-        left = deadline - time.monotonic()
-        if left <= 0 or not select.select([stream], [], [], left)[0]:
-            break
-        byte = stream.read(1)
-        if not byte:
-            break
-        line += byte
-    return line
 
 
 def line_with(stream, text, seconds):

@@ -9,7 +9,6 @@ is left alone: the app runs as pypause was started. Observed from outside:
 
 import os
 import random
-import select
 import signal
 import socket
 import subprocess
@@ -20,7 +19,7 @@ import urllib.request
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from support import (PYPAUSE, helper, needs_pidns, port_from, stat_fields,
+from support import (PYPAUSE, helper, needs_pidns, port_from, read_line, stat_fields,
                      wait_for, wait_until_idle)
 
 pytestmark = [
@@ -61,20 +60,6 @@ def every_thread_is(pid, expected, threads=2):
     thread too) has `expected` credentials."""
     found = status(pid)
     return len(found) >= threads and all(credentials(t) == expected for t in found.values())
-
-
-def read_line(stream, deadline):
-    """The next line of an unbuffered pipe, or what came of it by `deadline`."""
-    line = b""
-    while not line.endswith(b"\n"):
-        left = deadline - time.monotonic()
-        if left <= 0 or not select.select([stream], [], [], left)[0]:
-            break
-        byte = stream.read(1)
-        if not byte:
-            break
-        line += byte
-    return line
 
 
 def samples(port):
