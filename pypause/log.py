@@ -15,7 +15,6 @@ whether a write would block; a tty's buffer and a file do not fill up behind
 our back the way a stalled log collector's pipe does.
 """
 
-import errno
 import os
 import sys
 import time
@@ -141,6 +140,8 @@ def _write(line: bytes) -> bool:
         except BlockingIOError:
             return False
         except OSError as e:
+            import errno  # only on this path: loading it is a start-up cost
+
             if e.errno not in (errno.EOPNOTSUPP, errno.EINVAL, errno.ENOSYS, errno.ESPIPE):
                 raise
             _nowait = False  # a tty or a file, or an old kernel: poll from now on

@@ -10,7 +10,7 @@ SIGCHLD is among the signals it waits for).
 import _signal
 import os
 
-from pypause import log, shutdown, signals
+from pypause import log, signals
 from pypause.reaper import Reaper
 
 #: typing-only imports without importing typing at run time (mypy: always_true).
@@ -172,6 +172,8 @@ def _give_terminal(main_pid: int) -> None:
 def _finish(config: "Config", main_pid: int, reaper: Reaper, code: int, events: "Observer") -> int:
     """The main child exited with `code`: deal with the rest, then say how to exit."""
     if config.grace_period is not None:
+        from pypause import shutdown  # only now: most runs never have a grace period
+
         events.grace_period()
         shutdown.grace(main_pid, reaper, config.grace_period)  # never raises
     if code in config.expect_exit:

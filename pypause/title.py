@@ -5,10 +5,16 @@ __init__, which imports `logging` (and with it traceback, tokenize, threading,
 re...): ~8 ms and ~1.4 MB on every start, for a fallback we never use. Its
 compiled module `setproctitle._setproctitle` does not need the package, so it
 is loaded directly from the installed package's directory.
+
+The loading machinery comes from the import system's own modules, which every
+interpreter has loaded before any code runs; importlib.machinery only
+re-exports them, and importing it runs importlib/__init__ (and `warnings`):
+~0.7 ms.
 """
 
 import os
-from importlib.machinery import EXTENSION_SUFFIXES, ExtensionFileLoader, ModuleSpec, PathFinder
+from _frozen_importlib import ModuleSpec
+from _frozen_importlib_external import EXTENSION_SUFFIXES, ExtensionFileLoader, PathFinder
 
 #: typing-only imports without importing typing at run time (mypy: always_true).
 TYPE_CHECKING = False

@@ -164,10 +164,11 @@ def test_start_up_imports_nothing_optional(init):
         "enum", "signal", "re", "typing", "collections", "functools", "importlib.machinery",
         "pypause.loop", "pypause.title", "pypause.reaper", "pypause.shutdown",
         *(["ctypes"] if as_pid1 else [])}
-    # Ever, without metrics: nothing optional.
+    # Ever, without metrics or a grace period: nothing optional.
     assert not loaded["at exit"] & {
         "prometheus_client", "re", "json", "argparse", "logging", "dataclasses", "enum",
-        "threading", "http.server", "socket", "selectors"}
+        "threading", "http.server", "socket", "selectors", "importlib", "warnings",
+        "pypause.shutdown", "select"}
 
 
 # Starts argv[2:] with file descriptor argv[1] (or the file argv[1] names,
