@@ -15,11 +15,11 @@ if TYPE_CHECKING:
     class Observer(Protocol):
         """What the loop reports to: Events, metrics.Metrics, or Guarded."""
 
-        needs_comm: bool
+        inspects_orphans: bool
 
         def signal_received(self, signum: int) -> None: ...
         def signal_forwarded(self, signum: int) -> None: ...
-        def orphan_reaped(self, comm: "str | None") -> None: ...
+        def orphan_reaped(self, comm: "str | None", container: "str | None") -> None: ...
         def child_exited(self, code: int) -> None: ...
         def heartbeat(self) -> None: ...
         def grace_period(self) -> None: ...
@@ -39,11 +39,11 @@ class Events:
     """What the loop reports as it goes; this default reports nothing.
 
     metrics.Metrics has the same methods and counts what they report.
-    `needs_comm` asks the loop to read each orphan's command name before
-    reaping it.
+    `inspects_orphans` asks the loop to read each orphan's command name and
+    container (containers.py) before reaping it.
     """
 
-    needs_comm = False
+    inspects_orphans = False
 
     def signal_received(self, signum: int) -> None:
         pass
@@ -51,7 +51,7 @@ class Events:
     def signal_forwarded(self, signum: int) -> None:
         pass
 
-    def orphan_reaped(self, comm: "str | None") -> None:
+    def orphan_reaped(self, comm: "str | None", container: "str | None") -> None:
         pass
 
     def child_exited(self, code: int) -> None:
@@ -75,13 +75,13 @@ class Guarded:
 
         def signal_received(self, signum: int) -> None: ...
         def signal_forwarded(self, signum: int) -> None: ...
-        def orphan_reaped(self, comm: "str | None") -> None: ...
+        def orphan_reaped(self, comm: "str | None", container: "str | None") -> None: ...
         def child_exited(self, code: int) -> None: ...
         def heartbeat(self) -> None: ...
         def grace_period(self) -> None: ...
 
     def __init__(self, observer: "Observer") -> None:
-        self.needs_comm = observer.needs_comm
+        self.inspects_orphans = observer.inspects_orphans
         self._told = False
         for name in _METHODS:
             setattr(self, name, self._guard(getattr(observer, name)))

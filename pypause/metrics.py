@@ -22,7 +22,7 @@ import os
 import threading
 import time
 
-from pypause import __version__, httpd, log, procfs, promclient, signals
+from pypause import __version__, containers, httpd, log, procfs, promclient, signals
 from pypause.promclient import CounterMetricFamily, GaugeMetricFamily
 
 #: typing-only imports without importing typing at run time (mypy: always_true).
@@ -33,8 +33,13 @@ if TYPE_CHECKING:
 
     from pypause.httpd import Response
 
-#: Distinct `comm` label values kept; the rest are counted as comm="other".
-MAX_COMMS = 64
+#: Distinct label values kept by a counter of orphans (by command name, by
+#: container); the rest are counted under "other".
+MAX_COMMS = MAX_CONTAINERS = 64
+#: (parent command, container) pairs shown by the gauge of zombies held by
+#: their parent: those that hold the most; the rest are summed under
+#: ("other", "other").
+MAX_HOLDERS = 64
 #: Seconds /healthz waits for the loop to answer before saying 503.
 HEALTH_TIMEOUT = 2.0
 #: Signals whose counters exist from the start: the ones that stop a container.
@@ -49,13 +54,14 @@ _INDEX = (
 class Metrics:
     """The loop's events, counted for Prometheus. Methods are called by the loop."""
 
-    needs_comm = True  # orphans are counted by command name
+    inspects_orphans = True  # orphans are counted by command name and container
 
     def __init__(self, mode: str) -> None:
         self.mode = mode
         self.started = time.time()
         self.reaped = 0
         self.reaped_by_comm: dict[str, int] = {}
+        self.reaped_by_container: dict[str, int] = {}
         self.received = dict.fromkeys(_SHUTDOWN, 0)
         self.forwarded = dict.fromkeys(_SHUTDOWN, 0)
         # init mode: the main child's exit code, once it exited
@@ -82,16 +88,10 @@ class Metrics:
         name = signals.name(signum)
         self.forwarded[name] = self.forwarded.get(name, 0) + 1
 
-    def orphan_reaped(self, comm: "str | None") -> None:
+    def orphan_reaped(self, comm: "str | None", container: "str | None") -> None:
         self.reaped += 1
-        comm = comm or "unknown"
-        counts = self.reaped_by_comm
-        if comm in counts:
-            counts[comm] += 1
-        elif len(counts) < MAX_COMMS:
-            counts[comm] = 1
-        else:
-            counts["other"] = counts.get("other", 0) + 1
+        _count(self.reaped_by_comm, comm or "unknown", MAX_COMMS)
+        _count(self.reaped_by_container, container or containers.NONE, MAX_CONTAINERS)
 
     def child_exited(self, code: int) -> None:
         self.child_code = code
@@ -141,6 +141,12 @@ class Metrics:
             self.reaped_by_comm,
         )
         yield _by_label(
+            "pypause_zombies_reaped_by_container",
+            "Processes reaped that were not the main child, by the container they ran in",
+            "container_id",
+            self.reaped_by_container,
+        )
+        yield _by_label(
             "pypause_signals_received", "Signals received by pypause", "signal", self.received
         )
         if self.mode == "init":
@@ -186,13 +192,14 @@ class Metrics:
             )
         census = procfs.census(os.getpid())
         if census is not None:  # no /proc of our own: report what we can
-            processes, zombies = census
+            processes, zombies, parents = census
             yield _gauge(
                 "pypause_processes", "Processes visible in pypause's PID namespace", processes
             )
             yield _gauge(
                 "pypause_zombies", "Zombies whose parent is pypause, not yet reaped", zombies
             )
+            yield _held(parents)
 
 
 _HEALTHY = (200, "text/plain", b"ok\n")
@@ -227,6 +234,42 @@ def _counter(name: str, documentation: str, value: float) -> "Any":
 
 def _gauge(name: str, documentation: str, value: float) -> "Any":
     return GaugeMetricFamily(name, documentation, value=value)
+
+
+def _count(counts: "dict[str, int]", value: str, limit: int) -> None:
+    """One more for `value`, or for "other" once `limit` values are kept."""
+    if value in counts:
+        counts[value] += 1
+    elif len(counts) < limit:
+        counts[value] = 1
+    else:
+        counts["other"] = counts.get("other", 0) + 1
+
+
+def _held(parents: "Mapping[int, tuple[str | None, int]]") -> "Any":
+    """The gauge of zombies held by a live parent other than pypause (procfs.census's
+    third figure): by the parent's command name and container, the MAX_HOLDERS
+    pairs that hold the most."""
+    pairs: dict[tuple[str, str], int] = {}
+    for ppid, (comm, count) in parents.items():
+        if comm is None:  # a parent outside our namespace, or gone since
+            key = ("unknown", containers.NONE)
+        else:
+            key = (comm, containers.of(ppid, True))
+        pairs[key] = pairs.get(key, 0) + count
+    ranked = sorted(pairs.items(), key=lambda pair: pair[1], reverse=True)
+    family = GaugeMetricFamily(
+        "pypause_zombies_held_by_parent",
+        "Zombies whose parent is alive and is not pypause (only that parent can reap them), "
+        "by the parent's command name and container",
+        labels=["parent_comm", "container_id"],
+    )
+    for (comm, container), count in sorted(ranked[:MAX_HOLDERS]):
+        family.add_metric([comm, container], count)
+    rest = sum(count for _, count in ranked[MAX_HOLDERS:])
+    if rest:
+        family.add_metric(["other", "other"], rest)
+    return family
 
 
 def _by_label(name: str, documentation: str, label: str, counts: "Mapping[str, int]") -> "Any":

@@ -79,14 +79,56 @@ def comm(pid: int) -> "str | None":
         os.close(fd)
 
 
-def census(parent: int) -> "tuple[int, int] | None":
-    """(processes visible, zombies whose parent is `parent`), or None without
-    a /proc of our own."""
+#: /proc/PID/cgroup is read up to this size (a line per hierarchy, each path
+#: up to PATH_MAX): what a process makes of its cgroup names stays bounded.
+_CGROUP_MAX = 64 * 1024
+
+
+def cgroup(pid: int) -> "bytes | None":
+    """The contents of /proc/PID/cgroup, or None (no /proc of our own, `pid` gone)."""
+    if not ours():
+        return None
+    try:
+        fd = os.open("/proc/%d/cgroup" % pid, os.O_RDONLY | os.O_CLOEXEC)
+    except OSError:
+        return None
+    try:
+        chunks = []
+        size = 0
+        while size < _CGROUP_MAX:
+            chunk = os.read(fd, _CGROUP_MAX - size)
+            if not chunk:
+                break
+            chunks.append(chunk)
+            size += len(chunk)
+        return b"".join(chunks)
+    except OSError:
+        return None
+    finally:
+        os.close(fd)
+
+
+def census(parent: int) -> "tuple[int, int, dict[int, tuple[str | None, int]]] | None":
+    """What one pass over /proc finds: (processes visible, zombies whose parent
+    is `parent`, {PID: (its comm, zombies whose parent it is)} for every other
+    parent of a zombie), or None without a /proc of our own.
+
+    An other parent's comm is None if it is not in our namespace (PID 0: a
+    process that entered it from outside had the zombie) or is gone by now.
+    """
     try:
         found = processes()
     except OSError:
         return None
     if found is None:
         return None
-    zombies = sum(1 for _, state, ppid, _ in found.values() if state == "Z" and ppid == parent)
-    return len(found), zombies
+    own = 0
+    held: dict[int, int] = {}
+    for _, state, ppid, _ in found.values():
+        if state == "Z":
+            if ppid == parent:
+                own += 1
+            else:
+                held[ppid] = held.get(ppid, 0) + 1
+    parents = {ppid: (found[ppid][0] if ppid in found else None, n) for ppid, n in held.items()}
+    return len(found), own, parents

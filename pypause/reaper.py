@@ -25,9 +25,9 @@ def exit_code(status: int) -> int:
 class Reaper:
     """Reaps the children of pypause; tells the main child apart from orphans.
 
-    `main_pid` is None in pause mode. With `needs_comm`, each orphan is first
-    looked at without being reaped (waitid WNOWAIT) so that its /proc entry
-    still exists to give its command name.
+    `main_pid` is None in pause mode. With `inspects_orphans`, each orphan is
+    first looked at without being reaped (waitid WNOWAIT) so that its /proc
+    entry still exists to give its command name and its container.
 
     `events` hears of each reap only after the main child's status is kept;
     an observer that may raise comes wrapped in events.Guarded.
@@ -39,7 +39,11 @@ class Reaper:
         self.main_pid = main_pid
         self.events = events
         self.warn_on_reap = warn_on_reap
-        self.needs_comm = events.needs_comm or warn_on_reap
+        self.inspects_orphans = events.inspects_orphans or warn_on_reap
+        if self.inspects_orphans:
+            from pypause import containers  # only here: nothing else needs it
+
+            self._container_of = containers.of
         # Stops are only of interest for the main child (job control).
         self._stopped = os.WUNTRACED if main_pid else 0
 
@@ -54,7 +58,7 @@ class Reaper:
             reaped = self._next()
             if reaped is None:
                 break
-            pid, status, comm = reaped
+            pid, status, comm, container = reaped
             if os.WIFSTOPPED(status):
                 if pid == self.main_pid:
                     stop = os.WSTOPSIG(status)
@@ -62,21 +66,29 @@ class Reaper:
                 code = exit_code(status)
                 log.debug("main child exited", pid=pid, status=code)
             else:
-                self.events.orphan_reaped(comm)
+                self.events.orphan_reaped(comm, container)
                 if self.warn_on_reap:
-                    log.warning("reaped zombie", pid=pid, comm=comm, status=exit_code(status))
+                    log.warning(
+                        "reaped zombie",
+                        pid=pid,
+                        comm=comm,
+                        status=exit_code(status),
+                        container_id=container,
+                    )
                 elif log.threshold >= log.DEBUG:  # the hot path of a storm
                     log.debug("reaped orphan", pid=pid, status=exit_code(status))
         if code is not None:
             self.events.child_exited(code)
         return code, stop
 
-    def _next(self) -> "tuple[int, int, str | None] | None":
-        """(pid, wait status, comm) of one child that changed state, or None."""
+    def _next(self) -> "tuple[int, int, str | None, str | None] | None":
+        """(pid, wait status, comm, container) of one child that changed state,
+        or None. comm and container are None for the main child and unless
+        orphans are inspected."""
         try:
-            if not self.needs_comm:
+            if not self.inspects_orphans:
                 pid, status = os.waitpid(-1, os.WNOHANG | self._stopped)
-                return (pid, status, None) if pid else None
+                return (pid, status, None, None) if pid else None
             info = os.waitid(
                 os.P_ALL,
                 0,
@@ -85,8 +97,11 @@ class Reaper:
             if info is None:
                 return None
             pid = info.si_pid
-            comm = procfs.comm(pid) if pid != self.main_pid else None
+            comm = container = None
+            if pid != self.main_pid:
+                comm = procfs.comm(pid)
+                container = self._container_of(pid, False)
             pid, status = os.waitpid(pid, os.WNOHANG | self._stopped)
-            return (pid, status, comm) if pid else None
+            return (pid, status, comm, container) if pid else None
         except ChildProcessError:
             return None

@@ -229,6 +229,41 @@ def pid1_of(unshare_proc):
     return wait_for(child, what="unshare to fork PID 1")
 
 
+def metric_samples(port):
+    """{(name, frozenset(labels)): value} of one scrape of pypause's /metrics."""
+    import urllib.request
+
+    from prometheus_client.parser import text_string_to_metric_families
+
+    with urllib.request.urlopen("http://127.0.0.1:%d/metrics" % port, timeout=10) as r:
+        assert r.status == 200
+        text = r.read().decode()
+    return {(s.name, frozenset(s.labels.items())): s.value
+            for family in text_string_to_metric_families(text) for s in family.samples}
+
+
+def cgroup_mounts():
+    """{"unified": the cgroup v2 mount, "pids": the cgroup v1 pids mount}, those there are."""
+    found = {}
+    with open("/proc/self/mountinfo") as f:
+        for line in f:
+            fields = line.split()
+            kind = fields[fields.index("-") + 1]
+            if kind == "cgroup2":
+                found.setdefault("unified", fields[4])
+            elif kind == "cgroup" and "pids" in fields[-1].split(","):
+                found.setdefault("pids", fields[4])
+    return found
+
+
+def entering_cgroups(directories, argv):
+    """`argv` prefixed so that it runs in each cgroup of `directories` from its
+    first instruction."""
+    script = ('n=$1; shift; while [ "$n" -gt 0 ]; do echo $$ > "$1/cgroup.procs" || exit 125; '
+              'shift; n=$((n - 1)); done; exec "$@"')
+    return ["sh", "-c", script, "sh", str(len(directories)), *directories, *argv]
+
+
 def _can_unshare():
     if shutil.which("unshare") is None:
         return "unshare(1) is not installed"

@@ -11,9 +11,9 @@ import urllib.error
 import urllib.request
 
 import pytest
-from prometheus_client.parser import text_string_to_metric_families
 
 from support import PYPAUSE, helper, needs_pidns, port_from, wait_for, wait_until_idle
+from support import metric_samples as samples
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -25,14 +25,6 @@ def get(port, path="/metrics", headers=None):
             return r.status, r.headers, r.read().decode()
     except urllib.error.HTTPError as e:
         return e.code, e.headers, e.read().decode()
-
-
-def samples(port):
-    """{(name, frozenset(labels)): value} of one scrape."""
-    status, _, text = get(port)
-    assert status == 200
-    return {(s.name, frozenset(s.labels.items())): s.value
-            for family in text_string_to_metric_families(text) for s in family.samples}
 
 
 def reaped(port, comm):

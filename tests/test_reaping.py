@@ -83,7 +83,7 @@ from pypause.events import Guarded
 from pypause.reaper import Reaper
 
 class Broken:
-    needs_comm = True
+    inspects_orphans = True
     def __getattr__(self, name):
         def fail(*args):
             raise RuntimeError("observer bug in " + name)
