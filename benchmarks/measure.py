@@ -388,12 +388,19 @@ def metrics_served(script, timeout, log_fd):
         )
 
 
-def metrics_cost(script, python, scrapes, orphans, repeats, grace, log_fd, results):
-    """6. /metrics scrape latency, and what metrics add to reaping.
+#: Processes in the namespace for the crowded scrape: the init included.
+CROWD = 1000
 
-    Metrics on, pypause reads each orphan's command name before reaping it:
-    the zombie storm shows that cost alone, the exit storm scraped 10 times
-    a second adds the scrapes that fall into it.
+
+def metrics_cost(script, python, scrapes, orphans, repeats, grace, log_fd, results):
+    """6. /metrics scrape latency, alone and with CROWD processes in the namespace
+    (some of them parents that hold zombies: each scrape reads every process's
+    /proc entry, and the cgroup of each such parent), and what metrics add to
+    reaping.
+
+    Metrics on, pypause reads each orphan's command name and cgroup before
+    reaping it: the zombie storm shows that cost alone, the exit storm
+    scraped 10 times a second adds the scrapes that fall into it.
     """
     with Session(log_fd) as session:
         proc = session.start([script, "--metrics-addr", inits.METRICS_ADDR])
@@ -409,6 +416,28 @@ def metrics_cost(script, python, scrapes, orphans, repeats, grace, log_fd, resul
         session.stop(proc)
         results.set("scrape_median_ms", "pypause", statistics.median(latencies) / 1e6)
         results.set("scrape_p99_ms", "pypause", p99(latencies) / 1e6)
+
+        crowd = session.start(
+            inits.pypause_metrics_init_argv(script, storm_command(python, "crowd", CROWD)),
+            pipes=True,
+        )
+        if crowd.readline(timeout=120) != "ready":
+            raise RuntimeError("the crowd did not get ready")
+        port = _wait_for_port(crowd, timeout=10)
+        if port is None:
+            raise RuntimeError("pypause --metrics-addr served nothing in init mode")
+        _scrape(port)
+        latencies = []
+        for _ in range(scrapes):
+            started = time.perf_counter_ns()
+            _scrape(port)
+            latencies.append(time.perf_counter_ns() - started)
+        crowd.send("exit")
+        if crowd.wait(timeout=30) != 0:
+            raise RuntimeError("pypause did not exit 0 after the crowd")
+        session.stop(crowd)
+        results.set("scrape_crowd_median_ms", "pypause", statistics.median(latencies) / 1e6)
+        results.set("scrape_crowd_p99_ms", "pypause", p99(latencies) / 1e6)
 
         zombie_storm = inits.pypause_metrics_init_argv(
             script, storm_command(python, "zombies", orphans)

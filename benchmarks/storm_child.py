@@ -13,6 +13,11 @@ namespace. Two kinds of storm (argv: KIND N):
   alive ones included, so its cost depends on how the exits and the init's
   wake-ups interleave.
 
+A third kind is no storm: "crowd" makes the init's namespace hold N
+processes in all, for the scrape benchmark: HOLDERS parents that never wait,
+holding ZOMBIES_EACH zombies each, and sleepers for the rest. It answers
+"ready" once all exist, and ends them all on "exit".
+
 Talks to the harness on stdin/stdout, one line each way:
 
   <- "ready"    the orphans-to-be exist and wait
@@ -73,6 +78,44 @@ def exits(count):
     answer("exited")
 
 
+HOLDERS, ZOMBIES_EACH = 10, 9
+
+
+def crowd(count):
+    # Everyone waits on "release", whose only write end this program holds.
+    release_r, release_w = os.pipe()
+    ready_r, ready_w = os.pipe()
+    sleepers = count - 2 - HOLDERS * (1 + ZOMBIES_EACH)  # the init and this program
+    for i in range(HOLDERS + sleepers):
+        if os.fork() == 0:
+            os.close(release_w)
+            if i < HOLDERS:
+                kids = []
+                for _ in range(ZOMBIES_EACH):
+                    pid = os.fork()
+                    if pid == 0:
+                        os._exit(0)
+                    kids.append(pid)
+                for pid in kids:  # each one has exited; WNOWAIT leaves it a zombie
+                    os.waitid(os.P_PID, pid, os.WEXITED | os.WNOWAIT)
+            os.write(ready_w, b".")
+            os.read(release_r, 1)  # EOF when the release pipe closes
+            os._exit(0)  # a holder's zombies go to the init
+    os.close(release_r)
+    os.close(ready_w)
+    seen = 0
+    while seen < HOLDERS + sleepers:
+        seen += len(os.read(ready_r, 4096))
+    answer("ready")
+    expect("exit")
+    os.close(release_w)
+    while True:
+        try:
+            os.wait()
+        except ChildProcessError:
+            break
+
+
 def answer(line):
     os.write(1, line.encode() + b"\n")
 
@@ -84,5 +127,9 @@ def expect(word):
 
 
 if __name__ == "__main__":
-    {"zombies": zombies, "exits": exits}[sys.argv[1]](int(sys.argv[2]))
-    expect("exit")
+    kind, count = sys.argv[1], int(sys.argv[2])
+    if kind == "crowd":
+        crowd(count)
+    else:
+        {"zombies": zombies, "exits": exits}[kind](count)
+        expect("exit")

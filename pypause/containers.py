@@ -75,17 +75,32 @@ def from_cgroup(text: bytes, live: bool) -> str:
     kernel lists the v2 line last: a v1 path that holds a newline and a fake
     v2 line comes before it.
     """
-    lines = text.decode("utf-8", "replace").split("\n")
-    unified = [line for line in lines if line.startswith("0::")]
-    found = from_path(unified[-1][3:]) if unified else None
+    lines = text.split(b"\n")
+    unified = [line for line in lines if line.startswith(b"0::")]
+    found = _from_line(unified[-1][3:]) if unified else None
     if found is None and live:
         for line in lines:
-            hierarchy, _, rest = line.partition(":")
-            if hierarchy != "0":
-                found = from_path(rest.partition(":")[2])
+            hierarchy, _, rest = line.partition(b":")
+            if hierarchy != b"0":
+                found = _from_line(rest.partition(b":")[2])
                 if found:
                     break
     return found or NONE
+
+
+#: The last path looked up, and what it named: the orphans of a storm come
+#: from one container, whose path is then parsed once.
+_last: "tuple[bytes, str | None]" = (b"", None)
+
+
+def _from_line(path: bytes) -> "str | None":
+    global _last
+    last = _last  # read once: the loop and the metrics thread both look up paths
+    if path == last[0]:
+        return last[1]
+    found = from_path(path.decode("utf-8", "replace"))
+    _last = (path, found)
+    return found
 
 
 def of(pid: int, live: bool) -> str:

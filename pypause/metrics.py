@@ -246,12 +246,13 @@ def _count(counts: "dict[str, int]", value: str, limit: int) -> None:
         counts["other"] = counts.get("other", 0) + 1
 
 
-def _held(parents: "Mapping[int, tuple[str | None, int]]") -> "Any":
+def _held(parents: "Mapping[int, int]") -> "Any":
     """The gauge of zombies held by a live parent other than pypause (procfs.census's
     third figure): by the parent's command name and container, the MAX_HOLDERS
     pairs that hold the most."""
     pairs: dict[tuple[str, str], int] = {}
-    for ppid, (comm, count) in parents.items():
+    for ppid, count in parents.items():
+        comm = procfs.comm(ppid) if ppid else None
         if comm is None:  # a parent outside our namespace, or gone since
             key = ("unknown", containers.NONE)
         else:

@@ -93,42 +93,52 @@ def cgroup(pid: int) -> "bytes | None":
     except OSError:
         return None
     try:
-        chunks = []
-        size = 0
-        while size < _CGROUP_MAX:
-            chunk = os.read(fd, _CGROUP_MAX - size)
-            if not chunk:
-                break
-            chunks.append(chunk)
-            size += len(chunk)
-        return b"".join(chunks)
+        return os.read(fd, _CGROUP_MAX)  # the kernel gives it whole in one read
     except OSError:
         return None
     finally:
         os.close(fd)
 
 
-def census(parent: int) -> "tuple[int, int, dict[int, tuple[str | None, int]]] | None":
+def census(parent: int) -> "tuple[int, int, dict[int, int]] | None":
     """What one pass over /proc finds: (processes visible, zombies whose parent
-    is `parent`, {PID: (its comm, zombies whose parent it is)} for every other
-    parent of a zombie), or None without a /proc of our own.
+    is `parent`, {PID: zombies whose parent it is} for every other parent of
+    a zombie), or None without a /proc of our own.
 
-    An other parent's comm is None if it is not in our namespace (PID 0: a
-    process that entered it from outside had the zombie) or is gone by now.
+    Read at every scrape, for every process of the namespace: each costs an
+    open, a read and a close, and nothing more is parsed than the state (and
+    the parent of a zombie). A parent's PID is 0 if it is outside our
+    namespace (a process that entered it from outside had the zombie).
     """
+    if not ours():
+        return None
     try:
-        found = processes()
+        names = os.listdir("/proc")
     except OSError:
         return None
-    if found is None:
-        return None
-    own = 0
+    processes = own = 0
     held: dict[int, int] = {}
-    for _, state, ppid, _ in found.values():
-        if state == "Z":
+    for name in names:
+        if not name.isdigit():
+            continue
+        try:
+            fd = os.open("/proc/" + name + "/stat", os.O_RDONLY | os.O_CLOEXEC)
+        except OSError:  # gone since the listing
+            continue
+        try:
+            # pid, (comm), state, ppid: within the first 128 bytes (comm is at
+            # most 64), and no ")" after comm's.
+            text = os.read(fd, 128)
+        except OSError:
+            continue
+        finally:
+            os.close(fd)
+        processes += 1
+        end = text.rfind(b")")
+        if text[end + 2 : end + 3] == b"Z":
+            ppid = int(text[end + 4 :].split(b" ", 1)[0])
             if ppid == parent:
                 own += 1
             else:
                 held[ppid] = held.get(ppid, 0) + 1
-    parents = {ppid: (found[ppid][0] if ppid in found else None, n) for ppid, n in held.items()}
-    return len(found), own, parents
+    return processes, own, held

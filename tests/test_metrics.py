@@ -306,3 +306,13 @@ def test_the_documented_alert_rule_is_valid():
     r = subprocess.run(["promtool", "check", "rules", rules], capture_output=True, text=True,
                        timeout=20)
     assert r.returncode == 0, r.stdout + r.stderr
+
+
+@pytest.mark.skipif(not shutil.which("promtool"), reason="promtool (Debian package prometheus) not installed")
+def test_the_documented_container_join_names_the_container():
+    # The README's join of pypause's container IDs with kube-state-metrics,
+    # evaluated by promtool on series of both forms (scheme and bare ID).
+    rules = os.path.join(os.path.dirname(__file__), "..", "docs", "prometheus")
+    r = subprocess.run(["promtool", "test", "rules", "containers_test.yml"], cwd=rules,
+                       capture_output=True, text=True, timeout=20)
+    assert r.returncode == 0, r.stdout + r.stderr

@@ -168,7 +168,7 @@ def test_start_up_imports_nothing_optional(init):
     assert not loaded["at exit"] & {
         "prometheus_client", "re", "json", "argparse", "logging", "dataclasses", "enum",
         "threading", "http.server", "socket", "selectors", "importlib", "warnings",
-        "pypause.shutdown", "select"}
+        "pypause.shutdown", "select", "pypause.containers"}
 
 
 # Starts argv[2:] with file descriptor argv[1] (or the file argv[1] names,
