@@ -75,11 +75,13 @@ def from_cgroup(text: bytes, live: bool) -> str:
     kernel lists the v2 line last: a v1 path that holds a newline and a fake
     v2 line comes before it.
     """
-    lines = text.split(b"\n")
-    unified = [line for line in lines if line.startswith(b"0::")]
-    found = _from_line(unified[-1][3:]) if unified else None
+    start = text.rfind(b"\n0::") + 1  # the last v2 line; 0: none after the first line
+    if start or text.startswith(b"0::"):
+        found = _from_line(text[start + 3 :].partition(b"\n")[0])
+    else:
+        found = None
     if found is None and live:
-        for line in lines:
+        for line in text.split(b"\n"):
             hierarchy, _, rest = line.partition(b":")
             if hierarchy != b"0":
                 found = _from_line(rest.partition(b":")[2])

@@ -165,3 +165,10 @@ def test_the_innermost_container_wins(outer, naming):
         return  # relative paths are only ever whole
     assert from_path(outer + inner) == expected
     assert from_path(outer + inner + "/init.scope") == expected
+
+
+def test_of_two_v2_lines_the_last_is_taken():
+    # Only a cgroup name with a newline can make a second one; the kernel's is last.
+    text = b"0::/docker/%s\n0::/docker/%s\n" % (OTHER.encode(), ID.encode())
+    assert from_cgroup(text, live=False) == "docker://" + ID
+    assert from_cgroup(b"0::/docker/" + ID.encode(), live=False) == "docker://" + ID  # no newline
