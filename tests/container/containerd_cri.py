@@ -24,7 +24,7 @@ import threading
 import time
 import uuid
 
-from runtimes import REPO, command_lines, run, shims_of, wait_for
+from runtimes import REPO, cgroup_hierarchies, command_lines, run, shims_of, wait_for
 
 CNI_BIN_DIR = "/usr/lib/cni"
 CNI_PLUGINS = ("bridge", "host-local", "loopback")
@@ -407,13 +407,6 @@ def container_config(cri, pod, name, image, command, attempt=0):
 def processes_mentioning(text):
     """PIDs whose command line contains `text` (a sandbox's id, say)."""
     return [pid for pid, argv in command_lines().items() if text.encode() in b"\0".join(argv)]
-
-
-def cgroup_hierarchies():
-    """Mount points of the cgroup file systems (v1 controllers and v2)."""
-    with open("/proc/self/mountinfo") as f:
-        rows = [line.split() for line in f]
-    return [row[4] for row in rows if row[row.index("-") + 1] in ("cgroup", "cgroup2")]
 
 
 def mounts_under(directory):

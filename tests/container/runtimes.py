@@ -2,6 +2,7 @@
 
 import json
 import os
+import re
 import resource
 import shutil
 import signal
@@ -159,10 +160,57 @@ def zombies(init_pid):
     return [pid for pid, (_, state, _) in pidns_members(init_pid).items() if state == "Z"]
 
 
-def wait_until_reaped(init_pid):
-    """Wait until no orphan, and no zombie at all, is left in the PID namespace."""
-    wait_for(lambda: not orphans_of(init_pid) and not zombies(init_pid), 10,
-             "pid %d to reap the orphans" % init_pid)
+def wait_until_reaped(init_pid, held=0):
+    """Wait until no orphan is left in the PID namespace, and no zombie but
+    `held` ones whose parent is another process (a ZOMBIE_HOLDER's): none at all
+    by default."""
+    def reaped():
+        members = pidns_members(init_pid)
+        parents = [ppid for _, state, ppid in members.values() if state == "Z"]
+        return (not any(comm == ORPHAN_COMM for comm, _, _ in members.values())
+                and len(parents) == held and init_pid not in parents)
+    wait_for(reaped, 10, "pid %d to reap the orphans" % init_pid)
+
+
+# A container of the pod runs this with our image's python3: a process that
+# never waits for its children. They exit at once and stay zombies of a live
+# parent that is not the pod's PID 1, which only that parent can reap
+# (pypause_zombies_held_by_parent names it, and its container).
+ZOMBIE_HOLDER = """\
+import os, signal, sys
+with open("/proc/self/comm", "w") as f:
+    f.write("pp-holder")
+for _ in range(int(sys.argv[1])):
+    if os.fork() == 0:
+        os._exit(0)
+signal.pause()
+"""
+HOLDER_COMM = "pp-holder"
+HELD = 5
+
+
+def wait_until_holding(holder_pid, count):
+    """Wait until `count` zombies, and no live child, have `holder_pid` as their parent."""
+    def children():
+        return sorted(state for _, state, ppid in pidns_members(holder_pid).values()
+                      if ppid == holder_pid)
+    wait_for(lambda: children() == ["Z"] * count, 10,
+             "pid %d to hold %d zombies" % (holder_pid, count))
+
+
+# ---------------------------------------------------------------- metrics
+
+def series(body, name, *labels):
+    """{values of `labels`: value} of the samples of metric `name` in a Prometheus
+    text exposition, whatever the order of their labels, which must be `labels`."""
+    found = {}
+    for line in body.splitlines():
+        if line.startswith(name + "{"):
+            text, _, value = line.rpartition(" ")
+            pairs = dict(re.findall(r'(\w+)="((?:[^"\\]|\\.)*)"', text[len(name):]))
+            assert sorted(pairs) == sorted(labels), line
+            found[tuple(pairs[label] for label in labels)] = float(value)
+    return found
 
 
 # ---------------------------------------------------------------- podman
@@ -205,14 +253,40 @@ class Podman:
         return self("inspect", name, "--format", template).stdout.strip()
 
     def remove_everything(self):
-        """Remove every pod and container in this private store."""
+        """Remove every pod and container in this private store, and the pods' cgroups.
+
+        podman 4.3 (cgroupfs) removes a pod's cgroup from the v1 controllers'
+        hierarchies only: on this hybrid host it leaves it, empty, in the
+        name=systemd and unified ones.
+        """
+        pods = self("pod", "ps", "--quiet", "--no-trunc", check=False).stdout.split()
+        cgroups = [self("pod", "inspect", "--format", "{{.CgroupPath}}", pod,
+                        check=False).stdout.strip() for pod in pods]
+        # Only a pod's own: /libpod_parent/<pod ID>.
+        cgroups = [c for c, pod in zip(cgroups, pods) if os.path.basename(c) == pod]
         self("pod", "rm", "--all", "--force", "--time", "0", check=False)
         self("rm", "--all", "--force", "--time", "0", check=False)
+        errors = []
+        for cgroup in cgroups:
+            for hierarchy in cgroup_hierarchies():
+                for directory, _, _ in sorted(os.walk(hierarchy + cgroup), reverse=True):
+                    try:
+                        os.rmdir(directory)  # children first
+                    except OSError as e:
+                        errors.append("cgroup %s: %s" % (directory, e))
+        assert not errors, errors
 
 
 def _hard_nofile():
     hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
     return 1048576 if hard == resource.RLIM_INFINITY else hard
+
+
+def cgroup_hierarchies():
+    """Mount points of the cgroup file systems (v1 controllers and v2)."""
+    with open("/proc/self/mountinfo") as f:
+        rows = [line.split() for line in f]
+    return [row[4] for row in rows if row[row.index("-") + 1] in ("cgroup", "cgroup2")]
 
 
 # ---------------------------------------------------------------- network namespaces

@@ -28,9 +28,10 @@ import pytest
 from containerd_cri import (CNI_CACHE, CriNode, cgroup_hierarchies, cni_cache_entries,
                             container_config, cri_problem, interfaces, listening_ports,
                             mounts_mentioning, pod_config, processes_mentioning)
-from runtimes import (MEASURED, METRICS_DOCKERFILE, ORPHAN_COMM, ORPHAN_MAKER, ORPHANS,
-                      adopt_then_kill_orphans, fetch_in_netns, pidns_members, proc_stat,
-                      proc_status, root_is_read_only, title, wait_for, wait_until_adopted,
+from runtimes import (HELD, HOLDER_COMM, MEASURED, METRICS_DOCKERFILE, ORPHAN_COMM,
+                      ORPHAN_MAKER, ORPHANS, ZOMBIE_HOLDER, adopt_then_kill_orphans,
+                      fetch_in_netns, pidns_members, proc_stat, proc_status, root_is_read_only,
+                      series, title, wait_for, wait_until_adopted, wait_until_holding,
                       wait_until_reaped, wait_until_waiting_for_signals, zombies)
 
 grpc = pytest.importorskip("grpc", reason="grpcio (the CRI client's transport) is not "
@@ -139,6 +140,13 @@ def start_orphan_maker(node, sandbox_id, pod, image, attempt=0):
     """A container of the pod that leaves ORPHANS orphans; return (container id, PID)."""
     config = container_config(cri, pod, "app", image,
                               ["python3", "-c", ORPHAN_MAKER, str(ORPHANS)], attempt=attempt)
+    return node.start_container(sandbox_id, pod, config)
+
+
+def start_zombie_holder(node, sandbox_id, pod, image):
+    """A container of the pod whose process holds HELD zombies; return (container id, PID)."""
+    config = container_config(cri, pod, "holder", image,
+                              ["python3", "-c", ZOMBIE_HOLDER, str(HELD)])
     return node.start_container(sandbox_id, pod, config)
 
 
@@ -270,9 +278,12 @@ def test_metrics_sandbox_counts_the_pods_orphans_in_its_network_namespace(
     node = cri_node(metrics_image)
     pod = pod_config(cri, node, "metrics", share_pid=True)
     sandbox_id, pid = run_sandbox(node, pod)
-    start_orphan_maker(node, sandbox_id, pod, metrics_image)
+    # Beside the orphan maker, a container whose process keeps its zombies.
+    holder_id, holder = start_zombie_holder(node, sandbox_id, pod, metrics_image)
+    app_id, _ = start_orphan_maker(node, sandbox_id, pod, metrics_image)
+    wait_until_holding(holder, HELD)
     adopt_then_kill_orphans(pid, ORPHANS)
-    wait_until_reaped(pid)
+    wait_until_reaped(pid, held=HELD)
 
     responses = wait_for(lambda: fetch_in_netns(pid, port, "/metrics", "/healthz"), 10,
                          "the metrics endpoint in the pod's network namespace")
@@ -281,7 +292,16 @@ def test_metrics_sandbox_counts_the_pods_orphans_in_its_network_namespace(
     values = samples(body)
     assert values["pypause_zombies_reaped_total"] == ORPHANS, body
     assert values['pypause_zombies_reaped_by_comm_total{comm="%s"}' % ORPHAN_COMM] == ORPHANS
-    assert values["pypause_zombies"] == 0
+    assert values["pypause_zombies"] == 0, "the held zombies are not pypause's"
+    # The containers, by the IDs CreateContainer returned (containerd's
+    # cgroupfs driver names a container's cgroup after its bare ID): the
+    # orphans' read from each zombie's unified line before the reap, the
+    # holder's from its live process's.
+    assert series(body, "pypause_zombies_reaped_by_container_total", "container_id") == {
+        (app_id,): ORPHANS}
+    assert proc_stat(holder)[0] == HOLDER_COMM
+    assert series(body, "pypause_zombies_held_by_parent", "parent_comm", "container_id") == {
+        (HOLDER_COMM, holder_id): HELD}
     assert responses["/healthz"][0] == 200
     # Open in the pod's namespace, by the sandbox; not in the node's.
     assert listening_ports(pid) == {port}

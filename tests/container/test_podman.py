@@ -9,11 +9,11 @@ import time
 import pytest
 
 import pypause
-from runtimes import (MEASURED, METRICS_DOCKERFILE, ORPHAN_COMM, ORPHAN_MAKER, ORPHANS, REPO,
-                      adopt_then_kill_orphans, fetch_in_netns, orphans_of, pidns_members,
-                      proc_stat, proc_status, root_is_read_only, title, wait_for,
-                      wait_until_adopted, wait_until_reaped, wait_until_waiting_for_signals,
-                      zombies)
+from runtimes import (HELD, HOLDER_COMM, MEASURED, METRICS_DOCKERFILE, ORPHAN_COMM, ORPHAN_MAKER,
+                      ORPHANS, REPO, ZOMBIE_HOLDER, adopt_then_kill_orphans, fetch_in_netns,
+                      orphans_of, pidns_members, proc_stat, proc_status, root_is_read_only,
+                      series, title, wait_for, wait_until_adopted, wait_until_holding,
+                      wait_until_reaped, wait_until_waiting_for_signals, zombies)
 
 # The first test to run also builds the base and the image (under a minute here).
 pytestmark = pytest.mark.timeout(300)
@@ -79,9 +79,20 @@ def start_pod(podman, name, image, infra_command=None):
 
 
 def start_orphan_maker(podman, pod, image, user=None):
-    """A container of the pod that leaves ORPHANS orphans; as the image's USER, or `user`."""
-    podman("run", "-d", "--name", pod + "-worker", "--pod", pod, "--entrypoint", "python3",
-           *(["--user", user] if user else []), image, "-c", ORPHAN_MAKER, str(ORPHANS))
+    """A container of the pod that leaves ORPHANS orphans; as the image's USER, or `user`.
+
+    Return its ID, as `podman run` prints it.
+    """
+    return podman("run", "-d", "--name", pod + "-worker", "--pod", pod, "--entrypoint",
+                  "python3", *(["--user", user] if user else []), image, "-c", ORPHAN_MAKER,
+                  str(ORPHANS)).stdout.strip()
+
+
+def start_zombie_holder(podman, pod, image):
+    """A container of the pod whose process holds HELD zombies; return (its ID, its host PID)."""
+    container_id = podman("run", "-d", "--name", pod + "-holder", "--pod", pod, "--entrypoint",
+                          "python3", image, "-c", ZOMBIE_HOLDER, str(HELD)).stdout.strip()
+    return container_id, int(podman.inspect(container_id, "{{.State.Pid}}"))
 
 
 def wait_for_title(podman, name, words):
@@ -242,9 +253,12 @@ def test_pod_infra_serves_metrics_in_the_pod_network_namespace(pods, image, metr
         with open(METRICS_DOCKERFILE) as f:
             port = int(re.search(r"^ENV PYPAUSE_METRICS_ADDR=(\d+)$", f.read(), re.M).group(1))
         infra = start_pod(pods, "pp-metrics", metrics_image)
-    start_orphan_maker(pods, "pp-metrics", image)
+    # Beside the orphan maker, a container whose process keeps its zombies.
+    holder_id, holder = start_zombie_holder(pods, "pp-metrics", image)
+    worker_id = start_orphan_maker(pods, "pp-metrics", image)
+    wait_until_holding(holder, HELD)
     adopt_then_kill_orphans(infra, ORPHANS)
-    wait_until_reaped(infra)
+    wait_until_reaped(infra, held=HELD)
 
     responses = wait_for(lambda: fetch_in_netns(infra, port, "/metrics", "/healthz"), 10,
                          "the metrics endpoint in the pod's network namespace")
@@ -252,6 +266,15 @@ def test_pod_infra_serves_metrics_in_the_pod_network_namespace(pods, image, metr
     assert (status, content_type) == (200, "text/plain")
     reaped = 'pypause_zombies_reaped_by_comm_total{comm="%s"} %d.0' % (ORPHAN_COMM, ORPHANS)
     assert reaped in body.splitlines(), body
+    # The containers, by the IDs `podman run` printed (runc names a
+    # container's cgroup libpod-<ID>, in the unified hierarchy too): the
+    # orphans' read from each zombie's unified line before the reap, the
+    # holder's from its live process's.
+    assert series(body, "pypause_zombies_reaped_by_container_total", "container_id") == {
+        (worker_id,): ORPHANS}
+    assert proc_stat(holder)[0] == HOLDER_COMM
+    assert series(body, "pypause_zombies_held_by_parent", "parent_comm", "container_id") == {
+        (HOLDER_COMM, holder_id): HELD}
     assert responses["/healthz"][0] == 200
     # Started as root (podman's infra container), pypause became the pause
     # user once the port was bound: every thread, the one serving included...
