@@ -81,10 +81,13 @@ def test_quick_run_measures_every_present_init_and_cleans_up(tmp_path):
         values = dict(zip(header, _row(table, label)))
         for name in ["pypause", *FLOORS] + (["catatonit"] if _present("catatonit") else []):
             assert float(values[name]) > 0, values
+    # The scrape with a crowd in the namespace (issue 20) was measured.
+    crowded = dict(zip(header, _row(table, "`/metrics` scrape latency, 1,000 processes, p99")))
+    assert float(crowded["pypause"]) > 0, crowded
     assert "## Targets" in table
     verdicts = [line for line in table.splitlines()
                 if line.endswith(("| pass |", "| **MISS** |", "| skipped |"))]
-    assert len(verdicts) == 10, table
+    assert len(verdicts) == 11, table
 
     try:
         import matplotlib  # noqa: F401

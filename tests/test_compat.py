@@ -6,6 +6,7 @@ namespace and as a subreaper; where the two differ, the test says how."""
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -190,9 +191,11 @@ def test_warn_on_reap_escapes_a_hostile_command_name(init, tmp_path):
     r = init.run([PYPAUSE, "-w", "--", "sh", "-c", '("$1" &); sleep 0.5', "sh",
                   str(tmp_path / name)], capture_output=True)
     assert r.returncode == 0
-    assert r.stderr.decode().splitlines() == [
-        r'[pypause] WARNING: reaped zombie pid=%s comm="x\n[pypause] ok" status=0'
-        % r.stderr.split(b"pid=")[1].split()[0].decode()]
+    [line] = r.stderr.decode().splitlines()
+    head, _, container = line.rpartition(" container_id=")
+    assert head == (r'[pypause] WARNING: reaped zombie pid=%s comm="x\n[pypause] ok" status=0'
+                    % r.stderr.split(b"pid=")[1].split()[0].decode())
+    assert re.fullmatch(r"none|([a-z-]+://)?[0-9a-f]{64}", container)  # where this test runs
 
 
 # -- --grace-period / PYPAUSE_GRACE_PERIOD ------------------------------------
