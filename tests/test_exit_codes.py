@@ -140,4 +140,6 @@ def test_a_foreign_pypause_package_is_named_not_a_traceback(tmp_path):
                        timeout=20)
     assert r.returncode == 2
     assert r.stderr.count("\n") == 1 and "pypause-init" in r.stderr
+    # pypause-init is not on PyPI: the way out installs it from where it is.
+    assert "'pip uninstall pypause'" in r.stderr and "install --force-reinstall PATH" in r.stderr
     assert "Traceback" not in r.stderr
