@@ -41,6 +41,11 @@ def configure(verbosity: int, log_format: str = "text") -> None:
     global threshold, json_format
     threshold = INFO + verbosity
     json_format = log_format == "json"
+    if json_format:
+        # Now, not at the first line: pause mode may give root up before it,
+        # and an interpreter under a directory the new user cannot read
+        # (pyenv's in /root) could then import nothing, and drop every line.
+        import json  # noqa: F401
 
 
 def error(msg: str, **fields: "Any") -> None:
