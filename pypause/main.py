@@ -91,6 +91,9 @@ def serve(config: cli.Config, main_pid: "int | None", argv: list[str], early_sig
     from pypause.events import Events
 
     title.set_title(["pypause"] + argv)
+    if config.warn_on_reap:
+        # Before pause mode gives root up: its venv may be unreadable to 65535.
+        from pypause import containers  # noqa: F401
     events: Observer = Events()
     # Pause mode gives up root once its port is bound; in init mode the app's
     # image decides the user.
