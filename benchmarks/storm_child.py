@@ -30,19 +30,24 @@ import os
 import sys
 
 
+def hold_zombies(count):
+    """Fork `count` children that exit at once; return when all have, unreaped."""
+    kids = []
+    for _ in range(count):
+        pid = os.fork()
+        if pid == 0:
+            os._exit(0)
+        kids.append(pid)
+    for pid in kids:  # each one has exited; WNOWAIT leaves it a zombie
+        os.waitid(os.P_PID, pid, os.WEXITED | os.WNOWAIT)
+
+
 def zombies(count):
     go_r, go_w = os.pipe()
     parent = os.fork()
     if parent == 0:
         os.close(go_w)
-        kids = []
-        for _ in range(count):
-            pid = os.fork()
-            if pid == 0:
-                os._exit(0)
-            kids.append(pid)
-        for pid in kids:  # each one has exited; WNOWAIT leaves it a zombie
-            os.waitid(os.P_PID, pid, os.WEXITED | os.WNOWAIT)
+        hold_zombies(count)
         answer("ready")
         os.read(go_r, 1)
         os._exit(0)  # the zombies go to the init
@@ -90,14 +95,7 @@ def crowd(count):
         if os.fork() == 0:
             os.close(release_w)
             if i < HOLDERS:
-                kids = []
-                for _ in range(ZOMBIES_EACH):
-                    pid = os.fork()
-                    if pid == 0:
-                        os._exit(0)
-                    kids.append(pid)
-                for pid in kids:  # each one has exited; WNOWAIT leaves it a zombie
-                    os.waitid(os.P_PID, pid, os.WEXITED | os.WNOWAIT)
+                hold_zombies(ZOMBIES_EACH)
             os.write(ready_w, b".")
             os.read(release_r, 1)  # EOF when the release pipe closes
             os._exit(0)  # a holder's zombies go to the init

@@ -97,6 +97,14 @@ def reaped_by_container(got):
             if name == "pypause_zombies_reaped_by_container_total"}
 
 
+def scrape_once_reaped(port, total):
+    """The first scrape that counts `total` orphans reaped."""
+    def scrape():
+        got = metric_samples(port)
+        return got if got[("pypause_zombies_reaped_total", frozenset())] == total else None
+    return wait_for(scrape, what="%d orphans reaped" % total)
+
+
 def start_pause(pidns, cgroups, in_cgroup_namespace, pod):
     """pypause in pause mode with metrics, as PID 1; with `in_cgroup_namespace`,
     in a cgroup namespace rooted at a pause container's cgroup of pod `pod`.
@@ -158,8 +166,7 @@ def test_zombies_held_and_orphans_reaped_are_named_by_container(cgroups, pidns,
         p.stdin.close()
         assert p.wait(10) == 0
     total = 9 + sum(expected_held.values())
-    got = wait_for(lambda: (lambda g: g[("pypause_zombies_reaped_total", frozenset())] == total
-                            and g)(metric_samples(port)), what="the held zombies reaped")
+    got = scrape_once_reaped(port, total)
     assert held(got) == {}
     expected = {c: 5, "containerd://" + d: 4, "containerd://" + a: 3}
     if "pids" in MOUNTS:
@@ -239,8 +246,7 @@ def test_label_values_are_bounded(cgroups, pidns):
     p = ns.enter([sys.executable, "-c", MANY, "70", *directories],
                  stdin=subprocess.PIPE, stdout=subprocess.PIPE, bufsize=0)
     assert read_line(p.stdout, time.monotonic() + 30) == b"ready\n"
-    got = wait_for(lambda: (lambda g: g[("pypause_zombies_reaped_total", frozenset())] == 70
-                            and g)(metric_samples(port)), what="70 orphans reaped")
+    got = scrape_once_reaped(port, 70)
     by_container = reaped_by_container(got)
     assert len(by_container) == 65 and by_container["other"] == 6
     assert set(by_container) - {"other"} <= {os.path.basename(d) for d in directories}
@@ -289,8 +295,7 @@ def test_hostile_cgroup_names_seeded_fuzz(cgroups, pidns):
     for p in holders:
         p.stdin.close()
         assert p.wait(10) == 0
-    got = wait_for(lambda: (lambda g: g[("pypause_zombies_reaped_total", frozenset())]
-                            == len(holders) and g)(metric_samples(port)), what="all reaped")
+    got = scrape_once_reaped(port, len(holders))
     assert all(VALID.match(v) for v in reaped_by_container(got))
     os.kill(ns.pid, signal.SIGTERM)
     assert ns.unshare.wait(5) == 0
