@@ -62,8 +62,7 @@ def processes() -> "dict[int, tuple[str, str, int, int]] | None":
 def comm(pid: int) -> "str | None":
     """The command name of `pid` (15 characters at most), or None.
 
-    Read for every orphan reaped with metrics on: unbuffered, ~3x cheaper
-    than open().
+    Read for every orphan reaped with metrics on.
     """
     text = _read(pid, "comm", 64)
     return None if text is None else text.rstrip(b"\n").decode("utf-8", "replace")
@@ -81,10 +80,16 @@ def cgroup(pid: int) -> "bytes | None":
 
 def _read(pid: int, name: str, most: int) -> "bytes | None":
     """Up to `most` bytes of /proc/PID/NAME in one read, or None."""
-    if not ours():
-        return None
+    return _read_path("/proc/%d/%s" % (pid, name), most) if ours() else None
+
+
+def _read_path(path: str, most: int) -> "bytes | None":
+    """Up to `most` bytes of `path` in one read, or None if it cannot be read.
+
+    Unbuffered: ~3x cheaper than open() for a /proc file.
+    """
     try:
-        fd = os.open("/proc/%d/%s" % (pid, name), os.O_RDONLY | os.O_CLOEXEC)
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
     except OSError:
         return None
     try:
@@ -100,10 +105,15 @@ def census(parent: int) -> "tuple[int, int, dict[int, int]] | None":
     is `parent`, {PID: zombies whose parent it is} for every other parent of
     a zombie), or None without a /proc of our own.
 
-    Read at every scrape, for every process of the namespace: each costs an
-    open, a read and a close, and nothing more is parsed than the state (and
-    the parent of a zombie). A parent's PID is 0 if it is outside our
-    namespace (a process that entered it from outside had the zombie).
+    Read at every scrape, for every process of the namespace, so each is
+    asked what is cheapest: /proc/PID/statm, whose first field (the size of
+    its memory) is 0 only for a process without memory, as a zombie is (it
+    released its memory before it exited); only those are then read in
+    /proc/PID/stat, for their state and parent. statm costs about 60% of what
+    stat does (the kernel fills stat's fifty fields, CPU times summed over
+    every thread): measured on this project's machines.
+    A parent's PID is 0 if it is outside our namespace (a process that
+    entered it from outside had the zombie).
     """
     if not ours():
         return None
@@ -116,19 +126,17 @@ def census(parent: int) -> "tuple[int, int, dict[int, int]] | None":
     for name in names:
         if not name.isdigit():
             continue
-        try:
-            fd = os.open("/proc/" + name + "/stat", os.O_RDONLY | os.O_CLOEXEC)
-        except OSError:  # gone since the listing
+        memory = _read_path("/proc/" + name + "/statm", 32)
+        if memory is None:  # gone since the listing
             continue
-        try:
-            # pid, (comm), state, ppid: within the first 128 bytes (comm is at
-            # most 64), and no ")" after comm's.
-            text = os.read(fd, 128)
-        except OSError:
-            continue
-        finally:
-            os.close(fd)
         processes += 1
+        if not memory.startswith(b"0 "):
+            continue
+        # pid, (comm), state, ppid: within the first 128 bytes (comm is at
+        # most 64), and no ")" after comm's.
+        text = _read_path("/proc/" + name + "/stat", 128)
+        if text is None:
+            continue
         end = text.rfind(b")")
         if text[end + 2 : end + 3] == b"Z":
             ppid = int(text[end + 4 :].split(b" ", 1)[0])
