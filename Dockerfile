@@ -26,7 +26,8 @@ ARG BASE_IMAGE=python:3.11-slim-bookworm
 
 FROM ${BASE_IMAGE} AS wheels
 # What building the distribution reads (pyproject.toml names the rest).
-COPY pyproject.toml README.md LICENSE /src/
+COPY pyproject.toml LICENSE /src/
+COPY docs/pypi.md /src/docs/pypi.md
 COPY bin /src/bin
 COPY pypause /src/pypause
 # pip's own wheel too: the build stage runs pip from it.

@@ -45,7 +45,10 @@ def _check_metadata(meta):
     assert meta.get_all("License-File") == ["LICENSE"]
     assert meta["Requires-Python"] == ">=3.9"
     assert meta["Description-Content-Type"] == "text/markdown"
-    assert meta.get_payload().startswith("# pypause")  # the README, as the long description
+    description = meta.get_payload()
+    assert description.startswith("# pypause")  # docs/pypi.md, as the long description
+    # PyPI cannot follow a relative link (docs/..., the README's): none at all.
+    assert "](" not in description and "<a " not in description, description
     runtime = [r for r in meta.get_all("Requires-Dist") if "extra ==" not in r]
     assert sorted(runtime) == ["prometheus-client>=0.16", "setproctitle>=1.3.2"]
     classifiers = meta.get_all("Classifier")

@@ -98,13 +98,13 @@ def test_runtime_config_snippets_name_the_image():
     assert crio == {"pause_image": IMAGE, "pause_command": "/pause"}
 
 
-def _readme_yaml_blocks():
-    with open(os.path.join(REPO, "README.md")) as f:
+def _metrics_doc_yaml_blocks():
+    with open(os.path.join(REPO, "docs", "metrics.md")) as f:
         return [yaml.safe_load(block) for block in re.findall(r"```yaml\n(.*?)```", f.read(), re.S)]
 
 
-def test_readme_deploy_and_alert_agree_on_port_labels_and_rule():
-    blocks = _readme_yaml_blocks()
+def test_the_metrics_doc_deploy_and_alert_agree_on_port_labels_and_rule():
+    blocks = _metrics_doc_yaml_blocks()
     with open(METRICS_DOCKERFILE) as f:
         port = re.search(r"^ENV PYPAUSE_METRICS_ADDR=(\d+)$", f.read(), re.M).group(1)
     (scrape,) = [b for b in blocks if "scrape_configs" in b]
@@ -118,7 +118,7 @@ def test_readme_deploy_and_alert_agree_on_port_labels_and_rule():
             == deployed["podMetricsEndpoints"][0]["port"])
     with open(os.path.join(REPO, "docs", "prometheus", "alerts.yml")) as f:
         rules = yaml.safe_load(f)
-    assert rules in blocks  # the README shows the rule file as it is
+    assert rules in blocks  # docs/metrics.md shows the rule file as it is
 
 
 def test_the_alert_texts_use_only_labels_every_series_has():
@@ -129,8 +129,8 @@ def test_the_alert_texts_use_only_labels_every_series_has():
 
 
 def _text_files():
-    """{path: text} of the README, deploy/README.md and every file under deploy/."""
-    paths = [os.path.join(REPO, "README.md")]
+    """{path: text} of the README, the documents, and every file under deploy/."""
+    paths = [os.path.join(REPO, "README.md")] + sorted(glob.glob(os.path.join(REPO, "docs", "*.md")))
     paths += sorted(p for p in glob.glob(os.path.join(DEPLOY, "**", "*"), recursive=True)
                     if os.path.isfile(p) and "__pycache__" not in p)
     texts = {}
@@ -167,9 +167,9 @@ def test_build_args_are_declared_by_the_dockerfiles():
 def test_kind_version_the_script_checks_is_the_one_the_docs_name():
     script = read("kind", "create-cluster.sh")
     minimum = re.search(r"^KIND_MIN_VERSION=(\d+\.\d+)\.0$", script, re.M).group(1)
-    with open(os.path.join(REPO, "README.md")) as f:
-        assert "kind ≥ %s" % minimum in f.read()
-    assert "kind >= %s" % minimum in read("README.md")
+    with open(os.path.join(REPO, "docs", "kubernetes.md")) as f:
+        doc = f.read()
+    assert "kind ≥ %s" % minimum in doc and "kind >= %s" % minimum in doc
     assert "kind >= %s" % minimum in script
 
 
