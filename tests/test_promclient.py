@@ -69,6 +69,8 @@ def test_an_unknown_layout_disables_metrics_loudly(procs, tmp_path):
     assert r.returncode == 6  # the init goes on
     assert r.stderr.count("\n") == 1 and "Traceback" not in r.stderr
     assert "metrics disabled" in r.stderr and "not laid out as pypause expects" in r.stderr
+    # ... naming the version found (from a .dist-info directory on sys.path).
+    assert re.search(r"prometheus_client (\d[\w.]*|\(version unknown\)) is not laid out", r.stderr)
 
 
 def _oldest_allowed():
