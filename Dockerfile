@@ -1,7 +1,7 @@
 # pypause as a pod's pause (sandbox) image.
 #
-#   deploy/image/build.sh -t localhost/pypause:local      # fills in the OCI labels
-#   podman build -t localhost/pypause:local .              # the same, labels left empty
+#   deploy/image/build.sh -t localhost/pypause:local      # adds the build's OCI labels
+#   podman build -t localhost/pypause:local .              # the same, without them
 #
 # The final image is assembled from the base image's own Python: the
 # interpreter, the standard library an init can need, the shared libraries
@@ -42,23 +42,24 @@ COPY LICENSE /out/pypause/usr/share/doc/pypause/LICENSE
 
 FROM scratch
 ARG BASE_IMAGE
-# Filled in by deploy/image/build.sh: the version from pypause/__init__.py,
-# the git commit, the build time (RFC 3339), where the source can be found.
-ARG VERSION=""
-ARG REVISION=""
-ARG CREATED=""
-ARG SOURCE=""
 COPY --from=build /out/runtime/ /
 COPY --from=build /out/pypause/ /
 ENV PATH=/usr/local/bin:/usr/bin:/bin
+# Only labels that follow from this file and its build arguments. The build's
+# own (version, revision, created, source) are added by deploy/image/build.sh
+# as a LABEL line with their values written out, after the last instruction:
+# buildah (podman build) keys its layer cache for a LABEL on the instruction's
+# text before ARG substitution, so a LABEL of "${CREATED}" here would be
+# reused with the first build's values by every later build in the same
+# storage, with other values or none; and labels given with --label are set on
+# every intermediate image too, which a plain build then reuses. A line with
+# the values in it is a cache miss whenever they differ, and nothing before it
+# carries them. (base.name is still keyed on its text: two names of one
+# identical base image share the first name's label.)
 LABEL org.opencontainers.image.title="pypause" \
       org.opencontainers.image.description="A pure-Python init for containers: pod pause container and image init" \
       org.opencontainers.image.licenses="Apache-2.0" \
-      org.opencontainers.image.base.name="${BASE_IMAGE}" \
-      org.opencontainers.image.version="${VERSION}" \
-      org.opencontainers.image.revision="${REVISION}" \
-      org.opencontainers.image.created="${CREATED}" \
-      org.opencontainers.image.source="${SOURCE}"
+      org.opencontainers.image.base.name="${BASE_IMAGE}"
 # The Kubernetes pause image's user: no name, no home, owns nothing.
 USER 65535:65535
 STOPSIGNAL SIGTERM
