@@ -6,10 +6,17 @@
 # The final image is assembled from the base image's own Python: the
 # interpreter, the standard library an init can need, the shared libraries
 # they load, and pypause with its two dependencies. No shell, no pip, no
-# package manager. Any glibc base with Python 3.9+ works, whether Python lives
-# in /usr/local (official python images) or in /usr (Debian's python3):
+# package manager. It is meant for any glibc base with Python 3.9+, whether
+# Python lives in /usr/local (official python images) or in /usr (Debian's
+# python3):
 #
 #   podman build --build-arg BASE_IMAGE=localhost/my-python:3.11 ...
+#
+# Tested (tests/container, podman 4.3 + runc, offline): Debian 12's python3
+# 3.11 in /usr, unpacked from Debian's packages, without pip, with the wheels
+# handed in as below; and that on such a base the wheels stage stops at once
+# with the command to use instead. The default base and the wheels stage's
+# pip run are not tested (no registry there).
 #
 # Wheels come from the `wheels` stage below, which needs pip in the base and
 # an index. Without them, build the wheels elsewhere for the base's Python
@@ -25,6 +32,11 @@
 ARG BASE_IMAGE=python:3.11-slim-bookworm
 
 FROM ${BASE_IMAGE} AS wheels
+ARG BASE_IMAGE
+# First, so that a base without pip stops here with one line saying what to
+# do, not after the copies with "No module named pip" (ARGs are in a RUN's
+# environment; exec form: no shell needed).
+RUN ["python3", "-c", "import importlib.util as u, os, sys; u.find_spec('pip') or sys.exit('pypause: %s has no pip, which the wheels stage runs. Build the wheels elsewhere and hand them in instead: pip wheel --no-deps -w ctx/wheels . && pip download --only-binary=:all: --python-version %d.%d -d ctx/wheels ctx/wheels/pypause_init-*.whl pip && podman build --build-context wheels=ctx --build-arg BASE_IMAGE=%s ... .' % (os.environ['BASE_IMAGE'], sys.version_info[0], sys.version_info[1], os.environ['BASE_IMAGE']))"]
 # What building the distribution reads (pyproject.toml names the rest).
 COPY pyproject.toml LICENSE /src/
 COPY docs/pypi.md /src/docs/pypi.md

@@ -1,4 +1,5 @@
-"""Building images with podman: the pause image's labels across rebuilds in one storage."""
+"""Building images with podman: the pause image's labels across rebuilds in one
+storage, and the Dockerfile on a base without pip."""
 
 import json
 import os
@@ -76,3 +77,24 @@ def test_rebuilt_images_carry_their_own_labels_and_a_plain_build_none(podman, im
         assert found["title"] == "pypause" and found["base.name"] == base_image, tag
     # Only the labels differ: the layers came from the cache, shared by all four.
     assert len({tuple(layers(podman, tag)) for tag in expected}) == 1
+
+
+def test_a_base_without_pip_stops_the_build_at_once_with_the_command_to_use(podman, base_image):
+    # The session's base has no pip (the `image` fixture builds on it with the
+    # wheels handed in as a build context, the route the message names).
+    r = podman("build", "--pull=never", "--network", "none", "--force-rm",
+               "--build-arg", "BASE_IMAGE=" + base_image, "-t", "localhost/pypause-test-nopip:x",
+               REPO, check=False, timeout=300)
+    output = r.stdout + r.stderr
+    assert r.returncode != 0, output
+    ours = [line for line in output.splitlines() if line.startswith("pypause: ")]
+    assert ours == ["pypause: %s has no pip, which the wheels stage runs. Build the wheels "
+                    "elsewhere and hand them in instead: pip wheel --no-deps -w ctx/wheels . && "
+                    "pip download --only-binary=:all: --python-version 3.11 -d ctx/wheels "
+                    "ctx/wheels/pypause_init-*.whl pip && podman build --build-context "
+                    "wheels=ctx --build-arg BASE_IMAGE=%s ... ." % (base_image, base_image)], output
+    assert "No module named pip" not in output
+    # It stopped in the wheels stage's first step: nothing was copied.
+    steps = re.findall(r"^(?:\[\d+/\d+\] )?STEP \d+/\d+: (.*)$", r.stdout, re.M)
+    assert steps[-1].startswith('RUN ["python3", "-c", "import importlib.util'), steps
+    assert not any(step.startswith("COPY") for step in steps), steps
