@@ -11,6 +11,12 @@ once per test run:
   pause image  the repository's Dockerfile built on that base, the wheelhouse
                handed in as the `wheels` build context.
 
+and, for the examples/ Dockerfiles (pypause as an app image's init), two more
+bases from Debian's packages: Debian's python3 with pip, venv and a shell
+(debian:bookworm with python3 from apt), and the same less the PEP 668 marker
+(what the official python images are to pip). Their pip takes pypause's
+dependencies from a wheelhouse in the image instead of the index.
+
 All podman state lives in a private directory (CONTAINERS_CONF,
 CONTAINERS_STORAGE_CONF); containerd runs with its own config, state, root and
 socket. Whatever a test creates is removed by the fixtures, also on failure;
@@ -25,11 +31,13 @@ import tempfile
 
 import pytest
 
-from runtimes import (BASE_IMAGE, IMAGE, MEASURED, METRICS_DOCKERFILE, REPO, Podman,
-                      podman_problem, run)
+from runtimes import (BASE_IMAGE, DEBIAN_PYTHON_IMAGE, IMAGE, MEASURED, METRICS_DOCKERFILE,
+                      PYTHON_STYLE_IMAGE, REPO, Podman, podman_problem, run)
 
 # Debian's python3 with the full standard library (ssl, http.server, ctypes...).
 BASE_PACKAGES = ["python3-minimal", "libpython3-stdlib"]
+# What the examples/ Dockerfiles' RUN lines need besides: pip, venv, a shell, rm.
+EXAMPLE_PACKAGES = BASE_PACKAGES + ["python3-pip", "python3-venv", "dash", "coreutils"]
 # In the closure through Depends only for dpkg's, perl's and mailcap's
 # maintainer scripts, which are never run here.
 NOT_NEEDED_PACKAGES = {
@@ -62,19 +70,26 @@ def podman(workdir):
     engine("rmi", "--all", "--force", check=False)
 
 
-def debian_python_rootfs(workdir):
-    """Unpack Debian's python3 and the closure of its dependencies into a directory."""
+def debian_python_rootfs(workdir, packages=BASE_PACKAGES, debs=None):
+    """Unpack Debian packages (python3's by default) and the closure of their
+    dependencies into workdir/rootfs; the .debs are kept in `debs` (downloaded
+    only if not there yet), by default workdir/debs."""
     closure = run(["apt-cache", "depends", "--recurse", "--no-recommends", "--no-suggests",
                    "--no-conflicts", "--no-breaks", "--no-replaces", "--no-enhances"]
-                  + BASE_PACKAGES).stdout
+                  + packages).stdout
     packages = sorted({line for line in closure.splitlines()
                        if line and not line.startswith((" ", "<"))} - NOT_NEEDED_PACKAGES)
     assert "python3-minimal" in packages, "apt knows no python3-minimal: run apt-get update"
-    debs, rootfs = os.path.join(workdir, "debs"), os.path.join(workdir, "rootfs")
-    os.makedirs(debs)
-    run(["apt-get", "download", "-q", "-o", "APT::Sandbox::User=root"] + packages,
-        cwd=debs, timeout=300)
-    for deb in sorted(glob.glob(os.path.join(debs, "*.deb"))):
+    debs = debs or os.path.join(workdir, "debs")
+    rootfs = os.path.join(workdir, "rootfs")
+    os.makedirs(debs, exist_ok=True)
+    os.makedirs(rootfs)
+    missing = [p for p in packages if not glob.glob(os.path.join(debs, p + "_*.deb"))]
+    if missing:
+        run(["apt-get", "download", "-q", "-o", "APT::Sandbox::User=root"] + missing,
+            cwd=debs, timeout=300)
+    for package in packages:
+        (deb,) = glob.glob(os.path.join(debs, package + "_*.deb"))
         run(["dpkg-deb", "-x", deb, rootfs])
     for doc in ("doc", "man", "info", "locale", "lintian"):
         shutil.rmtree(os.path.join(rootfs, "usr/share", doc), ignore_errors=True)
@@ -83,16 +98,62 @@ def debian_python_rootfs(workdir):
     return rootfs
 
 
+def import_rootfs(podman, rootfs, name, env=()):
+    """`podman import` a directory as image `name`, with PATH and `env` set and
+    python3 as its CMD."""
+    tarball = rootfs.rstrip("/") + ".tar"
+    run(["tar", "-C", rootfs, "--numeric-owner", "-cf", tarball, "."])
+    changes = [arg for variable in ("PATH=/usr/local/bin:/usr/bin:/bin",) + tuple(env)
+               for arg in ("--change", "ENV " + variable)]
+    podman("import", *changes, "--change", 'CMD ["python3"]', tarball, name)
+    os.unlink(tarball)
+    return name
+
+
 @pytest.fixture(scope="session")
 def base_image(podman, workdir):
     """A registry-free stand-in for a slim Python base image (Debian layout: /usr/bin/python3)."""
-    base = os.path.join(workdir, "base")
-    rootfs = debian_python_rootfs(base)
-    tarball = os.path.join(base, "rootfs.tar")
-    run(["tar", "-C", rootfs, "--numeric-owner", "-cf", tarball, "."])
-    podman("import", "--change", "ENV PATH=/usr/local/bin:/usr/bin:/bin",
-           "--change", 'CMD ["python3"]', tarball, BASE_IMAGE)
-    return BASE_IMAGE
+    rootfs = debian_python_rootfs(os.path.join(workdir, "base"), debs=os.path.join(workdir, "debs"))
+    return import_rootfs(podman, rootfs, BASE_IMAGE)
+
+
+@pytest.fixture(scope="session")
+def debian_python_image(podman, workdir, wheel_context):
+    """A registry-free stand-in for `debian:bookworm` after `apt-get install python3
+    python3-venv`: python3 in /usr with pip, venv and the PEP 668 marker that makes
+    pip refuse to install outside a venv, and a shell for RUN lines.
+
+    Its pip is configured as for an offline mirror (PIP_NO_INDEX, PIP_FIND_LINKS):
+    /wheelhouse holds pypause's dependencies, which pip would fetch from the index.
+    """
+    rootfs = debian_python_rootfs(os.path.join(workdir, "debian-python"), EXAMPLE_PACKAGES,
+                                  debs=os.path.join(workdir, "debs"))
+    assert os.path.isfile(os.path.join(rootfs, "usr/lib/python3.11/EXTERNALLY-MANAGED"))
+    if not os.path.lexists(os.path.join(rootfs, "bin/sh")):
+        os.symlink("dash", os.path.join(rootfs, "bin/sh"))
+    shutil.copytree(os.path.join(wheel_context, "wheels"), os.path.join(rootfs, "wheelhouse"))
+    return import_rootfs(podman, rootfs, DEBIAN_PYTHON_IMAGE,
+                         env=("PIP_NO_INDEX=1", "PIP_FIND_LINKS=/wheelhouse"))
+
+
+@pytest.fixture(scope="session")
+def python_style_image(podman, debian_python_image, workdir):
+    """A registry-free stand-in for the official python image, for pip: the Debian
+    python3 with pip above, less the PEP 668 marker (the official images have
+    none), so that `pip install` as root installs into /usr/local (Debian's pip
+    does so outside a venv) and its commands land in /usr/local/bin.
+
+    Python itself stays in /usr/bin, not /usr/local/bin as in the official images.
+    """
+    context = os.path.join(workdir, "python-style")
+    os.makedirs(context)
+    with open(os.path.join(context, "Containerfile"), "w") as f:
+        f.write("FROM %s\n"
+                'RUN ["python3", "-c", "import os, sysconfig; '
+                "os.unlink(os.path.join(sysconfig.get_path('stdlib'), 'EXTERNALLY-MANAGED'))\"]\n"
+                % debian_python_image)
+    podman("build", "--pull=never", "--network", "none", "-t", PYTHON_STYLE_IMAGE, context)
+    return PYTHON_STYLE_IMAGE
 
 
 def _manylinux_platforms(glibc, machine):

@@ -14,6 +14,9 @@ from support import wait_for  # noqa: F401 (re-exported to the container tests)
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 BASE_IMAGE = "localhost/pypause-test-base:bookworm"
 IMAGE = "localhost/pypause:test"
+# The examples' stand-ins for debian:bookworm with python3 and for the official python image.
+DEBIAN_PYTHON_IMAGE = "localhost/pypause-test-debian-python:bookworm"
+PYTHON_STYLE_IMAGE = "localhost/pypause-test-python-style:bookworm"
 METRICS_DOCKERFILE = os.path.join(REPO, "deploy", "image", "metrics.Dockerfile")
 
 #: Numbers the tests measured, printed at the end of the run.

@@ -1,9 +1,12 @@
 """Building images with podman: the pause image's labels across rebuilds in one
-storage, and the Dockerfile on a base without pip."""
+storage, the Dockerfile on a base without pip, and the examples/ Dockerfiles as
+written (pypause as an app image's init)."""
 
+import glob
 import json
 import os
 import re
+import shutil
 import subprocess
 
 import pytest
@@ -11,7 +14,7 @@ import pytest
 import pypause
 from runtimes import REPO, run
 
-# The first test to run also builds the base, the wheels and the pause image.
+# The first test to run also builds the bases, the wheels and the pause image.
 pytestmark = pytest.mark.timeout(300)
 
 LABEL = "org.opencontainers.image."
@@ -98,3 +101,52 @@ def test_a_base_without_pip_stops_the_build_at_once_with_the_command_to_use(podm
     steps = re.findall(r"^(?:\[\d+/\d+\] )?STEP \d+/\d+: (.*)$", r.stdout, re.M)
     assert steps[-1].startswith('RUN ["python3", "-c", "import importlib.util'), steps
     assert not any(step.startswith("COPY") for step in steps), steps
+
+
+def example_context(name, workdir, wheel_context):
+    """A copy of examples/`name` with pypause's wheel in its dist/, as its comment says."""
+    context = os.path.join(workdir, "example-" + name)
+    if not os.path.isdir(context):
+        shutil.copytree(os.path.join(REPO, "examples", name), context,
+                        ignore=shutil.ignore_patterns("dist"))
+        os.mkdir(os.path.join(context, "dist"))
+        (wheel,) = glob.glob(os.path.join(wheel_context, "wheels", "pypause_init-*.whl"))
+        shutil.copy(wheel, os.path.join(context, "dist"))
+    return context
+
+
+@pytest.mark.parametrize("example, base, entrypoint", [
+    ("init-python-image", "python_style_image", "pypause"),
+    ("init-debian-python", "debian_python_image", "/opt/pypause/bin/pypause"),
+])
+def test_example_image_runs_its_app_under_pypause_as_pid_1_and_exits_with_its_status(
+        request, podman, workdir, wheel_context, built, example, base, entrypoint):
+    base_image = request.getfixturevalue(base)
+    context = example_context(example, workdir, wheel_context)
+    tag = "localhost/pypause-test-example:" + example
+    built(tag)
+    # As written: only the base is another (a stand-in: no registry here).
+    podman("build", "--pull=never", "--network", "none", "--build-arg", "BASE_IMAGE=" + base_image,
+           "-t", tag, context, timeout=300)
+    config = json.loads(podman("image", "inspect", tag).stdout)[0]["Config"]
+    assert config["Entrypoint"] == [entrypoint, "--"]
+
+    r = podman("run", "--rm", "--network", "none", tag, check=False)
+    assert r.returncode == 3, r.stdout + r.stderr
+    # PID 1 is pypause: by its title, or (before pypause set it) its command
+    # line, python3 running the entrypoint's script.
+    pid1 = re.fullmatch(r"app: pid (\d+), parent 1, PID 1: (.*)\n", r.stdout)
+    assert pid1, r.stdout + r.stderr
+    assert re.fullmatch(r"(pypause|\S*/python3(\.\d+)? \S*/pypause) -- python3 /app/app.py",
+                        pid1.group(2)), pid1.group(2)
+
+
+def test_the_official_python_image_example_fails_on_a_debian_python_as_it_says(
+        podman, workdir, wheel_context, debian_python_image):
+    # The stand-in bases differ where it matters: Debian's pip refuses (PEP 668).
+    context = example_context("init-python-image", workdir, wheel_context)
+    r = podman("build", "--pull=never", "--network", "none", "--force-rm",
+               "--build-arg", "BASE_IMAGE=" + debian_python_image, context,
+               check=False, timeout=300)
+    assert r.returncode != 0
+    assert "externally-managed-environment" in r.stdout + r.stderr
