@@ -115,17 +115,24 @@ def _start_metrics(
 
     Never raises: the child is already running, and PID 1 must go on.
     """
+    called = []
+
+    def bound_once() -> None:  # serve() may have called it before it failed
+        if bound and not called:
+            called.append(True)
+            bound()
+
     try:
         from pypause import metrics  # only when asked for: prometheus_client is heavy
         from pypause.events import Guarded
 
         collected = metrics.Metrics(mode)
+        served = metrics.serve(collected, *addr, bound_once)
     except Exception as e:  # a missing or broken prometheus_client, a bug
         log.error("metrics disabled: %r" % e)
-        if bound:
-            bound()
+        bound_once()
         return None
-    return Guarded(collected) if metrics.serve(collected, *addr, bound) else None
+    return Guarded(collected) if served else None
 
 
 def _drop_privileges(user: "tuple[int, int] | None") -> None:

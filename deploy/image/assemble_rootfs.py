@@ -6,11 +6,12 @@ The Dockerfile's build stage runs this with the base image's interpreter:
 
 and the final stage copies each tree onto `scratch` as one layer:
 
-    OUT/runtime   the interpreter, its standard library less what an init never
-                  uses, and every shared library they load, at the paths they
-                  have in the base image (so /usr/local for the official python
-                  images, /usr for Debian's python3: both come from the running
-                  interpreter, nothing is hard-coded);
+    OUT/runtime   the interpreter, the modules of its standard library that
+                  pypause can import (imported_stdlib()), and every shared
+                  library they load, at the paths they have in the base image
+                  (so /usr/local for the official python images, /usr for
+                  Debian's python3: both come from the running interpreter,
+                  nothing is hard-coded);
     OUT/pypause   pypause and its dependencies installed from the wheels in
                   WHEELS by the pip wheel found there, the `pypause` command in
                   /usr/local/bin, and /pause (CRI-O runs /pause whatever the
@@ -25,6 +26,7 @@ that changes file times (COPY, image export) can make Python ignore them.
 
 import compileall
 import glob
+import modulefinder
 import os
 import py_compile
 import shutil
@@ -34,23 +36,72 @@ import subprocess
 import sys
 import sysconfig
 
-# Top-level names in the standard library that an init never imports: tests,
-# GUI and interactive tools, packaging and build tooling (no pip in the image).
-EXCLUDED_STDLIB = {
-    "__pycache__", "site-packages", "dist-packages", "test", "idlelib", "tkinter",
-    "turtle.py", "turtledemo", "ensurepip", "venv", "distutils", "lib2to3",
-    "pydoc_data", "curses", "sqlite3", "dbm",
-}
-# Directories of tests inside stdlib packages (ctypes/test, unittest/test, ...).
-EXCLUDED_DIRS_ANYWHERE = {"__pycache__", "test", "tests", "idle_test"}
-# Extension modules left out with the shared libraries only they need:
-# readline/curses (ncurses), dbm (Berkeley DB, gdbm), sqlite3, tk, nis (libnsl,
-# Kerberos), crypt, audio, and CPython's own test modules.
-EXCLUDED_EXTENSIONS = (
-    "readline", "_curses", "_curses_panel", "_dbm", "_gdbm", "_sqlite3", "_tkinter",
-    "nis", "_crypt", "ossaudiodev", "audioop", "_test", "_ctypes_test", "_xxtestfuzz",
-    "xxlimited", "xxsubtype",
-)
+# Packages whose __init__ pypause never runs: it loads their submodules
+# directly (pypause/promclient.py, pypause/title.py), so what the __init__
+# imports is not pypause's to carry.
+UNRUN_PACKAGES = {"prometheus_client", "setproctitle"}
+CO_OPTIMIZED = 0x1  # a function's code object (inspect.CO_OPTIMIZED)
+
+
+class _Finder(modulefinder.ModuleFinder):
+    """modulefinder, told how pypause imports.
+
+    Everything pypause and its dependencies' modules import is followed, in
+    functions too (every path: metrics, the grace period, JSON logs, usage
+    errors, exec failures). In the standard library only what a module
+    imports when it is imported: a function's own imports run only when it is
+    called, and followed blindly they would reach most of the library (site's
+    help() alone reaches pydoc, http and email). What pypause calls in the
+    standard library that imports more is found by the image test that runs
+    every path inside the image and fails on any module it lacks.
+    """
+
+    def __init__(self, path, stdlib):
+        super().__init__(path=path)
+        self.stdlib = stdlib + os.sep
+
+    def load_package(self, fqname, pathname):
+        if fqname in UNRUN_PACKAGES:
+            package = self.add_module(fqname)
+            package.__file__, package.__path__ = pathname, [pathname]
+            return package
+        return super().load_package(fqname, pathname)
+
+    def scan_code(self, co, m):
+        if co.co_flags & CO_OPTIMIZED and (m.__file__ or "").startswith(self.stdlib):
+            return
+        super().scan_code(co, m)
+
+
+def imported_stdlib(command, site_dir):
+    """The files of the standard library that pypause can import: what the
+    command script and every module of pypause import (modulefinder, above),
+    what the interpreter imports before any of it (with -I -S), and the
+    `encodings` package whole (codecs are looked up by name at run time:
+    getaddrinfo() encodes a host name with the idna codec)."""
+    stdlib = sysconfig.get_path("stdlib")
+    dynload = os.path.join(stdlib, "lib-dynload")
+    finder = _Finder([site_dir, stdlib, dynload], stdlib)
+    finder.run_script(command)
+    own = os.path.join(site_dir, "pypause")
+    for name in sorted(os.listdir(own)):
+        if name.endswith(".py"):
+            finder.import_hook("pypause." + name[:-3])
+    started = subprocess.run([sys.executable, "-I", "-S", "-c",
+                              "import sys; print(' '.join(sys.modules))"],
+                             check=True, capture_output=True, text=True).stdout.split()
+    for name in started:
+        try:
+            finder.import_hook(name)
+        except ImportError:  # built in or frozen, with no file
+            pass
+    for name in sorted(os.listdir(os.path.join(stdlib, "encodings"))):
+        if name.endswith(".py"):  # with what each codec imports (idna: stringprep)
+            finder.import_hook("encodings." + name[:-3])
+    files = {m.__file__ for m in finder.modules.values()
+             if m.__file__ and m.__file__.startswith(stdlib + os.sep)}
+    return stdlib, sorted(f for f in files if os.path.isfile(f))
+
 
 def copy_path(path, root):
     """Copy `path` into the tree `root` as it is seen in this filesystem.
@@ -130,32 +181,34 @@ def shared_libraries(loader, elf):
     return paths
 
 
-def ignore_in_stdlib(stdlib):
-    def ignore(directory, names):
-        skipped = {n for n in names if n in EXCLUDED_DIRS_ANYWHERE}
-        if directory == stdlib:
-            skipped |= {n for n in names if n in EXCLUDED_STDLIB or n.startswith("config-")}
-        skipped |= {n for n in names if n.endswith(".so")
-                    and n.split(".")[0].startswith(EXCLUDED_EXTENSIONS)}
-        return skipped
-    return ignore
+def compile_tree(tree, shown_as, sourceless=False):
+    """Compile every .py under `tree`; tracebacks name the file under `shown_as`.
 
-
-def compile_tree(tree, shown_as):
-    """Compile every .py under `tree`; tracebacks name the file under `shown_as`."""
+    `sourceless`: each module becomes MODULE.pyc in place of MODULE.py, which
+    Python imports without a source (the standard library's copy: half the
+    size, and pypause never prints a traceback that would show its lines).
+    """
     ok = compileall.compile_dir(
-        tree, ddir=shown_as, quiet=1, workers=0,
+        tree, ddir=shown_as, quiet=1, workers=0, legacy=sourceless,
         invalidation_mode=py_compile.PycInvalidationMode.UNCHECKED_HASH)
     if not ok:
         raise SystemExit("compiling %s failed" % tree)
+    if sourceless:
+        for directory, _, names in os.walk(tree):
+            for name in names:
+                if name.endswith(".py"):
+                    os.remove(os.path.join(directory, name))
 
 
-def build_runtime(root):
+def build_runtime(root, stdlib, modules):
+    """The interpreter and the standard library's `modules` (files), compiled."""
     copy_path(sys.executable, root)
-    stdlib = sysconfig.get_path("stdlib")
-    os.makedirs(os.path.dirname(root + stdlib), exist_ok=True)
-    shutil.copytree(stdlib, root + stdlib, symlinks=True, ignore=ignore_in_stdlib(stdlib))
-    compile_tree(root + stdlib, stdlib)
+    for path in modules:
+        copy_path(path, root)
+    # The interpreter finds its exec_prefix by this directory, and warns on
+    # every start without it, even when no module of it is needed.
+    os.makedirs(root + os.path.join(stdlib, "lib-dynload"), exist_ok=True)
+    compile_tree(root + stdlib, stdlib, sourceless=True)
     # Libraries found through /etc/ld.so.conf (e.g. /usr/local/lib) are found
     # in the image only through the base's cache.
     if os.path.exists("/etc/ld.so.cache"):
@@ -187,6 +240,7 @@ def install_pypause(wheels, root):
     compile_tree(root + site_dir, site_dir)
     # The kernel reads the #! line of the link's target: /pause runs with -IS too.
     os.symlink("/usr/local/bin/pypause", root + "/pause")
+    return command, root + site_dir
 
 
 # The longest #! line (less its newline) that kernels before Linux 5.1 read
@@ -247,8 +301,8 @@ def add_shared_libraries(runtime, trees):
 
 def main(wheels, out):
     runtime, app = out + "/runtime", out + "/pypause"
-    build_runtime(runtime)
-    install_pypause(wheels, app)
+    command, site_dir = install_pypause(wheels, app)
+    build_runtime(runtime, *imported_stdlib(command, site_dir))
     add_shared_libraries(runtime, [runtime, app])
 
 
