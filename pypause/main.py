@@ -115,7 +115,7 @@ def _start_metrics(
 
     Never raises: the child is already running, and PID 1 must go on.
     """
-    called = []
+    called: list[bool] = []
 
     def bound_once() -> None:  # serve() may have called it before it failed
         if bound and not called:
