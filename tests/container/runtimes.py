@@ -113,8 +113,10 @@ def root_is_read_only(pid):
 # process forks N children and exits, so the children are orphans that the
 # pod's PID 1 must adopt. They rename themselves, so that the host can tell
 # them apart, and wait until the test kills them.
+# The programs below run in the pause image too, whose standard library is only
+# what pypause imports: `_signal`, not `signal`.
 ORPHAN_MAKER = """\
-import os, signal, sys
+import os, sys, _signal as signal
 middle = os.fork()
 if middle == 0:
     for _ in range(int(sys.argv[1])):
@@ -180,7 +182,7 @@ def wait_until_reaped(init_pid, held=0):
 # parent that is not the pod's PID 1, which only that parent can reap
 # (pypause_zombies_held_by_parent names it, and its container).
 ZOMBIE_HOLDER = """\
-import os, signal, sys
+import os, sys, _signal as signal
 with open("/proc/self/comm", "w") as f:
     f.write("pp-holder")
 for _ in range(int(sys.argv[1])):

@@ -192,7 +192,7 @@ def test_restricted_sandbox_runs_pypause_as_pid_1_of_the_pod(cri_node, image):
 
     # A "restricted" container runs beside it, in the pod's network namespace.
     config = container_config(cri, pod, "app", image,
-                              ["python3", "-c", "import signal; signal.pause()"])
+                              ["python3", "-c", "import _signal; _signal.pause()"])
     container_id, app = node.start_container(sandbox_id, pod, config)
     assert node.container_status(container_id).state == cri.CONTAINER_RUNNING
     assert namespace(app, "net") == namespace(pid, "net")
