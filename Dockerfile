@@ -4,8 +4,8 @@
 #   podman build -t localhost/pypause:local .              # the same, without them
 #
 # The final image is assembled from the base image's own Python: the
-# interpreter, the standard library an init can need, the shared libraries
-# they load, and pypause with its two dependencies. No shell, no pip, no
+# interpreter, the part of the standard library pypause can import, the shared
+# libraries they load, and pypause with its two dependencies. No shell, no pip, no
 # package manager. It is meant for any glibc base with Python 3.9+, whether
 # Python lives in /usr/local (official python images) or in /usr (Debian's
 # python3):
