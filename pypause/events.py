@@ -10,40 +10,19 @@ from pypause import log
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Callable
-    from typing import Any, Protocol
-
-    class Observer(Protocol):
-        """What the loop reports to: Events, metrics.Metrics, or Guarded."""
-
-        inspects_orphans: bool
-
-        def signal_received(self, signum: int) -> None: ...
-        def signal_forwarded(self, signum: int) -> None: ...
-        def orphan_reaped(self, comm: "str | None", container: "str | None") -> None: ...
-        def child_exited(self, code: int) -> None: ...
-        def heartbeat(self) -> None: ...
-        def grace_period(self) -> None: ...
+    from typing import Any
 
 
-_METHODS = (
-    "signal_received",
-    "signal_forwarded",
-    "orphan_reaped",
-    "child_exited",
-    "heartbeat",
-    "grace_period",
-)
+class Observer:
+    """What the loop reports as it goes: the one list of its events. This
+    class, the null observer, hears them and does nothing; metrics.Metrics
+    counts them; Guarded wraps an observer that may raise.
 
-
-class Events:
-    """What the loop reports as it goes; this default reports nothing.
-
-    metrics.Metrics has the same methods and counts what they report.
-    `inspects_orphans` asks the loop to read each orphan's command name and
+    `inspects_zombies` asks the loop to read each zombie's command name and
     container (containers.py) before reaping it.
     """
 
-    inspects_orphans = False
+    inspects_zombies = False
 
     def signal_received(self, signum: int) -> None:
         pass
@@ -51,8 +30,8 @@ class Events:
     def signal_forwarded(self, signum: int) -> None:
         pass
 
-    def orphan_reaped(self, comm: "str | None", container: "str | None") -> None:
-        pass
+    def zombie_reaped(self, comm: "str | None", container: "str | None") -> None:
+        """A zombie that was not the main child (an adopted orphan) was reaped."""
 
     def child_exited(self, code: int) -> None:
         pass
@@ -64,26 +43,21 @@ class Events:
         pass
 
 
-class Guarded:
-    """`observer`'s methods, each of which logs an exception instead of raising.
+#: The events, as Observer defines them.
+_EVENTS = tuple(name for name, value in vars(Observer).items() if callable(value))
 
-    Only the first exception is logged: a bug met on every orphan of a storm
+
+class Guarded(Observer):
+    """`observer`'s events, each of which logs an exception instead of raising.
+
+    Only the first exception is logged: a bug met on every zombie of a storm
     would otherwise write a line for each.
     """
 
-    if TYPE_CHECKING:  # set in __init__, one per name in _METHODS
-
-        def signal_received(self, signum: int) -> None: ...
-        def signal_forwarded(self, signum: int) -> None: ...
-        def orphan_reaped(self, comm: "str | None", container: "str | None") -> None: ...
-        def child_exited(self, code: int) -> None: ...
-        def heartbeat(self) -> None: ...
-        def grace_period(self) -> None: ...
-
-    def __init__(self, observer: "Observer") -> None:
-        self.inspects_orphans = observer.inspects_orphans
+    def __init__(self, observer: Observer) -> None:
+        self.inspects_zombies = observer.inspects_zombies
         self._told = False
-        for name in _METHODS:
+        for name in _EVENTS:
             setattr(self, name, self._guard(getattr(observer, name)))
 
     def _guard(self, method: "Callable[..., None]") -> "Callable[..., None]":

@@ -21,7 +21,6 @@ if TYPE_CHECKING:
     from pypause.cli import Config
     from pypause.events import Observer
 
-SHUTDOWN_SIGNALS = (_signal.SIGTERM, _signal.SIGINT)
 JOB_CONTROL_STOPS = frozenset({_signal.SIGTSTP, _signal.SIGTTIN, _signal.SIGTTOU})
 # si_code values (asm-generic/siginfo.h) of signals sent by kill() and tgkill()
 _SI_USER = 0
@@ -68,7 +67,7 @@ def run(
             elif from_self:
                 pass  # a SIGPIPE from a log write: not news
             elif child is None:
-                if signum in SHUTDOWN_SIGNALS:
+                if signum in signals.SHUTDOWN:
                     log.info("Shutting down, got signal: %s" % signals.describe(signum))
                     return 0
                 log.debug("ignored signal", signal=signals.name(signum))

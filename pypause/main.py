@@ -88,13 +88,13 @@ def serve(config: cli.Config, main_pid: "int | None", argv: list[str], early_sig
     add ~3 ms to every run.
     """
     from pypause import loop, title  # only now: the child is already running
-    from pypause.events import Events
+    from pypause.events import Observer
 
     title.set_title(["pypause"] + argv)
     if config.warn_on_reap:
         # Before pause mode gives root up: its venv may be unreadable to 65535.
         from pypause import containers  # noqa: F401
-    events: Observer = Events()
+    events = Observer()
     # Pause mode gives up root once its port is bound; in init mode the app's
     # image decides the user.
     bound = (lambda: _drop_privileges(config.user)) if main_pid is None else None

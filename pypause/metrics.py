@@ -23,6 +23,7 @@ import threading
 import time
 
 from pypause import __version__, containers, httpd, log, procfs, promclient, signals
+from pypause.events import Observer
 from pypause.promclient import CounterMetricFamily, GaugeMetricFamily
 
 #: typing-only imports without importing typing at run time (mypy: always_true).
@@ -42,8 +43,6 @@ MAX_COMMS = MAX_CONTAINERS = 64
 MAX_HOLDERS = 64
 #: Seconds /healthz waits for the loop to answer before saying 503.
 HEALTH_TIMEOUT = 2.0
-#: Signals whose counters exist from the start: the ones that stop a container.
-_SHUTDOWN = ("SIGTERM", "SIGINT")
 _INDEX = (
     b"<html><head><title>pypause</title></head><body><h1>pypause</h1>"
     b'<p><a href="/metrics">metrics</a> <a href="/healthz">healthz</a></p>'
@@ -51,10 +50,10 @@ _INDEX = (
 )
 
 
-class Metrics:
+class Metrics(Observer):
     """The loop's events, counted for Prometheus. Methods are called by the loop."""
 
-    inspects_orphans = True  # orphans are counted by command name and container
+    inspects_zombies = True  # reaped zombies are counted by command name and container
 
     def __init__(self, mode: str) -> None:
         self.mode = mode
@@ -62,8 +61,9 @@ class Metrics:
         self.reaped = 0
         self.reaped_by_comm: dict[str, int] = {}
         self.reaped_by_container: dict[str, int] = {}
-        self.received = dict.fromkeys(_SHUTDOWN, 0)
-        self.forwarded = dict.fromkeys(_SHUTDOWN, 0)
+        # The signals that stop a container: counted from 0, from the start.
+        self.received = {signals.name(signum): 0 for signum in signals.SHUTDOWN}
+        self.forwarded = dict(self.received)
         # init mode: the main child's exit code, once it exited
         self.child_code: int | None = None
         self.in_grace = False
@@ -88,7 +88,7 @@ class Metrics:
         name = signals.name(signum)
         self.forwarded[name] = self.forwarded.get(name, 0) + 1
 
-    def orphan_reaped(self, comm: "str | None", container: "str | None") -> None:
+    def zombie_reaped(self, comm: "str | None", container: "str | None") -> None:
         self.reaped += 1
         _count(self.reaped_by_comm, comm or "unknown", MAX_COMMS)
         _count(self.reaped_by_container, container or containers.NONE, MAX_CONTAINERS)

@@ -25,7 +25,7 @@ def exit_code(status: int) -> int:
 class Reaper:
     """Reaps the children of pypause; tells the main child apart from orphans.
 
-    `main_pid` is None in pause mode. With `inspects_orphans`, each orphan is
+    `main_pid` is None in pause mode. With `inspects_zombies`, each orphan is
     first looked at without being reaped (waitid WNOWAIT) so that its /proc
     entry still exists to give its command name and its container.
 
@@ -39,8 +39,8 @@ class Reaper:
         self.main_pid = main_pid
         self.events = events
         self.warn_on_reap = warn_on_reap
-        self.inspects_orphans = events.inspects_orphans or warn_on_reap
-        if self.inspects_orphans:
+        self.inspects_zombies = events.inspects_zombies or warn_on_reap
+        if self.inspects_zombies:
             from pypause import containers  # only here: nothing else needs it
 
             self._container_of = containers.of
@@ -66,7 +66,7 @@ class Reaper:
                 code = exit_code(status)
                 log.debug("main child exited", pid=pid, status=code)
             else:
-                self.events.orphan_reaped(comm, container)
+                self.events.zombie_reaped(comm, container)
                 if self.warn_on_reap:
                     log.warning(
                         "reaped zombie",
@@ -76,7 +76,7 @@ class Reaper:
                         container_id=container,
                     )
                 elif log.threshold >= log.DEBUG:  # the hot path of a storm
-                    log.debug("reaped orphan", pid=pid, status=exit_code(status))
+                    log.debug("reaped zombie", pid=pid, status=exit_code(status))
         if code is not None:
             self.events.child_exited(code)
         return code, stop
@@ -86,7 +86,7 @@ class Reaper:
         or None. comm and container are None for the main child and unless
         orphans are inspected."""
         try:
-            if not self.inspects_orphans:
+            if not self.inspects_zombies:
                 pid, status = os.waitpid(-1, os.WNOHANG | self._stopped)
                 return (pid, status, None, None) if pid else None
             info = os.waitid(

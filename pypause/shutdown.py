@@ -136,17 +136,17 @@ def grace(main_pid: int, reaper: "Reaper", seconds: float) -> None:
 
 def _all_gone(rest: Leftovers, reaper: "Reaper") -> bool:
     reaper.reap_all()
-    return not _waiting_for(rest)
+    return _waiting_for(rest) is None
 
 
-def _waiting_for(rest: Leftovers) -> "str | list[int] | None":
-    """What the wait is for: "child" (a SIGCHLD will come), a list of PIDs
-    (pidfds to watch), or None when nothing is left."""
+def _waiting_for(rest: Leftovers) -> "list[int] | None":
+    """What the wait is for: the PIDs whose exit to watch (by pidfd); [] when
+    a child of pypause is left, whose SIGCHLD will come; None when nothing is."""
     alive = rest.alive()
     if alive is None:
-        return "child" if rest.any_child() else None
+        return [] if rest.any_child() else None
     if any(alive.values()):
-        return "child"
+        return []
     return list(alive)[:MAX_PIDFDS] or None
 
 
@@ -161,12 +161,12 @@ def _wait(rest: Leftovers, reaper: "Reaper", seconds: float) -> bool:
         remaining = deadline - time.monotonic()
         if remaining <= 0:
             return False
-        if what == "child":
+        if what:
+            _wait_for_exit(what, remaining)
+        else:  # a child's SIGCHLD
             info = _signal.sigtimedwait(signals.WAITED, remaining)
             if info is not None and info.si_signo != _signal.SIGCHLD:
                 log.debug("dropped signal during grace period", signal=signals.name(info.si_signo))
-        else:
-            _wait_for_exit(what, remaining)  # type: ignore[arg-type]  # not "child": PIDs
 
 
 def _wait_for_exit(pids: list[int], seconds: float) -> None:

@@ -25,6 +25,10 @@ FAULT_SIGNALS = frozenset(
 )
 UNCATCHABLE = frozenset({_signal.SIGKILL, _signal.SIGSTOP})
 
+#: The signals that stop a container: they end pause mode with 0, and their
+#: metrics series exist from the start.
+SHUTDOWN = (_signal.SIGTERM, _signal.SIGINT)
+
 #: Every signal pypause blocks and collects with sigwaitinfo().
 WAITED = frozenset(_signal.valid_signals()) - FAULT_SIGNALS - UNCATCHABLE
 

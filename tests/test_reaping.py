@@ -83,7 +83,7 @@ from pypause.events import Guarded
 from pypause.reaper import Reaper
 
 class Broken:
-    inspects_orphans = True
+    inspects_zombies = True
     def __getattr__(self, name):
         def fail(*args):
             raise RuntimeError("observer bug in " + name)

@@ -70,7 +70,7 @@ def test_under_a_pids_limit_pypause_keeps_reaping_and_exits_right(pids_cgroup, p
     assert report["eagain"] > 0, "the limit never bit: forks did not fail"
     assert pids_cgroup.max_events() > 0
     # Every orphan was reaped by pypause (-v logs each one), none by the kernel at exit.
-    assert sum("reaped orphan" in line for line in err.lines if line) == ORPHANS
+    assert sum("reaped zombie" in line for line in err.lines if line) == ORPHANS
     assert not any("unexpected error" in line for line in err.lines if line)
     wait_for(lambda: pids_cgroup.current() == 0, what="every pid of the cgroup to be freed")
     measured("fork limit", "pids.max %d: %d orphans made and reaped in %.1f s (%.0f/s) "

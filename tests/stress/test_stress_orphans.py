@@ -110,7 +110,7 @@ def test_grace_period_terms_then_kills_200_leftovers_half_ignoring_sigterm(pidns
     assert "sent SIGTERM to every process in the namespace" in err
     assert "sending SIGKILL" in err
     # pypause reaped every leftover itself before exiting: none was left to the kernel.
-    assert err.count("reaped orphan") == LEFT
+    assert err.count("reaped zombie") == LEFT
     assert "Traceback" not in err
     measured("leftovers, --grace-period 2", "exit 5 %.2f s after the child; %d ran their "
              "SIGTERM handler, %d SIGKILLed, all %d reaped by pypause"

@@ -248,7 +248,7 @@ def test_without_proc_reaping_works_and_metrics_report_what_they_can(pidns):
     # Counted under "unknown": the command name comes from /proc.
     assert value(got, "pypause_zombies_reaped_by_comm_total", comm="unknown") == orphans
     # Logging needs no /proc either: each line is written or counted as dropped.
-    written = lambda: sum("reaped orphan" in line for line in err.lines if line)
+    written = lambda: sum("reaped zombie" in line for line in err.lines if line)
     wait_for(lambda: written() + value(samples(port), "pypause_log_lines_dropped_total")
              == orphans, what="a log line per orphan, written or dropped")
     for needs_proc in ("pypause_zombies", "pypause_processes", "process_resident_memory_bytes"):
@@ -291,7 +291,7 @@ def test_read_only_root_and_no_writable_tmp(pidns):
         err = Lines(ns.unshare.stderr)
         assert ns.unshare.wait(20) == 4
         err.wait(lambda lines: None in lines, what="stderr to close")
-        assert sum("reaped orphan" in l for l in err.lines if l) == 200
+        assert sum("reaped zombie" in l for l in err.lines if l) == 200
         assert not any("Traceback" in l for l in err.lines if l)
     finally:
         # Only the namespace's copy of / was made read-only; ours is as it was.
