@@ -28,11 +28,13 @@ import os
 import shutil
 import sys
 import tempfile
+import time
 
 import pytest
 
-from runtimes import (BASE_IMAGE, DEBIAN_PYTHON_IMAGE, IMAGE, MEASURED, METRICS_DOCKERFILE,
-                      PYTHON_STYLE_IMAGE, REPO, Podman, podman_problem, run)
+from runtimes import (ARM64_BASE_IMAGE, ARM64_IMAGE, BASE_IMAGE, DEBIAN_PYTHON_IMAGE, IMAGE,
+                      MEASURED, METRICS_DOCKERFILE, PYTHON_STYLE_IMAGE, REPO, Podman,
+                      podman_problem, run)
 
 # Debian's python3 with the full standard library (ssl, http.server, ctypes...).
 BASE_PACKAGES = ["python3-minimal", "libpython3-stdlib"]
@@ -70,12 +72,24 @@ def podman(workdir):
     engine("rmi", "--all", "--force", check=False)
 
 
-def debian_python_rootfs(workdir, packages=BASE_PACKAGES, debs=None):
+def debian_python_rootfs(workdir, packages=BASE_PACKAGES, debs=None, arch=None):
     """Unpack Debian packages (python3's by default) and the closure of their
     dependencies into workdir/rootfs; the .debs are kept in `debs` (downloaded
-    only if not there yet), by default workdir/debs."""
-    closure = run(["apt-cache", "depends", "--recurse", "--no-recommends", "--no-suggests",
-                   "--no-conflicts", "--no-breaks", "--no-replaces", "--no-enhances"]
+    only if not there yet), by default workdir/debs.
+
+    The packages are those of `arch` (a Debian architecture: arm64; by default
+    dpkg's own), as apt would resolve them on such a machine: it is made apt's
+    only architecture, so that names resolve to it (and to Architecture: all)
+    and never to another one dpkg has been told of (with arm64 added, the
+    closure would hold libc6:arm64 too). A foreign one's package lists must be
+    there (dpkg --add-architecture, apt-get update), and its .debs need a
+    `debs` of their own: the Architecture: all ones are named alike for every
+    architecture."""
+    arch = arch or run(["dpkg", "--print-architecture"]).stdout.strip()
+    apt_options = ["-o", "APT::Architecture=" + arch, "-o", "APT::Architectures=" + arch]
+    closure = run(["apt-cache"] + apt_options
+                  + ["depends", "--recurse", "--no-recommends", "--no-suggests", "--no-conflicts",
+                     "--no-breaks", "--no-replaces", "--no-enhances"]
                   + packages).stdout
     packages = sorted({line for line in closure.splitlines()
                        if line and not line.startswith((" ", "<"))} - NOT_NEEDED_PACKAGES)
@@ -86,7 +100,8 @@ def debian_python_rootfs(workdir, packages=BASE_PACKAGES, debs=None):
     os.makedirs(rootfs)
     missing = [p for p in packages if not glob.glob(os.path.join(debs, p + "_*.deb"))]
     if missing:
-        run(["apt-get", "download", "-q", "-o", "APT::Sandbox::User=root"] + missing,
+        run(["apt-get"] + apt_options + ["download", "-q", "-o", "APT::Sandbox::User=root"]
+            + missing,
             cwd=debs, timeout=300)
     for package in packages:
         (deb,) = glob.glob(os.path.join(debs, package + "_*.deb"))
@@ -98,14 +113,16 @@ def debian_python_rootfs(workdir, packages=BASE_PACKAGES, debs=None):
     return rootfs
 
 
-def import_rootfs(podman, rootfs, name, env=()):
+def import_rootfs(podman, rootfs, name, env=(), arch=None):
     """`podman import` a directory as image `name`, with PATH and `env` set and
-    python3 as its CMD."""
+    python3 as its CMD; its configuration names `arch` (an OCI architecture:
+    arm64) if given, else the host's."""
     tarball = rootfs.rstrip("/") + ".tar"
     run(["tar", "-C", rootfs, "--numeric-owner", "-cf", tarball, "."])
     changes = [arg for variable in ("PATH=/usr/local/bin:/usr/bin:/bin",) + tuple(env)
                for arg in ("--change", "ENV " + variable)]
-    podman("import", *changes, "--change", 'CMD ["python3"]', tarball, name)
+    podman("import", *changes, "--change", 'CMD ["python3"]', *(["--arch", arch] if arch else []),
+           tarball, name)
     os.unlink(tarball)
     return name
 
@@ -164,18 +181,20 @@ def _manylinux_platforms(glibc, machine):
     return [arg for tag in tags for arg in ("--platform", tag)]
 
 
-@pytest.fixture(scope="session")
-def wheel_context(podman, base_image, workdir):
-    """Directory with wheels/: pypause, its dependencies and pip, for the base's Python."""
+def make_wheel_context(podman, base_image, workdir, name="wheel-context"):
+    """workdir/`name`/wheels: pypause, its dependencies and pip, for the Python of
+    `base_image` (its version, glibc and machine, asked of it: under emulation
+    for a foreign one)."""
     version, glibc, machine = podman(
         "run", "--rm", "--network", "none", base_image, "python3", "-c",
         "import platform, sys; print('%d.%d' % sys.version_info[:2], "
         "platform.libc_ver()[1], platform.machine())").stdout.split()
     # Build from a copy: an in-tree build would leave build/ in the repository.
     src = os.path.join(workdir, "src")
-    shutil.copytree(REPO, src, ignore=shutil.ignore_patterns(
-        ".git", "__pycache__", "*.egg-info", "build", "dist", ".pytest_cache", ".venv"))
-    context = os.path.join(workdir, "wheel-context")
+    if not os.path.isdir(src):
+        shutil.copytree(REPO, src, ignore=shutil.ignore_patterns(
+            ".git", "__pycache__", "*.egg-info", "build", "dist", ".pytest_cache", ".venv"))
+    context = os.path.join(workdir, name)
     wheels = os.path.join(context, "wheels")
     pip = [sys.executable, "-m", "pip", "--disable-pip-version-check", "-q"]
     run(pip + ["wheel", "--no-deps", "--wheel-dir", wheels, src], timeout=300)
@@ -186,21 +205,39 @@ def wheel_context(podman, base_image, workdir):
 
 
 @pytest.fixture(scope="session")
+def wheel_context(podman, base_image, workdir):
+    """Directory with wheels/: pypause, its dependencies and pip, for the base's Python."""
+    return make_wheel_context(podman, base_image, workdir)
+
+
+def build_pause_image(podman, base_image, wheel_context, name, *options, timeout=600):
+    """The repository's Dockerfile built on `base_image`, offline, by the documented
+    build script (which fills in the OCI labels); `options` go to the build."""
+    run([os.path.join(REPO, "deploy", "image", "build.sh"), "--pull=never", "--network", "none",
+         "--build-context", "wheels=" + wheel_context, "--build-arg", "BASE_IMAGE=" + base_image,
+         *options, "-t", name], env=dict(podman.env, ENGINE="podman"), timeout=timeout)
+    return name
+
+
+@pytest.fixture(scope="session")
 def image(podman, base_image, wheel_context):
     """The repository's Dockerfile built on the Debian base, offline, by the
     documented build script (which fills in the OCI labels)."""
-    run([os.path.join(REPO, "deploy", "image", "build.sh"), "--pull=never", "--network", "none",
-         "--build-context", "wheels=" + wheel_context, "--build-arg", "BASE_IMAGE=" + base_image,
-         "-t", IMAGE], env=dict(podman.env, ENGINE="podman"), timeout=600)
-    return IMAGE
+    return build_pause_image(podman, base_image, wheel_context, IMAGE)
+
+
+def build_metrics_image(podman, pause_image, name, *options):
+    """deploy/image/metrics.Dockerfile on top of `pause_image`; `options` go to the build."""
+    podman("build", "--pull=never", "--network", "none", "--build-arg",
+           "PAUSE_IMAGE=" + pause_image, *options, "-t", name, "-f", METRICS_DOCKERFILE,
+           os.path.dirname(METRICS_DOCKERFILE))
+    return name
 
 
 @pytest.fixture(scope="session")
 def metrics_image(podman, image):
     """deploy/image/metrics.Dockerfile on top: the variant whose sandboxes serve metrics."""
-    podman("build", "--pull=never", "--network", "none", "--build-arg", "PAUSE_IMAGE=" + image,
-           "-t", IMAGE + "-metrics", "-f", METRICS_DOCKERFILE, os.path.dirname(METRICS_DOCKERFILE))
-    return IMAGE + "-metrics"
+    return build_metrics_image(podman, image, IMAGE + "-metrics")
 
 
 @pytest.fixture(scope="session")
@@ -231,6 +268,141 @@ def oci_archive(podman, workdir):
             saved[image] = path
         return saved[image]
     return save
+
+
+# ---------------------------------------------------------------- linux/arm64, emulated
+
+BINFMT = "/proc/sys/fs/binfmt_misc"
+ENTRY = BINFMT + "/qemu-aarch64"
+# Where qemu-user-static describes the entry: for update-binfmts (binfmt-support),
+# and as the line to write to the register file (systemd-binfmt's format).
+BINFMTS_FORMAT = "/usr/share/binfmts/qemu-aarch64"
+BINFMT_D_LINE = "/usr/lib/binfmt.d/qemu-aarch64.conf"
+ARM64_APT = ["-o", "APT::Architecture=arm64", "-o", "APT::Architectures=arm64"]
+
+def _entry_usable():
+    """None if binfmt_misc's qemu-aarch64 entry is enabled with the F flag, else what is not."""
+    try:
+        with open(ENTRY) as f:
+            lines = f.read().splitlines()
+    except FileNotFoundError:
+        return "not registered"
+    flags = [line.split(":", 1)[1].strip() for line in lines if line.startswith("flags:")]
+    if lines[0] != "enabled":
+        return "registered but disabled"
+    if not flags or "F" not in flags[0]:
+        return "registered without the F (fix-binary) flag: it cannot work inside containers"
+    return None
+
+
+@pytest.fixture(scope="session")
+def binfmt():
+    """qemu-aarch64 in binfmt_misc, set up here if qemu-user-static is installed and it
+    is not; undone at the end (only what was done here: unregistered if registered
+    here, unmounted if mounted here)."""
+    problem = _entry_usable()
+    if problem is None:
+        yield
+        return
+    if os.geteuid() != 0:
+        pytest.skip("qemu-aarch64 binfmt %s, and setting it up needs root" % problem)
+    if problem != "not registered" and problem != "registered but disabled":
+        pytest.skip("qemu-aarch64 binfmt " + problem)  # someone else's: leave it alone
+    if not (os.path.exists(BINFMTS_FORMAT) or os.path.exists(BINFMT_D_LINE)):
+        pytest.skip("qemu-aarch64 binfmt %s and qemu-user-static is not installed "
+                    "(see .ci/run)" % problem)
+    mounted = False
+    if not os.path.exists(os.path.join(BINFMT, "register")):
+        r = run(["mount", "-t", "binfmt_misc", "binfmt_misc", BINFMT], check=False)
+        if r.returncode != 0:
+            pytest.skip("binfmt_misc is not mounted and cannot be: %s" % r.stderr.strip())
+        mounted = True
+        problem = _entry_usable()
+    registered = None
+    if problem == "registered but disabled":
+        with open(ENTRY, "w") as f:
+            f.write("1")
+        registered = "enabled"
+    elif problem is not None:
+        if shutil.which("update-binfmts") and os.path.exists(BINFMTS_FORMAT):
+            run(["update-binfmts", "--enable", "qemu-aarch64"])
+        else:
+            with open(BINFMT_D_LINE) as f:
+                line = [line for line in f if line.startswith(":")][0]
+            with open(os.path.join(BINFMT, "register"), "w") as f:
+                f.write(line.strip())
+        registered = "registered"
+    try:
+        problem = _entry_usable()
+        if problem:
+            pytest.skip("qemu-aarch64 binfmt %s after setting it up" % problem)
+        yield
+    finally:
+        if registered and os.path.exists(ENTRY):
+            with open(ENTRY, "w") as f:
+                f.write("0" if registered == "enabled" else "-1")  # disable / remove
+        if mounted:
+            run(["umount", BINFMT], check=False)
+
+
+@pytest.fixture(scope="session")
+def arm64_podman(binfmt, podman, workdir):
+    """A private podman of its own, for the arm64 builds.
+
+    podman 4.3's layer cache does not tell platforms apart: the Dockerfile's
+    final stage (FROM scratch, COPY --from=build) matches step for step, so an
+    amd64 build after an arm64 one in the same storage reuses its layers and
+    is the arm64 image, tagged amd64 (test_multiarch_manifest checks it is
+    not). Only the finished image is brought over to the session's podman
+    (podman load): never a cache candidate, as no intermediate image is.
+    """
+    engine = Podman(os.path.join(workdir, "podman-arm64"))
+    yield engine
+    engine.remove_everything()
+    engine("rmi", "--all", "--force", check=False)
+
+
+@pytest.fixture(scope="session")
+def arm64_base_image(arm64_podman, workdir):
+    """Debian's arm64 python3, from Debian's arm64 packages, imported as an arm64
+    image (in arm64_podman's storage)."""
+    if run(["apt-cache"] + ARM64_APT + ["show", "python3-minimal"], check=False).returncode:
+        pytest.skip("apt has no arm64 package lists: dpkg --add-architecture arm64 && "
+                    "apt-get update (see .ci/run)")
+    start = time.monotonic()
+    rootfs = debian_python_rootfs(os.path.join(workdir, "base-arm64"),
+                                  debs=os.path.join(workdir, "debs-arm64"), arch="arm64")
+    name = import_rootfs(arm64_podman, rootfs, ARM64_BASE_IMAGE, arch="arm64")
+    MEASURED["arm64 base (download, unpack, import)"] = "%.0f s" % (time.monotonic() - start)
+    return name
+
+
+@pytest.fixture(scope="session")
+def arm64_image(podman, arm64_podman, arm64_base_image, workdir):
+    """The pause image for linux/arm64: the Dockerfile built by deploy/image/build.sh on the
+    arm64 base, offline, its RUN steps executed by the base's arm64 python3 under qemu;
+    built in arm64_podman's storage, then loaded into the session's podman."""
+    start = time.monotonic()
+    context = make_wheel_context(arm64_podman, arm64_base_image, workdir, "wheel-context-arm64")
+    wheels = sorted(os.listdir(os.path.join(context, "wheels")))
+    assert [w for w in wheels if w.startswith("setproctitle-")
+            and "cp311" in w and "aarch64" in w], wheels
+    build_pause_image(arm64_podman, arm64_base_image, context, ARM64_IMAGE,
+                      "--platform", "linux/arm64")
+    MEASURED["arm64 pause image build (emulated)"] = "%.0f s" % (time.monotonic() - start)
+    archive = os.path.join(workdir, "pause-image-arm64.tar")
+    arm64_podman("save", "--format", "docker-archive", "-o", archive, ARM64_IMAGE)
+    try:
+        podman("load", "-i", archive)
+    finally:
+        os.remove(archive)
+    return ARM64_IMAGE
+
+
+@pytest.fixture(scope="session")
+def arm64_metrics_image(podman, arm64_image):
+    return build_metrics_image(podman, arm64_image, ARM64_IMAGE + "-metrics",
+                               "--platform", "linux/arm64")
 
 
 def pytest_terminal_summary(terminalreporter):

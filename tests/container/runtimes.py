@@ -17,6 +17,9 @@ IMAGE = "localhost/pypause:test"
 # The examples' stand-ins for debian:bookworm with python3 and for the official python image.
 DEBIAN_PYTHON_IMAGE = "localhost/pypause-test-debian-python:bookworm"
 PYTHON_STYLE_IMAGE = "localhost/pypause-test-python-style:bookworm"
+# The linux/arm64 base and pause image (tests/container/test_arm64.py, under qemu).
+ARM64_BASE_IMAGE = "localhost/pypause-test-base:bookworm-arm64"
+ARM64_IMAGE = "localhost/pypause:test-arm64"
 METRICS_DOCKERFILE = os.path.join(REPO, "deploy", "image", "metrics.Dockerfile")
 
 #: Numbers the tests measured, printed at the end of the run.

@@ -1,0 +1,186 @@
+"""The pause image for linux/arm64, built and run for real under qemu-user-static.
+
+The session builds, once (conftest.py's arm64_* fixtures): a base of Debian's arm64 python3 (unpacked from
+Debian's arm64 packages, as the amd64 base is from amd64 ones, and imported as
+an arm64 image), a wheelhouse for it (pypause's and the pure-Python wheels,
+and setproctitle's manylinux aarch64 wheel), and the pause image on it with
+`deploy/image/build.sh --platform linux/arm64`, whose build stage runs the
+base's arm64 python3 under emulation. It then runs that image (pause mode,
+init mode, a forwarded signal, orphans reaped, the metrics variant) and puts
+it with the amd64 one in a multi-arch manifest.
+
+Emulation is binfmt_misc's qemu-aarch64 entry with the F (fix-binary) flag,
+which the kernel then finds inside containers too. If qemu-user-static is
+installed but the entry is not there, the `binfmt` fixture mounts binfmt_misc
+and registers it, and undoes exactly what it did at the end of the session.
+"""
+
+import json
+
+import pytest
+
+from runtimes import pidns_members, wait_for, wait_until_waiting_for_signals
+
+# The first test builds the base and the image under emulation.
+pytestmark = pytest.mark.timeout(300)
+
+MANIFEST = "localhost/pypause:multiarch"
+
+# A client for one request, from inside the container (the image has no curl).
+GET = """\
+import socket, sys
+s = socket.create_connection(("127.0.0.1", 9199), timeout=10)
+s.sendall(b"GET %s HTTP/1.0\\r\\n\\r\\n" % sys.argv[1].encode())
+answer = b""
+while True:
+    chunk = s.recv(65536)
+    if not chunk:
+        break
+    answer += chunk
+sys.stdout.write(answer.decode())
+"""
+
+# The app of the reaping test, run by pypause in init mode: a middle process
+# forks ORPHANS children and exits, so that they are adopted by PID 1; once
+# they all are, they are let go (EOF on a pipe) and exit, and the app waits
+# until PID 1 has reaped every one: no process but the app itself is left
+# with parent 1, not even a zombie. It exits 0 only then, and pypause with it.
+REAPED_ORPHANS = """\
+import os, sys, time
+count = int(sys.argv[1])
+def children_of_init():
+    found = {}
+    for name in os.listdir("/proc"):
+        if name.isdigit() and int(name) != os.getpid():
+            try:
+                with open("/proc/%s/stat" % name) as f:
+                    state, ppid = f.read().rpartition(")")[2].split()[:2]
+            except OSError:
+                continue
+            if ppid == "1":
+                found[int(name)] = state
+    return found
+def wait(condition, what):
+    deadline = time.monotonic() + 30
+    while not condition():
+        if time.monotonic() > deadline:
+            sys.exit("timed out waiting for %s: children of PID 1: %s" % (what, children_of_init()))
+        time.sleep(0.05)
+r, w = os.pipe()
+middle = os.fork()
+if middle == 0:
+    for _ in range(count):
+        if os.fork() == 0:
+            os.close(w)
+            os.read(r, 1)
+            os._exit(0)
+    os._exit(0)
+os.close(r)
+os.waitpid(middle, 0)
+wait(lambda: len(children_of_init()) == count, "%d orphans adopted" % count)
+os.close(w)
+wait(lambda: not children_of_init(), "the orphans reaped")
+print("reaped %d orphans" % count)
+"""
+ORPHANS = 20
+
+
+@pytest.fixture
+def containers(podman):
+    """The private podman, emptied of every container after the test."""
+    yield podman
+    podman.remove_everything()
+
+
+def _start(podman, *args):
+    """`podman run -d` args; return (container ID, host PID of its PID 1 once pypause waits
+    for signals: a SIGTERM before that would meet qemu's default action, not pypause)."""
+    container = podman("run", "-d", "--network", "none", *args).stdout.strip()
+    pid = int(podman.inspect(container, "{{.State.Pid}}"))
+    assert pid, podman("logs", container, check=False).stderr
+    wait_until_waiting_for_signals(pid, timeout=30)
+    return container, pid
+
+
+def test_image_is_arm64(podman, arm64_podman, arm64_image, arm64_base_image):
+    for engine, name in [(arm64_podman, arm64_base_image), (arm64_podman, arm64_image),
+                         (podman, arm64_image)]:
+        config = json.loads(engine("image", "inspect", name).stdout)[0]
+        assert (config["Os"], config["Architecture"]) == ("linux", "arm64"), name
+    config = json.loads(podman("image", "inspect", arm64_image).stdout)[0]["Config"]
+    assert config["Entrypoint"] == ["pypause"]
+    assert config["User"] == "65535:65535"
+    # What runs is the arm64 interpreter (emulated), from the image's own files.
+    r = podman("run", "--rm", "--network", "none", "--entrypoint", "python3", arm64_image,
+               "-IS", "-c", "import os; print(os.uname().machine)")
+    assert r.stdout.split() == ["aarch64"]
+    version = podman("run", "--rm", "--network", "none", arm64_image, "--version").stdout
+    assert version.startswith("pypause ")
+
+
+def test_pause_mode_stops_on_sigterm(containers, arm64_image):
+    container, _ = _start(containers, arm64_image)
+    containers("stop", "--time", "20", container, timeout=60)
+    assert containers.inspect(container, "{{.State.ExitCode}}") == "0"
+    logs = containers("logs", container).stderr
+    assert "Shutting down, got signal: Terminated" in logs, logs
+
+
+def test_init_mode_exit_status(containers, arm64_image):
+    r = containers("run", "--rm", "--network", "none", "--entrypoint", "pypause", arm64_image,
+                   "--", "python3", "-c", "raise SystemExit(3)", check=False, timeout=60)
+    assert r.returncode == 3, r.stderr
+
+
+def test_init_mode_forwards_sigterm(containers, arm64_image):
+    container, pid = _start(containers, "--entrypoint", "pypause", arm64_image, "--",
+                            "python3", "-c", "import _signal; _signal.pause()")
+    wait_for(lambda: any(ppid == pid for _, _, ppid in pidns_members(pid).values()), 30,
+             "the app to start")
+    containers("stop", "--time", "20", container, timeout=60)
+    # 128 + SIGTERM: the forwarded signal ended the app, and pypause exits as it did.
+    assert containers.inspect(container, "{{.State.ExitCode}}") == "143"
+
+
+def test_orphans_are_reaped(containers, arm64_image):
+    r = containers("run", "--rm", "--network", "none", "--entrypoint", "pypause", arm64_image,
+                   "--", "python3", "-c", REAPED_ORPHANS, str(ORPHANS), check=False, timeout=120)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert r.stdout.split() == ["reaped", str(ORPHANS), "orphans"]
+
+
+def test_metrics_variant_serves_metrics(containers, arm64_metrics_image):
+    config = json.loads(containers("image", "inspect", arm64_metrics_image).stdout)[0]
+    assert config["Architecture"] == "arm64"
+    container, _ = _start(containers, arm64_metrics_image)
+    wait_for(lambda: "serving metrics" in containers("logs", container).stderr, 30,
+             "pypause to serve metrics")
+    answer = containers("exec", container, "python3", "-IS", "-c", GET, "/metrics",
+                        timeout=60).stdout
+    assert answer.splitlines()[0] == "HTTP/1.1 200 OK", answer[:500]
+    assert "pypause_info{" in answer, answer[:2000]
+    containers("stop", "--time", "20", container, timeout=60)
+    assert containers.inspect(container, "{{.State.ExitCode}}") == "0"
+
+
+@pytest.fixture
+def manifest(podman):
+    yield MANIFEST
+    podman("manifest", "rm", MANIFEST, check=False)
+
+
+def test_multiarch_manifest(podman, image, arm64_image, manifest):
+    # Each image is its architecture's through and through, whichever was built
+    # first (podman 4.3's layer cache does not tell platforms apart: see the
+    # arm64_podman fixture).
+    for name, arch, machine in [(image, "amd64", "x86_64"), (arm64_image, "arm64", "aarch64")]:
+        assert podman.inspect(name, "{{.Architecture}}") == arch, name
+        r = podman("run", "--rm", "--network", "none", "--entrypoint", "python3", name,
+                   "-IS", "-c", "import os; print(os.uname().machine)")
+        assert r.stdout.split() == [machine], name
+    podman("manifest", "create", manifest)
+    for name in (image, arm64_image):
+        podman("manifest", "add", manifest, "containers-storage:" + name)
+    listed = json.loads(podman("manifest", "inspect", manifest).stdout)["manifests"]
+    platforms = sorted((m["platform"]["os"], m["platform"]["architecture"]) for m in listed)
+    assert platforms == [("linux", "amd64"), ("linux", "arm64")]
