@@ -375,59 +375,75 @@ def _convert(convert: "Callable[[str], Any]", raw: str, source: str) -> "Any":
 def _from_flags(argv: "Sequence[str]") -> "tuple[dict[str, Any], int]":
     """Parse the options in `argv`: ({dest: value}, index of COMMAND)."""
     values: dict[str, Any] = {}
-
-    # The type: ignores below: every option that takes a value has a convert
-    # (OPTIONS), and gets a raw value (the loop below).
-    def take(option: Option, raw: "str | None", source: str) -> None:
-        if option.kind == FLAG:
-            values[option.dest] = True
-        elif option.kind == COUNT:
-            values[option.dest] = values.get(option.dest, 0) + 1
-        elif option.kind == LIST:
-            values.setdefault(option.dest, []).append(
-                _convert(option.convert, raw, source)  # type: ignore[arg-type]
-            )
-        else:
-            values[option.dest] = _convert(option.convert, raw, source)  # type: ignore[arg-type]
-
     i = 0
     while i < len(argv):
         arg = argv[i]
-        i += 1
         if arg == "--":
-            return values, i
+            return values, i + 1
         if arg.startswith("--"):
-            key, eq, raw = arg[2:].partition("=")
-            option = _BY_LONG.get(key)
-            if option is None:
-                raise UsageError("unknown option %r" % ("--" + key))
-            if not option.takes_value and eq:
-                raise UsageError("option %r takes no value" % ("--" + key))
-            if option.takes_value and not eq:
-                if i == len(argv):
-                    raise UsageError("option --%s needs a value" % key)
-                raw = argv[i]
-                i += 1
-            take(option, raw, "--" + key)
+            i = _long_option(argv, i, values)
         elif arg.startswith("-") and arg != "-":
-            cluster = arg[1:]
-            while cluster:
-                letter, cluster = cluster[0], cluster[1:]
-                option = _BY_SHORT.get(letter)
-                if option is None:
-                    raise UsageError("unknown option %r" % ("-" + letter))
-                raw = None
-                if option.takes_value:  # the value is the rest of the cluster, or the next arg
-                    raw, cluster = cluster, ""
-                    if not raw:
-                        if i == len(argv):
-                            raise UsageError("option -%s needs a value" % letter)
-                        raw = argv[i]
-                        i += 1
-                take(option, raw, "-" + letter)
+            i = _short_options(argv, i, values)
         else:
-            return values, i - 1
+            return values, i
     return values, i
+
+
+def _long_option(argv: "Sequence[str]", i: int, values: "dict[str, Any]") -> int:
+    """Take the --option (=value, or value as the next argument) at argv[i];
+    return the index after it."""
+    key, eq, raw = argv[i][2:].partition("=")
+    i += 1
+    option = _BY_LONG.get(key)
+    if option is None:
+        raise UsageError("unknown option %r" % ("--" + key))
+    if not option.takes_value and eq:
+        raise UsageError("option %r takes no value" % ("--" + key))
+    if option.takes_value and not eq:
+        if i == len(argv):
+            raise UsageError("option --%s needs a value" % key)
+        raw, i = argv[i], i + 1
+    _take(values, option, raw, "--" + key)
+    return i
+
+
+def _short_options(argv: "Sequence[str]", i: int, values: "dict[str, Any]") -> int:
+    """Take the cluster of one-letter options at argv[i] (`-gv`, `-e143`, `-e 143`);
+    return the index after it (and after its value, if that is the next argument)."""
+    cluster = argv[i][1:]
+    i += 1
+    while cluster:
+        letter, cluster = cluster[0], cluster[1:]
+        option = _BY_SHORT.get(letter)
+        if option is None:
+            raise UsageError("unknown option %r" % ("-" + letter))
+        raw = None
+        if option.takes_value:  # the value is the rest of the cluster, or the next arg
+            raw, cluster = cluster, ""
+            if not raw:
+                if i == len(argv):
+                    raise UsageError("option -%s needs a value" % letter)
+                raw, i = argv[i], i + 1
+        _take(values, option, raw, "-" + letter)
+    return i
+
+
+def _take(values: "dict[str, Any]", option: Option, raw: "str | None", source: str) -> None:
+    """Record `option`, given as `source` with the value `raw`, in `values`.
+
+    The type: ignores: every option that takes a value has a convert
+    (OPTIONS), and gets a raw value (the callers above).
+    """
+    if option.kind == FLAG:
+        values[option.dest] = True
+    elif option.kind == COUNT:
+        values[option.dest] = values.get(option.dest, 0) + 1
+    elif option.kind == LIST:
+        values.setdefault(option.dest, []).append(
+            _convert(option.convert, raw, source)  # type: ignore[arg-type]
+        )
+    else:
+        values[option.dest] = _convert(option.convert, raw, source)  # type: ignore[arg-type]
 
 
 def _from_environment(environ: "Mapping[str, str]") -> "dict[str, Any]":

@@ -46,12 +46,7 @@ def run(
     early = list(received)
     while True:
         try:
-            if early:
-                signum, from_self = early.pop(0), False
-            else:
-                info = _signal.sigwaitinfo(signals.WAITED)
-                signum = info.si_signo
-                from_self = info.si_pid == own_pid and info.si_code in (_SI_USER, _SI_TKILL)
+            signum, from_self = _next_signal(early, own_pid)
             if not from_self:
                 events.signal_received(signum)
             # Always reap on SIGCHLD, even one pypause sent itself: a child's
@@ -72,12 +67,19 @@ def run(
                     return 0
                 log.debug("ignored signal", signal=signals.name(signum))
             else:
-                if signum == _signal.SIGCONT:
-                    _give_terminal(main_pid)  # type: ignore[arg-type]  # set: child is
-                _forward(child, config.rewrite.get(signum, signum), events)
+                _forward(child, signum, config.rewrite.get(signum, signum), events)
             events.heartbeat()
         except Exception as e:  # PID 1 must outlive its own bugs
             log.error("unexpected error in main loop: %r" % e)
+
+
+def _next_signal(early: "list[int]", own_pid: int) -> "tuple[int, bool]":
+    """(the next signal, True if pypause sent it itself): first what came
+    before the loop (`early`, emptied as it goes), then sigwaitinfo()."""
+    if early:
+        return early.pop(0), False
+    info = _signal.sigwaitinfo(signals.WAITED)
+    return info.si_signo, info.si_pid == own_pid and info.si_code in (_SI_USER, _SI_TKILL)
 
 
 class _Child:
@@ -107,8 +109,12 @@ class _Child:
         return True
 
 
-def _forward(child: _Child, signum: int, events: "Observer") -> None:
-    """Forward `signum` to the main child (or its group); 0 means dropped by -r."""
+def _forward(child: _Child, received: int, signum: int, events: "Observer") -> None:
+    """Forward `signum`, what -r makes of `received`, to the main child (or its
+    group); 0 means dropped. A SIGCONT received (`fg`) first hands the
+    terminal back to the child's group."""
+    if received == _signal.SIGCONT:
+        _give_terminal(child.pid)
     if signum == 0:
         return
     if child.send(signum):

@@ -56,10 +56,7 @@ def main(
         return 0
     log.configure(config.verbosity, config.log_format)
 
-    if os.getpid() != 1:
-        _become_subreaper()
-    if config.pdeathsig:
-        _set_pdeathsig(config.pdeathsig)
+    _set_process_attributes(config.pdeathsig)
     main_pid = None
     if config.command:
         if not config.command[0]:  # execvp("") would raise ValueError, not ENOENT
@@ -157,6 +154,15 @@ def _drop_privileges(user: "tuple[int, int] | None") -> None:
         )
     else:
         log.debug("privileges dropped", uid=user[0], gid=user[1])
+
+
+def _set_process_attributes(pdeathsig: "int | None") -> None:
+    """Adopt orphans when not PID 1 (a subreaper); ask for `pdeathsig`, if any,
+    when pypause's own parent dies."""
+    if os.getpid() != 1:
+        _become_subreaper()
+    if pdeathsig:
+        _set_pdeathsig(pdeathsig)
 
 
 def _become_subreaper() -> None:
