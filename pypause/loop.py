@@ -10,7 +10,7 @@ SIGCHLD is among the signals it waits for).
 import _signal
 import os
 
-from pypause import log, signals
+from pypause import log, signals, terminal
 from pypause.reaper import Reaper
 
 #: typing-only imports without importing typing at run time (mypy: always_true).
@@ -21,7 +21,6 @@ if TYPE_CHECKING:
     from pypause.cli import Config
     from pypause.events import Observer
 
-JOB_CONTROL_STOPS = frozenset({_signal.SIGTSTP, _signal.SIGTTIN, _signal.SIGTTOU})
 # si_code values (asm-generic/siginfo.h) of signals sent by kill() and tgkill()
 _SI_USER = 0
 _SI_TKILL = -6
@@ -56,9 +55,9 @@ def run(
                 if code is not None:
                     # A code is only ever the main child's: main_pid is set.
                     return _finish(config, main_pid, reaper, code, events)  # type: ignore[arg-type]
-                if stop in JOB_CONTROL_STOPS:
+                if stop in terminal.JOB_CONTROL_STOPS:
                     # A stop is only ever the main child's: child is set.
-                    _job_control_stop(child, stop, own_pid)  # type: ignore[arg-type]
+                    terminal.child_stopped(stop, child.pid, child.send, own_pid)  # type: ignore[union-attr]
             elif from_self:
                 pass  # a SIGPIPE from a log write: not news
             elif child is None:
@@ -114,64 +113,13 @@ def _forward(child: _Child, received: int, signum: int, events: "Observer") -> N
     group); 0 means dropped. A SIGCONT received (`fg`) first hands the
     terminal back to the child's group."""
     if received == _signal.SIGCONT:
-        _give_terminal(child.pid)
+        terminal.give_to(child.pid)
     if signum == 0:
         return
     if child.send(signum):
         events.signal_forwarded(signum)
         if log.threshold >= log.DEBUG:  # the hot path: no name lookup unless shown
             log.debug("forwarded signal", signal=signals.name(signum), pid=child.pid)
-
-
-def _job_control_stop(child: _Child, stop: int, own_pid: int) -> None:
-    """The main child was stopped by SIGTSTP, SIGTTIN or SIGTTOU.
-
-    Under a job-control shell, pypause stops too, so that the shell sees its
-    job stopped and can resume it with `fg` (the SIGCONT is then forwarded).
-    Anywhere else nothing could ever resume pypause, and a stopped process
-    keeps even a runtime's SIGTERM pending: the container would hang. So the
-    child is resumed at once.
-    """
-    if _job_control_shell_above():
-        log.debug("main child stopped; stopping pypause too", signal=signals.name(stop))
-        os.kill(own_pid, _signal.SIGSTOP)
-    else:
-        log.warning(
-            "main child stopped by %s; resuming it: no job-control shell "
-            "could resume pypause" % signals.name(stop),
-            pid=child.pid,
-        )
-        child.send(_signal.SIGCONT)
-
-
-def _job_control_shell_above() -> bool:
-    """True if a shell runs pypause as a job and can resume it.
-
-    Not being PID 1 does not say so (a pod sharing its PID namespace, `docker
-    run --init`). A shell that does job control runs each job in a process
-    group of its own, in its session, on its controlling terminal: pypause has
-    a controlling terminal, and its parent is in the same session but another
-    process group (POSIX: pypause's group is not orphaned; for an orphaned
-    group the kernel itself discards SIGTSTP). A parent that is PID 1 is an
-    init (`docker run -it --init`), not a shell.
-    """
-    parent = os.getppid()
-    if os.getpid() == 1 or parent <= 1:
-        return False
-    try:
-        os.close(os.open("/dev/tty", os.O_RDONLY | os.O_CLOEXEC))  # ENXIO: no terminal
-        return os.getsid(parent) == os.getsid(0) and os.getpgid(parent) != os.getpgrp()
-    except OSError:
-        return False
-
-
-def _give_terminal(main_pid: int) -> None:
-    """After `fg` gave the terminal back to pypause's group, pass it on to the child's."""
-    try:
-        if os.isatty(0) and os.tcgetpgrp(0) == os.getpgrp():
-            os.tcsetpgrp(0, main_pid)
-    except OSError:
-        pass  # not our controlling terminal, or the child left its group
 
 
 def _finish(config: "Config", main_pid: int, reaper: Reaper, code: int, events: "Observer") -> int:

@@ -2,8 +2,9 @@
 
 What is loaded when: until the child runs, only what starting it needs, all
 of it on C modules (`_signal`, not `signal`, which imports enum): the command
-line (cli), log lines (log), the signal sets (signals) and fork/exec (spawn),
-after the command script's pypause.isolation. The loop, the process title
+line (cli), log lines (log), the signal sets (signals), fork/exec (spawn) and
+the terminal's foreground (terminal), after the command script's
+pypause.isolation. The loop, the process title
 and the metrics are imported in serve(), once the child runs.
 tests/test_transparency.py pins this.
 """

@@ -17,7 +17,7 @@ start ~1 ms later.
 import _signal
 import os
 
-from pypause import log
+from pypause import log, terminal
 
 #: typing-only imports without importing typing at run time (mypy: always_true).
 TYPE_CHECKING = False
@@ -142,24 +142,6 @@ def _own_group(pid: int) -> None:
         pass
 
 
-def _take_terminal() -> None:
-    """Make our group the terminal's foreground, so that shells and editors work
-    (docker run -it). SIGTTOU is still blocked here, which lets a background
-    group do it. A failure only costs the child its terminal, not its start."""
-    try:
-        os.tcsetpgrp(0, os.getpid())
-    except OSError:
-        pass
-
-
-def _in_foreground() -> bool:
-    """True if stdin is a terminal whose foreground group is ours: ours to hand on."""
-    try:
-        return os.isatty(0) and os.tcgetpgrp(0) == os.getpgrp()
-    except OSError:
-        return False
-
-
 def _leave_working_directory() -> "int | None":
     """Move pypause to `/`; return a descriptor of where it was, for the child.
 
@@ -194,7 +176,7 @@ def spawn(argv: list[str], inherited: InheritedSignals) -> int:
     signal pypause waits for is blocked, so that no SIGCHLD can be missed.
     """
     # Asked before fork: the parent's setpgid() below may run first.
-    foreground = _in_foreground()
+    foreground = terminal.in_foreground()
     candidates = _candidates(argv[0])
     # Socket activation (systemd's protocol, which podman speaks): fds meant
     # for "LISTEN_PID" are the child's to use, so it must name the child.
@@ -216,7 +198,7 @@ def spawn(argv: list[str], inherited: InheritedSignals) -> int:
             os.fchdir(cwd)  # close-on-exec: the child does not inherit the descriptor
         _own_group(0)
         if foreground:
-            _take_terminal()
+            terminal.take()
         inherited.restore_in_child()
         if activated:  # putenv(): what execv() hands on
             os.environ["LISTEN_PID"] = str(os.getpid())
