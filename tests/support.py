@@ -46,6 +46,11 @@ def read_line(stream, deadline):
     return line
 
 
+def lines(stream, n):
+    """The next `n` lines of `stream` (bytes), decoded and stripped."""
+    return [stream.readline().decode().strip() for _ in range(n)]
+
+
 def wait_for(condition, timeout=10.0, what="condition", interval=0.01):
     """Poll `condition` until it returns a true value, and return that value."""
     deadline = time.monotonic() + timeout

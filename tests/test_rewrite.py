@@ -1,0 +1,35 @@
+"""-r (PYPAUSE_REWRITE): a signal forwarded as another, or dropped.
+
+The tests that take the init fixture run with pypause as PID 1 of a PID
+namespace and as a subreaper; where the two differ, the test says how."""
+
+import os
+import signal
+import subprocess
+
+import pytest
+
+from support import PYPAUSE, helper, lines, wait_until_idle
+
+pytestmark = pytest.mark.timeout(30)
+ENV = dict(os.environ)
+
+
+# -- -r / PYPAUSE_REWRITE -----------------------------------------------------
+
+@pytest.mark.parametrize("args, env", [
+    (["-r", "TERM:QUIT", "-r", "USR1:0"], {}),
+    (["--rewrite=15:3", "-rSIGUSR1:0"], {}),
+    ([], {"PYPAUSE_REWRITE": "term:quit, USR1:0"}),
+])
+def test_rewrite_maps_and_drops_signals(init, args, env):
+    p = init.start([PYPAUSE, *args, "--", *helper("signal_echo", 0)], stdin=subprocess.PIPE,
+                   stdout=subprocess.PIPE, env={**ENV, **env})
+    assert lines(p.stdout, 1) == ["ready"]
+    wait_until_idle(p.pid)
+    os.kill(p.pid, signal.SIGUSR1)  # dropped
+    os.kill(p.pid, signal.SIGTERM)  # arrives as SIGQUIT
+    os.kill(p.pid, signal.SIGUSR2)  # untouched
+    assert sorted(lines(p.stdout, 2)) == ["SIGQUIT", "SIGUSR2"]
+    p.stdin.close()
+    assert p.wait(10) == 0
