@@ -234,17 +234,52 @@ def pid1_of(unshare_proc):
     return wait_for(child, what="unshare to fork PID 1")
 
 
-def metric_samples(port):
-    """{(name, frozenset(labels)): value} of one scrape of pypause's /metrics."""
+# -- HTTP, as a scraper of pypause's metrics sees it ---------------------------
+
+def url(host, port, path):
+    return "http://%s:%d%s" % ("[%s]" % host if ":" in host else host, port, path)
+
+
+def http_get(port, path="/metrics", host="127.0.0.1", headers=None, timeout=10):
+    """(status, headers, body) of one GET through urllib; an HTTP error status too."""
+    import urllib.error
     import urllib.request
 
+    req = urllib.request.Request(url(host, port, path), headers=headers or {})
+    try:
+        with urllib.request.urlopen(req, timeout=timeout) as r:
+            return r.status, r.headers, r.read().decode()
+    except urllib.error.HTTPError as e:
+        return e.code, e.headers, e.read().decode()
+
+
+def parse_samples(text):
+    """{(name, frozenset(labels)): value} of a scrape in the text format."""
     from prometheus_client.parser import text_string_to_metric_families
 
-    with urllib.request.urlopen("http://127.0.0.1:%d/metrics" % port, timeout=10) as r:
-        assert r.status == 200
-        text = r.read().decode()
     return {(s.name, frozenset(s.labels.items())): s.value
             for family in text_string_to_metric_families(text) for s in family.samples}
+
+
+def metric_samples(port, timeout=10):
+    """parse_samples() of one scrape of pypause's /metrics, which must answer 200."""
+    status, _, text = http_get(port, timeout=timeout)
+    assert status == 200, (status, text)
+    return parse_samples(text)
+
+
+def metric_value(got, name, **labels):
+    """The value of series `name{labels}` in metric_samples() `got`, or None."""
+    return got.get((name, frozenset(labels.items())))
+
+
+def free_port():
+    """A TCP port of 127.0.0.1 that nothing listens on just now."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
 
 
 def cgroup_mounts():

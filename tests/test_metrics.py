@@ -12,19 +12,11 @@ import urllib.request
 
 import pytest
 
-from support import PYPAUSE, helper, needs_pidns, port_from, wait_for, wait_until_idle
+from support import free_port, helper, needs_pidns, port_from, PYPAUSE, wait_for, wait_until_idle
+from support import http_get as get
 from support import metric_samples as samples
 
 pytestmark = pytest.mark.timeout(60)
-
-
-def get(port, path="/metrics", headers=None):
-    req = urllib.request.Request("http://127.0.0.1:%d%s" % (port, path), headers=headers or {})
-    try:
-        with urllib.request.urlopen(req, timeout=10) as r:
-            return r.status, r.headers, r.read().decode()
-    except urllib.error.HTTPError as e:
-        return e.code, e.headers, e.read().decode()
 
 
 def reaped(port, comm):
@@ -264,12 +256,6 @@ def test_promtool_accepts_a_real_scrape(init_with_metrics):
                        text=True, timeout=20)
     assert r.returncode == 0, r.stdout + r.stderr
     assert r.stdout + r.stderr == ""  # no lint warnings either
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.mark.timeout(120)

@@ -25,9 +25,11 @@ import urllib.parse
 import urllib.request
 
 import pytest
-from prometheus_client.parser import text_string_to_metric_families
 
-from support import PYPAUSE, children, helper, port_from, wait_for, wait_until_idle
+from support import children, helper, port_from, PYPAUSE, url, wait_for, wait_until_idle
+from support import http_get as get
+from support import metric_samples as samples
+from support import metric_value as value
 
 # The pids cgroup and /proc readings of the stress tests (tests/stress has no
 # __init__.py: pytest puts the directory itself on sys.path for its own tests).
@@ -107,36 +109,6 @@ def stop_and_read_stderr(p):
 
 
 # -- HTTP, as a scraper and as a raw client ------------------------------------
-
-def url(host, port, path):
-    return "http://%s:%d%s" % ("[%s]" % host if ":" in host else host, port, path)
-
-
-def get(port, path="/metrics", host="127.0.0.1", headers=None, timeout=10):
-    """(status, headers, body) of one GET through urllib."""
-    req = urllib.request.Request(url(host, port, path), headers=headers or {})
-    try:
-        with urllib.request.urlopen(req, timeout=timeout) as r:
-            return r.status, r.headers, r.read().decode()
-    except urllib.error.HTTPError as e:
-        return e.code, e.headers, e.read().decode()
-
-
-def parse(text):
-    """{(name, frozenset(labels)): value} of a scrape in the text format."""
-    return {(s.name, frozenset(s.labels.items())): s.value
-            for family in text_string_to_metric_families(text) for s in family.samples}
-
-
-def samples(port):
-    status, _, text = get(port)
-    assert status == 200
-    return parse(text)
-
-
-def value(got, name, **labels):
-    return got.get((name, frozenset(labels.items())))
-
 
 class Response:
     def __init__(self, raw, closed):

@@ -14,12 +14,10 @@ import socket
 import subprocess
 import sys
 import time
-import urllib.request
 
 import pytest
-from prometheus_client.parser import text_string_to_metric_families
 
-from support import (PYPAUSE, helper, needs_pidns, port_from, read_line, stat_fields,
+from support import (PYPAUSE, helper, metric_samples, needs_pidns, port_from, read_line, stat_fields,
                      wait_for, wait_until_idle)
 
 pytestmark = [
@@ -63,11 +61,8 @@ def every_thread_is(pid, expected, threads=2):
 
 
 def samples(port):
-    with urllib.request.urlopen("http://127.0.0.1:%d/metrics" % port, timeout=10) as r:
-        assert r.status == 200
-        text = r.read().decode()
-    return {s.name: s.value for family in text_string_to_metric_families(text)
-            for s in family.samples if not s.labels}
+    """{name: value} of the scrape's unlabelled series."""
+    return {name: v for (name, labels), v in metric_samples(port).items() if not labels}
 
 
 def start_pause(init, args=(), env=None):

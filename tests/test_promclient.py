@@ -7,12 +7,11 @@ import re
 import shutil
 import subprocess
 import sys
-import urllib.request
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from support import PYPAUSE, PYPAUSE_PYTHON, port_from, python_with
+from support import http_get, port_from, PYPAUSE, PYPAUSE_PYTHON, python_with
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 #: What pypause must not load: prometheus_client's HTTP machinery.
@@ -21,10 +20,10 @@ HEAVY = {"http.server", "http.client", "ssl", "urllib.request", "wsgiref.simple_
 
 
 def scrape(port, accept=None):
-    req = urllib.request.Request("http://127.0.0.1:%d/metrics" % port,
-                                 headers={"Accept": accept} if accept else {})
-    with urllib.request.urlopen(req, timeout=10) as r:
-        return r.headers["Content-Type"], r.read().decode()
+    """(Content-Type, body) of a scrape that answers 200."""
+    status, headers, text = http_get(port, headers={"Accept": accept} if accept else None)
+    assert status == 200, text
+    return headers["Content-Type"], text
 
 
 def check_scrapes(port):

@@ -11,16 +11,16 @@ the run (tests/stress/conftest.py), in a "stress figures" section.
 
 import json
 import os
-import socket
 import subprocess
 import sys
 import threading
 import time
-import urllib.error
-import urllib.request
 
-from support import (PYPAUSE, PidNamespace, children, port_from, stop,  # noqa: F401
+from support import (PYPAUSE, PidNamespace, children, free_port, port_from, stop,  # noqa: F401
                      wait_for)  # (re-exported to the stress tests)
+from support import http_get as get  # noqa: F401  (re-exported: (status, headers, body))
+from support import metric_samples as samples  # noqa: F401
+from support import metric_value as value  # noqa: F401
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 STRESS = os.environ.get("PYPAUSE_STRESS", "").strip().lower() not in ("", "0", "no", "false", "off")
@@ -38,8 +38,8 @@ def scaled(short, long):
     return long if STRESS else short
 
 
-def measured(key, value):
-    MEASURED["%s (%s)" % (key, "long" if STRESS else "short")] = value
+def measured(key, figure):
+    MEASURED["%s (%s)" % (key, "long" if STRESS else "short")] = figure
 
 
 # -- /proc readings of one process --------------------------------------------
@@ -81,30 +81,6 @@ def fd_flags(pid, fd):
     raise KeyError("flags")
 
 
-# -- Prometheus scrapes (as tests/test_metrics.py) ----------------------------
-
-def get(port, path="/metrics", timeout=10):
-    req = urllib.request.Request("http://127.0.0.1:%d%s" % (port, path))
-    try:
-        with urllib.request.urlopen(req, timeout=timeout) as r:
-            return r.status, r.read().decode()
-    except urllib.error.HTTPError as e:
-        return e.code, e.read().decode()
-
-
-def samples(port):
-    """{(name, frozenset(labels)): value} of one scrape."""
-    from prometheus_client.parser import text_string_to_metric_families
-    status, text = get(port)
-    assert status == 200
-    return {(s.name, frozenset(s.labels.items())): s.value
-            for family in text_string_to_metric_families(text) for s in family.samples}
-
-
-def value(got, name, **labels):
-    return got.get((name, frozenset(labels.items())))
-
-
 def listen_overflows():
     """TcpExt ListenOverflows of this network namespace: SYNs dropped on a full backlog."""
     with open("/proc/net/netstat") as f:
@@ -113,12 +89,6 @@ def listen_overflows():
         if names.startswith("TcpExt:"):
             return int(dict(zip(names.split(), values.split()))["ListenOverflows"])
     return 0
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 # -- storms in a namespace ------------------------------------------------------
