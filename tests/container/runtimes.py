@@ -112,6 +112,23 @@ def root_is_read_only(pid):
     return "ro" in root_options
 
 
+# A client for one request to pypause's metrics port, run with the image's
+# python3 inside a container (the pause image has no curl): argv path [accept].
+IN_CONTAINER_GET = """\
+import socket, sys
+accept = sys.argv[2] if len(sys.argv) > 2 else "*/*"
+s = socket.create_connection(("127.0.0.1", 9199), timeout=10)
+s.sendall(b"GET %s HTTP/1.0\\r\\nAccept: %s\\r\\n\\r\\n" % (sys.argv[1].encode(), accept.encode()))
+answer = b""
+while True:
+    chunk = s.recv(65536)
+    if not chunk:
+        break
+    answer += chunk
+sys.stdout.write(answer.decode())
+"""
+
+
 # A second container of the pod runs this with our image's python3: a middle
 # process forks N children and exits, so the children are orphans that the
 # pod's PID 1 must adopt. They rename themselves, so that the host can tell

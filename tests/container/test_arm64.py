@@ -19,26 +19,13 @@ import json
 
 import pytest
 
-from runtimes import pidns_members, wait_for, wait_until_waiting_for_signals
+from runtimes import IN_CONTAINER_GET, pidns_members, wait_for, wait_until_waiting_for_signals
 
 # The first test builds the base and the image under emulation.
 pytestmark = pytest.mark.timeout(300)
 
 MANIFEST = "localhost/pypause:multiarch"
 
-# A client for one request, from inside the container (the image has no curl).
-GET = """\
-import socket, sys
-s = socket.create_connection(("127.0.0.1", 9199), timeout=10)
-s.sendall(b"GET %s HTTP/1.0\\r\\n\\r\\n" % sys.argv[1].encode())
-answer = b""
-while True:
-    chunk = s.recv(65536)
-    if not chunk:
-        break
-    answer += chunk
-sys.stdout.write(answer.decode())
-"""
 
 # The app of the reaping test, run by pypause in init mode: a middle process
 # forks ORPHANS children and exits, so that they are adopted by PID 1; once
@@ -155,7 +142,7 @@ def test_metrics_variant_serves_metrics(containers, arm64_metrics_image):
     container, _ = _start(containers, arm64_metrics_image)
     wait_for(lambda: "serving metrics" in containers("logs", container).stderr, 30,
              "pypause to serve metrics")
-    answer = containers("exec", container, "python3", "-IS", "-c", GET, "/metrics",
+    answer = containers("exec", container, "python3", "-IS", "-c", IN_CONTAINER_GET, "/metrics",
                         timeout=60).stdout
     assert answer.splitlines()[0] == "HTTP/1.1 200 OK", answer[:500]
     assert "pypause_info{" in answer, answer[:2000]

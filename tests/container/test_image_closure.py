@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from runtimes import wait_for
+from runtimes import IN_CONTAINER_GET, wait_for
 
 pytestmark = pytest.mark.timeout(300)
 
@@ -30,19 +30,6 @@ with open(command) as f:
 # A child that leaves an orphan behind (which sleeps through SIGTERM's
 # default action: it ends it) and exits 5.
 LEAVES_ORPHAN = "import os, time\nif os.fork() == 0:\n    time.sleep(60)\nos._exit(5)"
-# A client for one request, from inside the container (the image has no curl).
-GET = """\
-import socket, sys
-s = socket.create_connection(("127.0.0.1", 9199), timeout=10)
-s.sendall(b"GET %s HTTP/1.0\\r\\nAccept: %s\\r\\n\\r\\n" % (sys.argv[1].encode(), sys.argv[2].encode()))
-answer = b""
-while True:
-    chunk = s.recv(65536)
-    if not chunk:
-        break
-    answer += chunk
-sys.stdout.write(answer.decode())
-"""
 # (pypause's arguments, its expected exit status)
 RUNS = [
     (["-V"], 0),
@@ -99,7 +86,7 @@ def test_metrics_find_what_they_import(podman, image, base_has, addr):
         answers = {}
         for path, accept in [("/metrics", "*/*"), ("/metrics", "application/openmetrics-text"),
                              ("/healthz", "*/*"), ("/", "*/*"), ("/nowhere", "*/*")]:
-            got = podman("exec", container, "python3", "-IS", "-c", GET, path, accept).stdout
+            got = podman("exec", container, "python3", "-IS", "-c", IN_CONTAINER_GET, path, accept).stdout
             answers[path, accept] = got.splitlines()[0]  # (text mode: the CRLFs are gone)
         start = time.monotonic()
         podman("stop", "--time", "10", container)
