@@ -49,6 +49,7 @@ def pidns():
         ns = PidNamespace(argv, **kwargs)
         spaces.append(ns)
         return ns
+
     yield make
     for ns in spaces:
         ns.close()
@@ -63,13 +64,18 @@ def procs():
         p = subprocess.Popen(argv, **kwargs)
         started_.append(p)
         return p
+
     yield start
     for p in started_:
         stop(p)
 
 
-@pytest.fixture(params=[pytest.param("pid1", marks=needs_pidns, id="pid1"),
-                        pytest.param("subreaper", id="subreaper")])
+@pytest.fixture(
+    params=[
+        pytest.param("pid1", marks=needs_pidns, id="pid1"),
+        pytest.param("subreaper", id="subreaper"),
+    ]
+)
 def init(request, pidns, procs):
     """pypause as PID 1 of a PID namespace, then as a subreaper under this test.
 

@@ -93,8 +93,8 @@ def stat_fields(pid):
             text = f.read()
     except (FileNotFoundError, ProcessLookupError):
         return None
-    comm = text[text.index("(") + 1:text.rindex(")")]
-    state, ppid = text[text.rindex(")") + 2:].split()[:2]
+    comm = text[text.index("(") + 1 : text.rindex(")")]
+    state, ppid = text[text.rindex(")") + 2 :].split()[:2]
     return comm, state, int(ppid)
 
 
@@ -126,8 +126,9 @@ def processes():
 
 
 def children_of(pid, comm=None):
-    return [p for p, (c, _, ppid) in processes().items()
-            if ppid == pid and (comm is None or c == comm)]
+    return [
+        p for p, (c, _, ppid) in processes().items() if ppid == pid and (comm is None or c == comm)
+    ]
 
 
 def zombies_of(pid):
@@ -166,7 +167,6 @@ def wait_until_idle(pid, timeout=10.0):
     wait_for(lambda: in_sigwait(pid), timeout, what="pypause %d to wait for signals" % pid)
 
 
-
 def python_with(directory, files):
     """A Python (venv) whose site-packages holds `files` ({name: text}), then
     what this interpreter has installed (pypause and its dependencies), which
@@ -174,9 +174,14 @@ def python_with(directory, files):
     venv = os.path.join(str(directory), "venv")
     subprocess.run([sys.executable, "-m", "venv", "--without-pip", venv], check=True)
     python = os.path.join(venv, "bin", "python3")
-    site_dir = subprocess.run([python, "-c", "import site; print(site.getsitepackages()[0])"],
-                              capture_output=True, text=True, check=True).stdout.strip()
+    site_dir = subprocess.run(
+        [python, "-c", "import site; print(site.getsitepackages()[0])"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
     import pypause
+
     installed = os.path.dirname(os.path.dirname(pypause.__file__))
     for name, text in {"installed.pth": installed + "\n", **files}.items():
         os.makedirs(os.path.dirname(os.path.join(site_dir, name)), exist_ok=True)
@@ -199,10 +204,10 @@ def unprivileged_pypause(directory):
     if not shutil.which("setpriv") or not os.access(python, os.X_OK):
         pytest.skip("needs setpriv(1) and a system %s" % python)
     import pypause
+
     os.chmod(directory, 0o755)
     shutil.copytree(os.path.dirname(pypause.__file__), os.path.join(directory, "pypause"))
-    argv = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups",
-            python, "-m", "pypause"]
+    argv = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", python, "-m", "pypause"]
     return argv, {"PATH": "/usr/bin:/bin", "PYTHONPATH": str(directory)}
 
 
@@ -224,6 +229,7 @@ def stop(proc):
 
 def pid1_of(unshare_proc):
     """Host PID of the PID 1 that `unshare --fork` started."""
+
     def child():
         try:
             with open("/proc/%d/task/%d/children" % (unshare_proc.pid, unshare_proc.pid)) as f:
@@ -231,10 +237,12 @@ def pid1_of(unshare_proc):
         except OSError:
             return None
         return int(pids[0]) if pids else None
+
     return wait_for(child, what="unshare to fork PID 1")
 
 
 # -- HTTP, as a scraper of pypause's metrics sees it ---------------------------
+
 
 def url(host, port, path):
     return "http://%s:%d%s" % ("[%s]" % host if ":" in host else host, port, path)
@@ -257,8 +265,11 @@ def parse_samples(text):
     """{(name, frozenset(labels)): value} of a scrape in the text format."""
     from prometheus_client.parser import text_string_to_metric_families
 
-    return {(s.name, frozenset(s.labels.items())): s.value
-            for family in text_string_to_metric_families(text) for s in family.samples}
+    return {
+        (s.name, frozenset(s.labels.items())): s.value
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+    }
 
 
 def metric_samples(port, timeout=10):
@@ -299,17 +310,20 @@ def cgroup_mounts():
 def entering_cgroups(directories, argv):
     """`argv` prefixed so that it runs in each cgroup of `directories` from its
     first instruction."""
-    script = ('n=$1; shift; while [ "$n" -gt 0 ]; do echo $$ > "$1/cgroup.procs" || exit 125; '
-              'shift; n=$((n - 1)); done; exec "$@"')
+    script = (
+        'n=$1; shift; while [ "$n" -gt 0 ]; do echo $$ > "$1/cgroup.procs" || exit 125; '
+        'shift; n=$((n - 1)); done; exec "$@"'
+    )
     return ["sh", "-c", script, "sh", str(len(directories)), *directories, *argv]
 
 
 def _can_unshare():
     if shutil.which("unshare") is None:
         return "unshare(1) is not installed"
-    r = subprocess.run(["unshare", "--pid", "--fork", "--mount-proc", "true"],
-                       capture_output=True)
-    return None if r.returncode == 0 else "unshare --pid not permitted: %s" % r.stderr.decode().strip()
+    r = subprocess.run(["unshare", "--pid", "--fork", "--mount-proc", "true"], capture_output=True)
+    return (
+        None if r.returncode == 0 else "unshare --pid not permitted: %s" % r.stderr.decode().strip()
+    )
 
 
 UNSHARE_PROBLEM = _can_unshare()
@@ -324,8 +338,9 @@ class PidNamespace:
     prefix, say). `pid` is the namespace's PID 1 as seen from here.
     """
 
-    def __init__(self, argv, unshare_args=("--mount-proc",), before=None, await_pid1=True,
-                 **kwargs):
+    def __init__(
+        self, argv, unshare_args=("--mount-proc",), before=None, await_pid1=True, **kwargs
+    ):
         command = ["unshare", "--pid", "--fork", "--kill-child", *unshare_args] + list(argv)
         self.unshare = subprocess.Popen(before(command) if before else command, **kwargs)
         self._pid = None
@@ -366,8 +381,7 @@ class PidNamespace:
 
     def zombies(self):
         """Zombies left for PID 1 to reap: its children in state Z."""
-        return [pid for pid in children(self.pid)
-                if (stat_fields(pid) or ("", ""))[1] == "Z"]
+        return [pid for pid in children(self.pid) if (stat_fields(pid) or ("", ""))[1] == "Z"]
 
     def close(self):
         stop(self.unshare)
@@ -457,8 +471,10 @@ class Init:
     def start(self, argv, **kwargs):
         """Start pypause in the background (kwargs as for Popen): an InitProcess."""
         name, value = self._mark.split("=")
-        kwargs["env"] = {**(os.environ if kwargs.get("env") is None else kwargs["env"]),
-                         name: value}
+        kwargs["env"] = {
+            **(os.environ if kwargs.get("env") is None else kwargs["env"]),
+            name: value,
+        }
         if self.pid1:
             ns = self._start_pid1(list(argv), await_pid1=False, **kwargs)
             started = InitProcess(self.mode, ns.unshare, ns)
@@ -492,8 +508,9 @@ class Init:
                         pass
         mark = self._mark.encode()
         for _ in range(200):  # again until none is left: one may fork meanwhile
-            marked = [pid for pid in processes()
-                      if pid != os.getpid() and _environ_holds(pid, mark)]
+            marked = [
+                pid for pid in processes() if pid != os.getpid() and _environ_holds(pid, mark)
+            ]
             if not marked:
                 break
             for pid in marked:

@@ -51,8 +51,14 @@ def test_quick_run_measures_every_present_init_and_cleans_up(tmp_path):
     env = dict(os.environ, TMPDIR=str(tmp_path))
     with open(README, "rb") as f:
         readme = f.read()
-    done = subprocess.run([sys.executable, "-m", "benchmarks", "--quick", "--out", str(out)],
-                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=170)
+    done = subprocess.run(
+        [sys.executable, "-m", "benchmarks", "--quick", "--out", str(out)],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=170,
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     table = out.read_text()
 
@@ -68,8 +74,12 @@ def test_quick_run_measures_every_present_init_and_cleans_up(tmp_path):
     for name in present + ["no init"]:
         assert float(startup[name].replace(",", "")) > 0, startup
     # The figures that every init has in init mode.
-    labels = ["idle RSS, init mode", "wake-ups while idle, init mode",
-              "reap CPU per orphan, zombie storm", "signal latency, median"]
+    labels = [
+        "idle RSS, init mode",
+        "wake-ups while idle, init mode",
+        "reap CPU per orphan, zombie storm",
+        "signal latency, median",
+    ]
     if "time until the child runs: skipped" not in table:  # no proc connector
         labels.append("time until the child runs")
     for label in labels:
@@ -85,8 +95,11 @@ def test_quick_run_measures_every_present_init_and_cleans_up(tmp_path):
     crowded = dict(zip(header, _row(table, "`/metrics` scrape latency, 1,000 processes, p99")))
     assert float(crowded["pypause"]) > 0, crowded
     assert "## Targets" in table
-    verdicts = [line for line in table.splitlines()
-                if line.endswith(("| pass |", "| **MISS** |", "| skipped |"))]
+    verdicts = [
+        line
+        for line in table.splitlines()
+        if line.endswith(("| pass |", "| **MISS** |", "| skipped |"))
+    ]
     assert len(verdicts) == 11, table
 
     try:
@@ -104,20 +117,28 @@ def test_quick_run_measures_every_present_init_and_cleans_up(tmp_path):
 
 def _outside_markers(text):
     from benchmarks import report
+
     begin = text.index(report.README_BEGIN) + len(report.README_BEGIN)
-    return text[:begin], text[text.index(report.README_END, begin):]
+    return text[:begin], text[text.index(report.README_END, begin) :]
 
 
 def test_readme_block_changes_only_the_text_between_the_markers(tmp_path):
     from benchmarks import measure, report, run
 
     results = measure.Results()
-    for name, startup, uss in (("pypause", 12.0, 3.2), ("python floor", 11.0, 3.0),
-                               ("tini", 1.5, None)):
+    for name, startup, uss in (
+        ("pypause", 12.0, 3.2),
+        ("python floor", 11.0, 3.0),
+        ("tini", 1.5, None),
+    ):
         results.set("startup_ms", name, startup)
         results.set("uss_pause", name, uss)
-    block = report.readme_block(results, ["pypause", "python floor", "tini"],
-                                "Latest run: today:", "benchmarks/results/latest.png")
+    block = report.readme_block(
+        results,
+        ["pypause", "python floor", "tini"],
+        "Latest run: today:",
+        "benchmarks/results/latest.png",
+    )
     copy = tmp_path / "README.md"
     shutil.copy(README, copy)
     assert run.update_readme(str(copy), block)
@@ -125,7 +146,7 @@ def test_readme_block_changes_only_the_text_between_the_markers(tmp_path):
         before = f.read()
     after = copy.read_text()
     assert _outside_markers(after) == _outside_markers(before)
-    inside = after[len(_outside_markers(after)[0]):-len(_outside_markers(after)[1])]
+    inside = after[len(_outside_markers(after)[0]) : -len(_outside_markers(after)[1])]
     assert inside == "\n" + block
     # The figures and the targets are two tables, with the chart between them.
     figures, _, targets = block.partition("![benchmark chart](benchmarks/results/latest.png)")

@@ -12,30 +12,51 @@ from pypause import cli, log, signals
 pytestmark = pytest.mark.timeout(10)
 
 
-@pytest.mark.parametrize("text, addr", [
-    ("9100", (None, 9100)),
-    ("0", (None, 0)),
-    ("127.0.0.1:9100", ("127.0.0.1", 9100)),
-    ("localhost:80", ("localhost", 80)),
-    ("[::]:9100", ("::", 9100)),
-    ("[::1]:1", ("::1", 1)),
-    ("[fe80::1%eth0]:9100", ("fe80::1%eth0", 9100)),
-    ("metrics.my-pod.svc:9100", ("metrics.my-pod.svc", 9100)),
-])
+@pytest.mark.parametrize(
+    "text, addr",
+    [
+        ("9100", (None, 9100)),
+        ("0", (None, 0)),
+        ("127.0.0.1:9100", ("127.0.0.1", 9100)),
+        ("localhost:80", ("localhost", 80)),
+        ("[::]:9100", ("::", 9100)),
+        ("[::1]:1", ("::1", 1)),
+        ("[fe80::1%eth0]:9100", ("fe80::1%eth0", 9100)),
+        ("metrics.my-pod.svc:9100", ("metrics.my-pod.svc", 9100)),
+    ],
+)
 def test_metrics_addr(text, addr):
     assert cli.parse_metrics_addr(text) == addr
 
 
-@pytest.mark.parametrize("text", ["", ":", "x", "host:", ":80", "::1:80", "[::1]", "[]:80",
-                                  "1:2:3", "65536", "-1", "9100 ", "٣"])
+@pytest.mark.parametrize(
+    "text",
+    [
+        "",
+        ":",
+        "x",
+        "host:",
+        ":80",
+        "::1:80",
+        "[::1]",
+        "[]:80",
+        "1:2:3",
+        "65536",
+        "-1",
+        "9100 ",
+        "٣",
+    ],
+)
 def test_bad_metrics_addr(text):
     with pytest.raises(ValueError):
         cli.parse_metrics_addr(text)
 
 
 def test_flags_cluster_and_win_over_environment():
-    config = cli.parse(["-vv", "--metrics-addr=1.2.3.4:5", "cmd", "-v"],
-                       {"PYPAUSE_VERBOSITY": "5", "PYPAUSE_METRICS_ADDR": "9"})
+    config = cli.parse(
+        ["-vv", "--metrics-addr=1.2.3.4:5", "cmd", "-v"],
+        {"PYPAUSE_VERBOSITY": "5", "PYPAUSE_METRICS_ADDR": "9"},
+    )
     assert config.command == ["cmd", "-v"]
     assert config.verbosity == 2
     assert config.metrics_addr == ("1.2.3.4", 5)
@@ -50,11 +71,20 @@ def test_lone_dash_is_a_command():
     assert cli.parse(["-", "x"], {}).command == ["-", "x"]
 
 
-@pytest.mark.parametrize("text, signum", [
-    ("TERM", 15), ("SIGTERM", 15), ("term", 15), ("9", 9),
-    ("RTMIN", signal.SIGRTMIN), ("SIGRTMIN+2", signal.SIGRTMIN + 2),
-    ("RTMAX-1", signal.SIGRTMAX - 1), ("IOT", signal.SIGABRT), ("cld", signal.SIGCHLD),
-])
+@pytest.mark.parametrize(
+    "text, signum",
+    [
+        ("TERM", 15),
+        ("SIGTERM", 15),
+        ("term", 15),
+        ("9", 9),
+        ("RTMIN", signal.SIGRTMIN),
+        ("SIGRTMIN+2", signal.SIGRTMIN + 2),
+        ("RTMAX-1", signal.SIGRTMAX - 1),
+        ("IOT", signal.SIGABRT),
+        ("cld", signal.SIGCHLD),
+    ],
+)
 def test_signal_names(text, signum):
     assert signals.parse(text) == signum
 
@@ -90,12 +120,33 @@ def test_fuzzed_metrics_addresses_are_refused_or_bindable():
     """Whatever is accepted can be handed to getaddrinfo without an exception
     other than OSError (no IDNA UnicodeError, no ValueError)."""
     rng = random.Random(10)
-    alphabet = ["a", "b", "7", "-", "_", ".", ":", "[", "]", "%", "::", "é", "\u00df",
-                "\U0001f600", " ", "\x00", "a" * 63, "b" * 64, "1.2.3.4", "::1", "99999"]
+    alphabet = [
+        "a",
+        "b",
+        "7",
+        "-",
+        "_",
+        ".",
+        ":",
+        "[",
+        "]",
+        "%",
+        "::",
+        "é",
+        "\u00df",
+        "\U0001f600",
+        " ",
+        "\x00",
+        "a" * 63,
+        "b" * 64,
+        "1.2.3.4",
+        "::1",
+        "99999",
+    ]
     for _ in range(3000):
         text = "".join(rng.choice(alphabet) for _ in range(rng.randint(0, 8)))
         if rng.random() < 0.5:
-            text += ":%d" % rng.choice([0, 1, 9100, 65535, 65536, 10 ** 6])
+            text += ":%d" % rng.choice([0, 1, 9100, 65535, 65536, 10**6])
         try:
             host, port = cli.parse_metrics_addr(text)
         except ValueError:
@@ -112,8 +163,22 @@ def test_fuzzed_metrics_addresses_are_refused_or_bindable():
 @pytest.mark.parametrize("log_format", ["text", "json"])
 def test_fuzzed_log_lines_are_one_valid_line_within_pipe_buf(log_format):
     rng = random.Random(4)
-    pieces = ["x", "\n", "\r", "\x1b[2J", "\x00", "é", "\U0001f600", "\udcff", '"', "\\",
-              "[pypause] ok", " ", "=", "\u2028"]
+    pieces = [
+        "x",
+        "\n",
+        "\r",
+        "\x1b[2J",
+        "\x00",
+        "é",
+        "\U0001f600",
+        "\udcff",
+        '"',
+        "\\",
+        "[pypause] ok",
+        " ",
+        "=",
+        "\u2028",
+    ]
     log.configure(0, log_format)
     try:
         wide = ["\U0001f600", "\udcff", "\x01"]  # 12, 6 and 6 bytes in JSON

@@ -24,8 +24,11 @@ VALID = re.compile(r"(none|((containerd|cri-o|docker)://)?[0-9a-f]{64})\Z")
 
 NAMINGS = [
     # containerd, systemd driver
-    ("/kubepods.slice/kubepods-besteffort.slice/kubepods-besteffort-pod%s.slice/"
-     "cri-containerd-%s.scope" % (UID, ID), "containerd://" + ID),
+    (
+        "/kubepods.slice/kubepods-besteffort.slice/kubepods-besteffort-pod%s.slice/"
+        "cri-containerd-%s.scope" % (UID, ID),
+        "containerd://" + ID,
+    ),
     # containerd (or cri-dockerd), cgroupfs driver; every QoS class
     ("/kubepods/besteffort/pod%s/%s" % (UID, ID), ID),
     ("/kubepods/burstable/pod%s/%s" % (UID, ID), ID),
@@ -42,8 +45,10 @@ NAMINGS = [
     ("/libpod_parent/libpod-%s" % ID, ID),
     # inside a cgroup namespace: paths relative to its root
     ("/../cri-containerd-%s.scope" % ID, "containerd://" + ID),
-    ("/../../kubepods-besteffort-pod%s.slice/cri-containerd-%s.scope" % (UID, ID),
-     "containerd://" + ID),
+    (
+        "/../../kubepods-besteffort-pod%s.slice/cri-containerd-%s.scope" % (UID, ID),
+        "containerd://" + ID,
+    ),
     # below the container's own cgroup (systemd in a container): still its container
     ("/system.slice/docker-%s.scope/init.scope" % ID, "docker://" + ID),
     # a container in a container (kind's node, then a pod in it): the innermost
@@ -82,8 +87,10 @@ def test_a_cgroup_that_names_no_container(path):
 
 def v1_host(path, unified="/"):
     """A hybrid host's /proc/PID/cgroup: v1 controllers at `path`, the v2 line last."""
-    v1 = "".join("%s:%s\n" % (hierarchy, path)
-                 for hierarchy in ("12:pids", "11:memory", "4:cpu,cpuacct", "1:name=systemd"))
+    v1 = "".join(
+        "%s:%s\n" % (hierarchy, path)
+        for hierarchy in ("12:pids", "11:memory", "4:cpu,cpuacct", "1:name=systemd")
+    )
     return (v1 + "0::%s\n" % unified).encode()
 
 
@@ -103,7 +110,8 @@ def test_a_zombie_keeps_only_its_v2_line():
 
 def test_the_v2_line_wins_over_the_v1_lines():
     assert from_cgroup(v1_host("/docker/" + OTHER, unified="/docker/" + ID), live=True) == (
-        "docker://" + ID)
+        "docker://" + ID
+    )
 
 
 def test_a_fake_v2_line_in_a_v1_path_is_not_taken():
@@ -122,7 +130,9 @@ def test_a_cgroup_v1_only_host():
 
 
 def test_bytes_that_are_not_utf8():
-    assert from_cgroup(b"0::/\xff\xfe/docker/" + ID.encode() + b"\n", live=False) == "docker://" + ID
+    assert (
+        from_cgroup(b"0::/\xff\xfe/docker/" + ID.encode() + b"\n", live=False) == "docker://" + ID
+    )
     assert from_cgroup(b"0::/docker/\xff" + ID.encode()[1:] + b"\n", live=False) == NONE
 
 
@@ -132,8 +142,11 @@ ALPHABET = "0123456789abcdefABCDEF-_.:/\n\x00 " + "crio-dockerlibpdntsaeufm"
 COMPONENT = st.one_of(
     st.text(ALPHABET, max_size=80),
     st.sampled_from(["cri-containerd-", "crio-", "docker-", "libpod-", "crio-conmon-", "", ".."])
-    .flatmap(lambda prefix: st.text("0123456789abcdef", min_size=62, max_size=66)
-             .map(lambda digits: prefix + digits))
+    .flatmap(
+        lambda prefix: st.text("0123456789abcdef", min_size=62, max_size=66).map(
+            lambda digits: prefix + digits
+        )
+    )
     .flatmap(lambda stem: st.sampled_from([stem, stem + ".scope"])),
 )
 PATHS = st.lists(COMPONENT, max_size=8).map(lambda parts: "/" + "/".join(parts))
@@ -146,9 +159,10 @@ def test_any_bytes_give_a_valid_label_or_none(text, live):
 
 
 @settings(max_examples=500, deadline=None, database=None)
-@given(st.lists(st.tuples(st.sampled_from(["0", "1", "12"]), st.text(max_size=20), PATHS),
-                max_size=6),
-       st.booleans())
+@given(
+    st.lists(st.tuples(st.sampled_from(["0", "1", "12"]), st.text(max_size=20), PATHS), max_size=6),
+    st.booleans(),
+)
 def test_any_cgroup_file_gives_a_valid_label_or_none(lines, live):
     text = "".join("%s:%s:%s\n" % line for line in lines).encode("utf-8", "surrogatepass")
     value = from_cgroup(text, live)

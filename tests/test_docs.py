@@ -12,8 +12,11 @@ import pytest
 pytestmark = pytest.mark.timeout(30)
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DOCUMENTS = sorted(
-    [os.path.join(REPO, "README.md"), os.path.join(REPO, "deploy", "README.md"),
-     os.path.join(REPO, "benchmarks", "README.md")]
+    [
+        os.path.join(REPO, "README.md"),
+        os.path.join(REPO, "deploy", "README.md"),
+        os.path.join(REPO, "benchmarks", "README.md"),
+    ]
     + glob.glob(os.path.join(REPO, "docs", "*.md"))
 )
 FIRST_SCREEN = 50  # lines
@@ -28,8 +31,10 @@ def _anchors(path):
     """GitHub's anchors for the headings of a Markdown file: lower case, spaces
     to hyphens, everything but letters, digits, hyphens and underscores dropped."""
     text = re.sub(r"```.*?```", "", _read(path), flags=re.S)
-    return {re.sub(r"[^\w\- ]", "", m.group(1).strip().lower()).replace(" ", "-")
-            for m in re.finditer(r"^#+ (.*)$", text, re.M)}
+    return {
+        re.sub(r"[^\w\- ]", "", m.group(1).strip().lower()).replace(" ", "-")
+        for m in re.finditer(r"^#+ (.*)$", text, re.M)
+    }
 
 
 def test_the_readme_fits_and_opens_with_both_commands():

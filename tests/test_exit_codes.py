@@ -17,18 +17,22 @@ def run(*args, **kwargs):
 # The child's status is pypause's as PID 1 of a PID namespace and as a
 # subreaper alike: the tests below that run the child take the init fixture.
 
+
 def run_in(init, *args, **kwargs):
     return init.run([PYPAUSE, *args], capture_output=True, text=True, **kwargs)
 
 
-@pytest.mark.parametrize("script, code", [
-    ("exit 0", 0),
-    ("exit 4", 4),
-    ("exit 255", 255),
-    ("kill -KILL $$", 137),
-    ("kill -TERM $$", 143),
-    ("kill -SEGV $$", 139),
-])
+@pytest.mark.parametrize(
+    "script, code",
+    [
+        ("exit 0", 0),
+        ("exit 4", 4),
+        ("exit 255", 255),
+        ("kill -KILL $$", 137),
+        ("kill -TERM $$", 143),
+        ("kill -SEGV $$", 139),
+    ],
+)
 def test_child_status_becomes_pypause_status(init, script, code):
     assert run_in(init, "--", "sh", "-c", script).returncode == code
 
@@ -94,17 +98,20 @@ def test_exec_failure_status_holds_when_stderr_has_no_reader(init, command, code
     assert p.returncode == code
 
 
-@pytest.mark.parametrize("args, env, word", [
-    (["--bogus"], {}, "--bogus"),
-    (["-x"], {}, "-x"),
-    (["--metrics-addr"], {}, "--metrics-addr"),
-    (["--metrics-addr", "no-port"], {}, "no-port"),
-    (["--metrics-addr", "host:70000"], {}, "70000"),
-    (["--metrics-addr", "::1:80"], {}, "::1:80"),
-    (["--version=3"], {}, "--version"),
-    ([], {"PYPAUSE_VERBOSITY": "loud"}, "PYPAUSE_VERBOSITY"),
-    ([], {"PYPAUSE_METRICS_ADDR": "x:y"}, "PYPAUSE_METRICS_ADDR"),
-])
+@pytest.mark.parametrize(
+    "args, env, word",
+    [
+        (["--bogus"], {}, "--bogus"),
+        (["-x"], {}, "-x"),
+        (["--metrics-addr"], {}, "--metrics-addr"),
+        (["--metrics-addr", "no-port"], {}, "no-port"),
+        (["--metrics-addr", "host:70000"], {}, "70000"),
+        (["--metrics-addr", "::1:80"], {}, "::1:80"),
+        (["--version=3"], {}, "--version"),
+        ([], {"PYPAUSE_VERBOSITY": "loud"}, "PYPAUSE_VERBOSITY"),
+        ([], {"PYPAUSE_METRICS_ADDR": "x:y"}, "PYPAUSE_METRICS_ADDR"),
+    ],
+)
 def test_usage_error_is_one_line_and_exit_2(args, env, word):
     r = run(*args, "--", "true", env={"PATH": "/usr/bin:/bin", **env})
     assert r.returncode == 2
@@ -115,6 +122,7 @@ def test_usage_error_is_one_line_and_exit_2(args, env, word):
 
 def test_version_and_help():
     from pypause import __version__
+
     r = run("-V")
     assert (r.returncode, r.stdout) == (0, "pypause %s\n" % __version__)
     r = run("--help")
@@ -129,6 +137,7 @@ def test_subreaper_flag_is_accepted():
 
 def test_python_dash_m_runs_pypause():
     import sys
+
     r = subprocess.run([sys.executable, "-m", "pypause", "--", "sh", "-c", "exit 6"], timeout=20)
     assert r.returncode == 6
 
@@ -136,8 +145,7 @@ def test_python_dash_m_runs_pypause():
 def test_a_foreign_pypause_package_is_named_not_a_traceback(tmp_path):
     # PyPI's unrelated "pypause" installs a top-level package of the same name.
     python = python_with(tmp_path, {"pypause/__init__.py": "VERSION = '9'\n"})
-    r = subprocess.run([python, PYPAUSE, "--version"], capture_output=True, text=True,
-                       timeout=20)
+    r = subprocess.run([python, PYPAUSE, "--version"], capture_output=True, text=True, timeout=20)
     assert r.returncode == 2
     assert r.stderr.count("\n") == 1 and "pypause-init" in r.stderr
     # pypause-init is not on PyPI: the way out installs it from where it is.

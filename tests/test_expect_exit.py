@@ -15,13 +15,17 @@ ENV = dict(os.environ)
 
 # -- -e / PYPAUSE_EXPECT_EXIT -------------------------------------------------
 
-@pytest.mark.parametrize("args, env, script, code", [
-    (["-e", "143"], {}, "kill -TERM $$", 0),
-    (["-e", "143", "-e", "4"], {}, "exit 4", 0),
-    (["-e", "143"], {}, "exit 5", 5),
-    ([], {"PYPAUSE_EXPECT_EXIT": "143,4"}, "exit 4", 0),
-    (["-e", "5"], {"PYPAUSE_EXPECT_EXIT": "4"}, "exit 4", 4),  # the flag wins
-])
+
+@pytest.mark.parametrize(
+    "args, env, script, code",
+    [
+        (["-e", "143"], {}, "kill -TERM $$", 0),
+        (["-e", "143", "-e", "4"], {}, "exit 4", 0),
+        (["-e", "143"], {}, "exit 5", 5),
+        ([], {"PYPAUSE_EXPECT_EXIT": "143,4"}, "exit 4", 0),
+        (["-e", "5"], {"PYPAUSE_EXPECT_EXIT": "4"}, "exit 4", 4),  # the flag wins
+    ],
+)
 def test_expect_exit_maps_codes_to_0(init, args, env, script, code):
     r = init.run([PYPAUSE, *args, "--", "sh", "-c", script], env={**ENV, **env})
     assert r.returncode == code

@@ -19,12 +19,20 @@ ENV = dict(os.environ)
 
 # -- --grace-period / PYPAUSE_GRACE_PERIOD ------------------------------------
 
+
 def test_without_grace_period_pypause_exits_at_once(init, tmp_path):
     flag, pidfile = tmp_path / "cleaned-up", tmp_path / "left"
     t0 = time.monotonic()
-    r = init.run([PYPAUSE, "--", "sh", "-c",
-                  '(trap "touch %s; exit 0" TERM; sleep 30 & wait) & echo $$ $! > %s; '
-                  'sleep 0.3; exit 3' % (flag, pidfile)])
+    r = init.run(
+        [
+            PYPAUSE,
+            "--",
+            "sh",
+            "-c",
+            '(trap "touch %s; exit 0" TERM; sleep 30 & wait) & echo $$ $! > %s; '
+            "sleep 0.3; exit 3" % (flag, pidfile),
+        ]
+    )
     assert r.returncode == 3
     assert time.monotonic() - t0 < 4
     assert not flag.exists()  # nobody asked the rest to clean up
@@ -38,18 +46,32 @@ def test_without_grace_period_pypause_exits_at_once(init, tmp_path):
 # The rest pypause signals in its grace period: every process of the
 # namespace as PID 1 (kill(-1)), the main child's process group otherwise.
 def _scope(init):
-    return (b"every process in the namespace" if init.pid1 else b"process group")
+    return b"every process in the namespace" if init.pid1 else b"process group"
 
 
-@pytest.mark.parametrize("args, env", [(["--grace-period", "5"], {}),
-                                       ([], {"PYPAUSE_GRACE_PERIOD": "5"}),
-                                       (["--grace-period", "999999999"], {})])
+@pytest.mark.parametrize(
+    "args, env",
+    [
+        (["--grace-period", "5"], {}),
+        ([], {"PYPAUSE_GRACE_PERIOD": "5"}),
+        (["--grace-period", "999999999"], {}),
+    ],
+)
 def test_grace_period_lets_the_rest_clean_up(init, tmp_path, args, env):
     flag = tmp_path / "cleaned-up"
     t0 = time.monotonic()
-    r = init.run([PYPAUSE, *args, "--", "sh", "-c",
-                  '(trap "touch %s; exit 0" TERM; sleep 30 & wait) & sleep 0.3; exit 3' % flag],
-                 stderr=subprocess.PIPE, env={**ENV, **env})
+    r = init.run(
+        [
+            PYPAUSE,
+            *args,
+            "--",
+            "sh",
+            "-c",
+            '(trap "touch %s; exit 0" TERM; sleep 30 & wait) & sleep 0.3; exit 3' % flag,
+        ],
+        stderr=subprocess.PIPE,
+        env={**ENV, **env},
+    )
     assert r.returncode == 3
     assert time.monotonic() - t0 < 4  # did not wait out the period
     assert flag.exists()
@@ -58,8 +80,18 @@ def test_grace_period_lets_the_rest_clean_up(init, tmp_path, args, env):
 
 def test_grace_period_ends_with_sigkill(init):
     t0 = time.monotonic()
-    r = init.run([PYPAUSE, "--grace-period", "0.5", "--", "sh", "-c",
-                  '(trap "" TERM; sleep 30) & sleep 0.3; exit 3'], stderr=subprocess.PIPE)
+    r = init.run(
+        [
+            PYPAUSE,
+            "--grace-period",
+            "0.5",
+            "--",
+            "sh",
+            "-c",
+            '(trap "" TERM; sleep 30) & sleep 0.3; exit 3',
+        ],
+        stderr=subprocess.PIPE,
+    )
     assert r.returncode == 3
     assert 0.5 <= time.monotonic() - t0 < 4
     assert b"sending SIGKILL" in r.stderr
@@ -67,11 +99,12 @@ def test_grace_period_ends_with_sigkill(init):
 
 def test_grace_period_covers_the_rest_then_sigkills_it(init, tmp_path):
     flag = tmp_path / "cleaned-up"
-    script = ('(trap "touch %s; exit 0" TERM; sleep 30 & wait) & '
-              '(trap "" TERM; exec sleep 31) & sleep 0.3; exit 3') % flag
+    script = (
+        '(trap "touch %s; exit 0" TERM; sleep 30 & wait) & '
+        '(trap "" TERM; exec sleep 31) & sleep 0.3; exit 3'
+    ) % flag
     t0 = time.monotonic()
-    r = init.run([PYPAUSE, "--grace-period", "1", "--", "sh", "-c", script],
-                 capture_output=True)
+    r = init.run([PYPAUSE, "--grace-period", "1", "--", "sh", "-c", script], capture_output=True)
     assert r.returncode == 3
     assert flag.exists()
     assert 1 <= time.monotonic() - t0 < 5
@@ -108,19 +141,32 @@ def test_grace_period_skips_a_process_it_may_not_signal(unprivileged, init, proc
     # 1, root enters the namespace and leaves an orphan there, which PID 1
     # adopts; not PID 1, root joins the child's process group.
     argv, env = unprivileged
-    p = init.start([*argv, "--grace-period", "20", "--", "sh", "-c", "echo $$; read x; exit 3"],
-                   env=env, cwd="/", stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                   stderr=subprocess.PIPE)
+    p = init.start(
+        [*argv, "--grace-period", "20", "--", "sh", "-c", "echo $$; read x; exit 3"],
+        env=env,
+        cwd="/",
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
     child = int(p.stdout.readline())
     wait_until_idle(p.pid)
     if init.pid1:
         p.ns.nsenter(["sh", "-c", "sleep 60 & exit 0"], check=True, timeout=10)
-        wait_for(lambda: any(c == "sleep" and ppid == p.pid for c, _, ppid in p.members().values()),
-                 what="the root orphan to be adopted")
+        wait_for(
+            lambda: any(c == "sleep" and ppid == p.pid for c, _, ppid in p.members().values()),
+            what="the root orphan to be adopted",
+        )
     else:
-        intruder = procs([sys.executable, "-c", "import os, sys, time; os.setpgid(0, %d); "
-                          "print('joined', flush=True); time.sleep(60)" % child],
-                         stdout=subprocess.PIPE)
+        intruder = procs(
+            [
+                sys.executable,
+                "-c",
+                "import os, sys, time; os.setpgid(0, %d); "
+                "print('joined', flush=True); time.sleep(60)" % child,
+            ],
+            stdout=subprocess.PIPE,
+        )
         assert intruder.stdout.readline() == b"joined\n"
     t0 = time.monotonic()
     p.stdin.close()  # the child exits 3
@@ -132,21 +178,28 @@ def test_grace_period_skips_a_process_it_may_not_signal(unprivileged, init, proc
 
 # 999999999: the top of the accepted range (poll() once overflowed on it).
 @pytest.mark.parametrize("period", ["10", "999999999"])
-def test_grace_period_waits_for_a_process_pypause_is_not_the_parent_of(init, procs, tmp_path,
-                                                                       period):
+def test_grace_period_waits_for_a_process_pypause_is_not_the_parent_of(
+    init, procs, tmp_path, period
+):
     # No SIGCHLD will come for it. As PID 1: it entered the namespace from
     # outside, as `kubectl exec` does (its parent, nsenter here, the runtime's
     # shim there, is not in it). Not PID 1: it joined the child's group.
     flag = tmp_path / "cleaned-up"
-    p = init.start([PYPAUSE, "--grace-period", period, "--", "sh", "-c", "echo $$; read x; exit 3"],
-                   stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    p = init.start(
+        [PYPAUSE, "--grace-period", period, "--", "sh", "-c", "echo $$; read x; exit 3"],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
     child = int(p.stdout.readline())
     if init.pid1:
-        entered = p.ns.enter([sys.executable, "-c", SLOW_CLEANUP, str(flag)],
-                             stdout=subprocess.PIPE)
+        entered = p.ns.enter(
+            [sys.executable, "-c", SLOW_CLEANUP, str(flag)], stdout=subprocess.PIPE
+        )
     else:
-        entered = procs([sys.executable, "-c", SLOW_CLEANUP, str(flag), str(child)],
-                        stdout=subprocess.PIPE)
+        entered = procs(
+            [sys.executable, "-c", SLOW_CLEANUP, str(flag), str(child)], stdout=subprocess.PIPE
+        )
     try:
         assert entered.stdout.readline() == b"ready\n"
         t0 = time.monotonic()
@@ -167,13 +220,29 @@ def test_grace_period_without_proc_waits_while_any_child_is_left(pidns, tmp_path
     # and the look at what is left once ended the wait ("everything left
     # exited"), and the kernel SIGKILLed the one still cleaning up.
     flag = tmp_path / "cleaned-up"
-    script = ('for i in $(seq 100 499); do (trap "" TERM; exec sleep 1.$i) & done; '
-              '(trap "sleep 1.5; touch %s; exit 0" TERM; sleep 30 & wait) & '
-              'sleep 0.3; exit 3' % flag)
+    script = (
+        'for i in $(seq 100 499); do (trap "" TERM; exec sleep 1.$i) & done; '
+        '(trap "sleep 1.5; touch %s; exit 0" TERM; sleep 30 & wait) & '
+        "sleep 0.3; exit 3" % flag
+    )
     for _ in range(3):  # the race is lost 4 times in 5 without the fix
-        ns = pidns(["sh", "-c", 'mount -t tmpfs -o ro none /proc && exec "$@"', "sh",
-                    PYPAUSE, "--grace-period", "10", "--", "sh", "-c", script],
-                   unshare_args=("--mount", "--propagation", "private"), stderr=subprocess.PIPE)
+        ns = pidns(
+            [
+                "sh",
+                "-c",
+                'mount -t tmpfs -o ro none /proc && exec "$@"',
+                "sh",
+                PYPAUSE,
+                "--grace-period",
+                "10",
+                "--",
+                "sh",
+                "-c",
+                script,
+            ],
+            unshare_args=("--mount", "--propagation", "private"),
+            stderr=subprocess.PIPE,
+        )
         assert ns.unshare.wait(20) == 3
         assert flag.exists(), ns.unshare.stderr.read().decode()
         flag.unlink()
@@ -184,11 +253,24 @@ def test_grace_period_resumes_a_stopped_process_so_it_can_clean_up(init, tmp_pat
     # process cannot run its SIGTERM handler.
     flag, fifo = tmp_path / "cleaned-up", tmp_path / "ready"
     os.mkfifo(fifo)
-    script = ('%s -c "$1" "$2" > "$3" & read ready < "$3"; kill -STOP $!; exit 3'
-              % sys.executable)
+    script = '%s -c "$1" "$2" > "$3" & read ready < "$3"; kill -STOP $!; exit 3' % sys.executable
     t0 = time.monotonic()
-    r = init.run([PYPAUSE, "--grace-period", "10", "--", "sh", "-c", script, "sh",
-                  SLOW_CLEANUP, str(flag), str(fifo)], capture_output=True)
+    r = init.run(
+        [
+            PYPAUSE,
+            "--grace-period",
+            "10",
+            "--",
+            "sh",
+            "-c",
+            script,
+            "sh",
+            SLOW_CLEANUP,
+            str(flag),
+            str(fifo),
+        ],
+        capture_output=True,
+    )
     assert r.returncode == 3, r.stderr
     assert flag.exists(), r.stderr
     assert time.monotonic() - t0 < 8, r.stderr  # not the whole period, then SIGKILL

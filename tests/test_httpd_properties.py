@@ -47,8 +47,14 @@ from unittest import mock
 import pytest
 from hypothesis import HealthCheck, given, note, settings
 from hypothesis import strategies as st
-from hypothesis.stateful import (RuleBasedStateMachine, initialize, invariant, precondition,
-                                 rule, run_state_machine_as_test)
+from hypothesis.stateful import (
+    RuleBasedStateMachine,
+    initialize,
+    invariant,
+    precondition,
+    rule,
+    run_state_machine_as_test,
+)
 
 from pypause import httpd, metrics
 
@@ -60,24 +66,49 @@ from stress_support import STRESS, scaled  # noqa: E402
 # the seed), never from a local .hypothesis/ directory that differs between a
 # laptop and CI and would replay old examples in place of new ones.
 settings.register_profile(
-    "pypause-default", max_examples=60, stateful_step_count=40, deadline=None, database=None,
-    print_blob=True, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
-settings.register_profile("pypause-stress", settings.get_profile("pypause-default"),
-                          max_examples=600, stateful_step_count=120)
+    "pypause-default",
+    max_examples=60,
+    stateful_step_count=40,
+    deadline=None,
+    database=None,
+    print_blob=True,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
+settings.register_profile(
+    "pypause-stress",
+    settings.get_profile("pypause-default"),
+    max_examples=600,
+    stateful_step_count=120,
+)
 PROFILE = settings.get_profile("pypause-stress" if STRESS else "pypause-default")
 
 MAX = httpd.MAX_REQUEST
 BIG = bytes(range(256)) * 512  # 128 KiB: more than a tiny window or a non-reader takes
-REASONS = {200: "OK", 400: "Bad Request", 404: "Not Found", 405: "Method Not Allowed",
-           431: "Request Header Fields Too Large", 500: "Internal Server Error",
-           503: "Service Unavailable"}
+REASONS = {
+    200: "OK",
+    400: "Bad Request",
+    404: "Not Found",
+    405: "Method Not Allowed",
+    431: "Request Header Fields Too Large",
+    500: "Internal Server Error",
+    503: "Service Unavailable",
+}
 #: The server's own bodies, by status, for answers it makes itself.
-OWN_BODIES = {400: b"bad request\n", 405: b"only GET and HEAD\n", 431: b"request too large\n",
-              500: b"internal error\n"}
+OWN_BODIES = {
+    400: b"bad request\n",
+    405: b"only GET and HEAD\n",
+    431: b"request too large\n",
+    500: b"internal error\n",
+}
 #: respond() of these tests: path -> (status, body), or LATER for a Pending.
 LATER = "later"
-ROUTES = {"/ok": (200, b"ok\n"), "/big": (200, BIG), "/missing": (404, b"not found\n"),
-          "/boom": (500, b"internal error\n"), "/later": LATER}
+ROUTES = {
+    "/ok": (200, b"ok\n"),
+    "/big": (200, BIG),
+    "/missing": (404, b"not found\n"),
+    "/boom": (500, b"internal error\n"),
+    "/later": LATER,
+}
 LATER_ANSWERS = {(200, b"later\n"), (503, b"expired\n")}
 LATER_TIMEOUT = 2.0  # as metrics.HEALTH_TIMEOUT
 #: What a Rig patches in httpd, as it is: each Rig checks it finds them so.
@@ -95,6 +126,7 @@ def live_connections():
 
 
 # -- the rig: a Server whose turns the test makes ------------------------------------
+
 
 class Clock:
     """time for httpd and metrics: monotonic() is what the test says; sleep() advances it."""
@@ -160,8 +192,9 @@ class Rig:
     """
 
     def __init__(self, cap=None, respond=None, sndbuf=None, count_connections=False):
-        assert (httpd.time, httpd.log, httpd.MAX_CONNECTIONS) == UNPATCHED, \
+        assert (httpd.time, httpd.log, httpd.MAX_CONNECTIONS) == UNPATCHED, (
             "an earlier Rig left httpd patched"
+        )
         self.clock = Clock()
         self.swallowed = []
         self.logged = []
@@ -186,14 +219,16 @@ class Rig:
         self.fds_idle = fd_count()
         self._patches = contextlib.ExitStack()
         self._patches.enter_context(mock.patch.object(httpd, "time", self.clock))
-        self._patches.enter_context(mock.patch.object(
-            httpd, "log", types.SimpleNamespace(warning=self.logged.append)))
+        self._patches.enter_context(
+            mock.patch.object(httpd, "log", types.SimpleNamespace(warning=self.logged.append))
+        )
         if hasattr(httpd, "described"):
             real = httpd.described
 
             def described(e):
                 self.swallowed.append(e)
                 return real(e)
+
             self._patches.enter_context(mock.patch.object(httpd, "described", described))
         if cap is not None:
             self._patches.enter_context(mock.patch.object(httpd, "MAX_CONNECTIONS", cap))
@@ -364,6 +399,7 @@ class Client:
 
 # -- what the server must answer ---------------------------------------------------------
 
+
 def _decide(head):
     """The answer to a request whose head is `head`: (status, head_only, body), status
     LATER for a Pending (httpd._dispatch, restated)."""
@@ -377,8 +413,9 @@ def _decide(head):
     if method not in ("GET", "HEAD"):
         return 405, False, OWN_BODIES[405]
     route = ROUTES.get(target.partition("?")[0], (404, b"not found\n"))
-    return (LATER, method == "HEAD", b"") if route == LATER else (route[0], method == "HEAD",
-                                                                 route[1])
+    return (
+        (LATER, method == "HEAD", b"") if route == LATER else (route[0], method == "HEAD", route[1])
+    )
 
 
 def outcomes(data):
@@ -392,7 +429,7 @@ def outcomes(data):
     ends = [(i + len(t), i) for t in (b"\r\n\r\n", b"\n\n") for i in [data.find(t)] if i >= 0]
     if not ends or min(ends)[0] > MAX + 4:
         return set() if len(data) < MAX + 4 else {(431, False, OWN_BODIES[431])}
-    status, head_only, body = _decide(data[:min(ends)[1]])
+    status, head_only, body = _decide(data[: min(ends)[1]])
     if status == LATER:
         return {(s, head_only, b) for s, b in LATER_ANSWERS}
     return {(status, head_only, body)}
@@ -427,10 +464,15 @@ class Answer:
 
     def __repr__(self):
         return "Answer(%d, %d of %d bytes, extra %r)" % (
-            self.status, len(self.body), self.length, self.extra[:40])
+            self.status,
+            len(self.body),
+            self.length,
+            self.extra[:40],
+        )
 
 
 # -- requests, as Hypothesis draws them ---------------------------------------------------
+
 
 class Spec:
     """What a structured request should get by the documented rules (httpd's
@@ -441,48 +483,98 @@ class Spec:
         self.status, self.head_only, self.head_length = status, head_only, head_length
 
     def __repr__(self):
-        return "Spec(%r, head_only=%r, head %d bytes)" % (self.status, self.head_only,
-                                                            self.head_length)
+        return "Spec(%r, head_only=%r, head %d bytes)" % (
+            self.status,
+            self.head_only,
+            self.head_length,
+        )
 
 
-TOKENS = st.sampled_from([b"GET", b"HEAD", b"POST", b" ", b"  ", b"/ok", b"/big", b"/later",
-                          b"/boom", b"?x=1", b"HTTP/1.1", b"HTTP/", b"\r\n", b"\n", b"\r",
-                          b"\r\n\r\n", b"\n\n", b"\x85", b"\x0b", b"\x00", b"Host: a", b":",
-                          b"\xff"])
+TOKENS = st.sampled_from(
+    [
+        b"GET",
+        b"HEAD",
+        b"POST",
+        b" ",
+        b"  ",
+        b"/ok",
+        b"/big",
+        b"/later",
+        b"/boom",
+        b"?x=1",
+        b"HTTP/1.1",
+        b"HTTP/",
+        b"\r\n",
+        b"\n",
+        b"\r",
+        b"\r\n\r\n",
+        b"\n\n",
+        b"\x85",
+        b"\x0b",
+        b"\x00",
+        b"Host: a",
+        b":",
+        b"\xff",
+    ]
+)
 
 
 @st.composite
 def requests(draw, client_header=True):
     """(bytes, Spec or None): a request built to the rules (Spec says its answer)
     or bytes of any kind (None: only the server's own rules, restated, say)."""
-    kind = draw(st.sampled_from(["valid", "valid", "method", "malformed", "oversize",
-                                 "incomplete", "garbage", "probe"]))
+    kind = draw(
+        st.sampled_from(
+            ["valid", "valid", "method", "malformed", "oversize", "incomplete", "garbage", "probe"]
+        )
+    )
     if kind == "garbage":
         parts = draw(st.lists(st.one_of(TOKENS, st.binary(max_size=40)), max_size=16))
         return b"".join(parts), None
     if kind == "probe":  # what scanners send first: nmap's GenericLines, empty lines
-        return draw(st.sampled_from([b"\r\n\r\n", b"\n\n", b"\r\n\n", b"\n\r\n\r\n",
-                                     b" \r\n\r\n", b"\r\n\r\n\r\n\r\n"])), None
+        return draw(
+            st.sampled_from(
+                [b"\r\n\r\n", b"\n\n", b"\r\n\n", b"\n\r\n\r\n", b" \r\n\r\n", b"\r\n\r\n\r\n\r\n"]
+            )
+        ), None
     eol = draw(st.sampled_from([b"\r\n", b"\n"]))
     method = draw(st.sampled_from([b"GET", b"HEAD"]))
     # (weighted: a Pending and a large answer are where the server has the most to do)
-    path = draw(st.sampled_from(["/ok", "/big", "/big", "/later", "/later", "/later",
-                                 "/missing", "/boom", "/nope"])).encode()
+    path = draw(
+        st.sampled_from(
+            ["/ok", "/big", "/big", "/later", "/later", "/later", "/missing", "/boom", "/nope"]
+        )
+    ).encode()
     query = draw(st.sampled_from([b"", b"?a=1", b"?"]))
     version = draw(st.sampled_from([b"HTTP/1.1", b"HTTP/1.0"]))
     if kind == "method":
         method = draw(st.sampled_from([b"POST", b"PUT", b"DELETE", b"get", b"GETX", b"OPTIONS"]))
     line = b"%s %s%s %s" % (method, path, query, version)
     if kind == "malformed":
-        line = draw(st.sampled_from([
-            b"%s %s" % (method, path), b"%s  %s %s" % (method, path, version),
-            b"%s %s %s x" % (method, path, version), b"%s %s FTP/1.1" % (method, path),
-            b"%s" % method, b"", b" %s %s %s" % (method, path, version)]))
+        line = draw(
+            st.sampled_from(
+                [
+                    b"%s %s" % (method, path),
+                    b"%s  %s %s" % (method, path, version),
+                    b"%s %s %s x" % (method, path, version),
+                    b"%s %s FTP/1.1" % (method, path),
+                    b"%s" % method,
+                    b"",
+                    b" %s %s %s" % (method, path, version),
+                ]
+            )
+        )
     headers = [b"Host: 127.0.0.1"]
     if client_header:
         headers.append(b"X-Client: {id}")  # the client's number, 4 digits
-    headers += draw(st.lists(st.sampled_from([b"Accept: */*", b"User-Agent: hypothesis",
-                                              b"X-Empty:", b"x-odd:  spaced  "]), max_size=3))
+    headers += draw(
+        st.lists(
+            st.sampled_from(
+                [b"Accept: */*", b"User-Agent: hypothesis", b"X-Empty:", b"x-odd:  spaced  "]
+            ),
+            max_size=3,
+        )
+    )
     head = eol.join([line, *headers])
     if kind == "oversize":  # around MAX, and well past it
         target = draw(st.one_of(st.integers(MAX - 6, MAX + 6), st.integers(MAX, 2 * MAX)))
@@ -508,6 +600,7 @@ def spec_statuses(spec):
 
 # -- the properties --------------------------------------------------------------------
 
+
 def check_answer(client, answer_set, spec):
     """`client`'s bytes are one answer of `answer_set` (and of `spec`): return the Answer."""
     raw = bytes(client.received)
@@ -516,11 +609,16 @@ def check_answer(client, answer_set, spec):
         kinds = {h for s, h, _ in answer_set if s == status}
         assert len(kinds) <= 1, answer_set
         return kinds.pop() if kinds else False
+
     answer = Answer(raw, head_only)
     note("client %d (%s): %r" % (client.id, client.ending, answer))
     bodies = {b for s, _, b in answer_set if s == answer.status}
     assert bodies, "client %d got %d, expected one of %s for %r" % (
-        client.id, answer.status, sorted(s for s, _, _ in answer_set), bytes(client.sent)[:200])
+        client.id,
+        answer.status,
+        sorted(s for s, _, _ in answer_set),
+        bytes(client.sent)[:200],
+    )
     if spec is not None:
         assert answer.status in spec_statuses(spec), (spec, answer)
     assert len(bodies) == 1, bodies
@@ -533,8 +631,12 @@ def check_answer(client, answer_set, spec):
 
 
 @settings(PROFILE, max_examples=PROFILE.max_examples * 5)
-@given(request=requests(), cuts=st.lists(st.floats(0, 1), max_size=6),
-       ending=st.sampled_from(["read", "half", "tiny"]), release=st.booleans())
+@given(
+    request=requests(),
+    cuts=st.lists(st.floats(0, 1), max_size=6),
+    ending=st.sampled_from(["read", "half", "tiny"]),
+    release=st.booleans(),
+)
 def test_a_request_split_anywhere_gets_its_one_answer(request, cuts, ending, release):
     data, spec = request
     rig = Rig()
@@ -552,8 +654,9 @@ def test_a_request_split_anywhere_gets_its_one_answer(request, cuts, ending, rel
             rig.step()
             if release and rig.laters and rig.laters[-1].released_at is None:
                 rig.release()
-            elif not client.pump(2048 if ending == "tiny" else 1 << 30) and \
-                    not rig.wait([client.sock], 0.01):
+            elif not client.pump(2048 if ending == "tiny" else 1 << 30) and not rig.wait(
+                [client.sock], 0.01
+            ):
                 rig.clock.now += 1.0  # nothing moves: let a deadline come
         assert client.eof or client.reset, "the server never closed the connection"
         answers = outcomes(bytes(client.sent))
@@ -582,8 +685,10 @@ class ServerMachine(RuleBasedStateMachine):
     """Clients come, send in pieces, end every way, many at once; the server
     turns with each batch in an order drawn here, and the clock jumps."""
 
-    @initialize(cap=st.sampled_from([1, 2, 3, 5, httpd.MAX_CONNECTIONS]),
-                sndbuf=st.sampled_from([None, 4096]))
+    @initialize(
+        cap=st.sampled_from([1, 2, 3, 5, httpd.MAX_CONNECTIONS]),
+        sndbuf=st.sampled_from([None, 4096]),
+    )
     def start(self, cap, sndbuf):
         self.rig = Rig(cap=cap, sndbuf=sndbuf, count_connections=True)
 
@@ -595,14 +700,22 @@ class ServerMachine(RuleBasedStateMachine):
         client.chunks = split(client.data, cuts)
 
     @precondition(lambda self: len(self.rig.clients) < MOST_CLIENTS)
-    @rule(request=requests(), cuts=st.lists(st.floats(0, 1), max_size=4),
-          ending=st.sampled_from(ENDINGS))
+    @rule(
+        request=requests(),
+        cuts=st.lists(st.floats(0, 1), max_size=4),
+        ending=st.sampled_from(ENDINGS),
+    )
     def connect(self, request, cuts, ending):
         self._add(request, cuts, ending)
 
     @precondition(lambda self: len(self.rig.clients) < MOST_CLIENTS - 70)
-    @rule(n=st.integers(2, 70), request=requests(), cuts=st.lists(st.floats(0, 1), max_size=2),
-          endings=st.lists(st.sampled_from(ENDINGS), min_size=1, max_size=4), send=st.booleans())
+    @rule(
+        n=st.integers(2, 70),
+        request=requests(),
+        cuts=st.lists(st.floats(0, 1), max_size=2),
+        endings=st.lists(st.sampled_from(ENDINGS), min_size=1, max_size=4),
+        send=st.booleans(),
+    )
     def burst(self, n, request, cuts, endings, send):
         """Many clients at once, the same request from each (and all sent, if `send`)."""
         for i in range(n):
@@ -667,8 +780,9 @@ class ServerMachine(RuleBasedStateMachine):
             # Open: waiting for its Pending, or watched (reading or writing).
             assert (conn.pending is not None) != (conn.sock in registered), conn
             assert conn.sock.fileno() >= 0
-        assert len(registered) == 2 + sum(c.pending is None for c in conns), \
+        assert len(registered) == 2 + sum(c.pending is None for c in conns), (
             "the selector watches something that is no open connection"
+        )
 
     # -- the end: back to idle --------------------------------------------------
     def teardown(self):
@@ -687,27 +801,42 @@ class ServerMachine(RuleBasedStateMachine):
         rig = self.rig
         order = random.Random(len(rig.clients))
         for _ in range(20000):
-            before = (sum(len(c.received) for c in rig.clients),
-                      [(c.eof, c.reset) for c in rig.clients], len(rig.connections()),
-                      rig.server.rejected, rig.server.errors)
+            before = (
+                sum(len(c.received) for c in rig.clients),
+                [(c.eof, c.reset) for c in rig.clients],
+                len(rig.connections()),
+                rig.server.rejected,
+                rig.server.errors,
+            )
             rig.step(lambda batch: order.sample(batch, len(batch)))
             for c in rig.clients:
                 if c.ending != "noread":
                     c.pump()
-            if not rig.connections() and not rig.waiting_to_be_accepted() and \
-                    all(c.settled() for c in rig.clients):
+            if (
+                not rig.connections()
+                and not rig.waiting_to_be_accepted()
+                and all(c.settled() for c in rig.clients)
+            ):
                 break
-            after = (sum(len(c.received) for c in rig.clients),
-                     [(c.eof, c.reset) for c in rig.clients], len(rig.connections()),
-                     rig.server.rejected, rig.server.errors)
-            readers = [c.sock for c in rig.clients if c.reads and c.ending != "noread"
-                       and not (c.eof or c.reset)]
+            after = (
+                sum(len(c.received) for c in rig.clients),
+                [(c.eof, c.reset) for c in rig.clients],
+                len(rig.connections()),
+                rig.server.rejected,
+                rig.server.errors,
+            )
+            readers = [
+                c.sock
+                for c in rig.clients
+                if c.reads and c.ending != "noread" and not (c.eof or c.reset)
+            ]
             if after == before and not rig.wait(readers, 0.01):
                 rig.clock.now += 1.0  # nothing moves: let deadlines come
         else:
-            raise AssertionError("not idle after 20000 turns: %d connections, %d waiting "
-                                 "clients" % (len(rig.connections()),
-                                              sum(not c.settled() for c in rig.clients)))
+            raise AssertionError(
+                "not idle after 20000 turns: %d connections, %d waiting "
+                "clients" % (len(rig.connections()), sum(not c.settled() for c in rig.clients))
+            )
         for c in rig.clients:  # what the non-readers got, now that the server is done
             if c.ending == "noread":
                 c.sock.settimeout(2)
@@ -755,7 +884,11 @@ class ServerMachine(RuleBasedStateMachine):
         # Each client left without a word, or cut short, was rejected at the cap or
         # timed out: counted.
         assert silent + len(cut) <= server.rejected + server.errors, (
-            silent, cut, server.rejected, server.errors)
+            silent,
+            cut,
+            server.rejected,
+            server.errors,
+        )
         if len(rig.clients) <= rig.cap:
             assert server.rejected == 0
         counted_errors = sum(a.status in (400, 431, 500) for a in answered.values())
@@ -779,6 +912,7 @@ def test_the_server_state_machine():
 
 # -- issue 19, one input at a time ---------------------------------------------------------
 
+
 def exchange(rig, client, most=200):
     """Send what `client` has to send and turn until the server closed it."""
     for _ in range(most):
@@ -798,8 +932,9 @@ def served(rig):
     return Answer(bytes(client.received), lambda status: False).status == 200
 
 
-@pytest.mark.parametrize("probe", [b"\r\n\r\n", b"\n\n", b"\r\n\r\n\r\n\r\n"],
-                         ids=["generic-lines", "bare-lf", "twice"])
+@pytest.mark.parametrize(
+    "probe", [b"\r\n\r\n", b"\n\n", b"\r\n\r\n\r\n\r\n"], ids=["generic-lines", "bare-lf", "twice"]
+)
 def test_an_empty_request_head_is_a_400_and_the_server_answers_afterwards(probe):
     # printf '\r\n\r\n' | nc: nmap -sV's GenericLines probe ended the HTTP thread
     # (IndexError in _dispatch: lines[0] of an empty head).
@@ -827,8 +962,13 @@ def test_an_eviction_in_the_same_batch_as_the_evicted_connections_own_event():
         trickling = [rig.connect(data=partial) for _ in range(cap)]
         for c in trickling:
             c.send_next()
-        rig.turn_until(lambda: len(rig.connections()) == cap and all(
-            conn.request == partial for conn in rig.connections()), "%d partial requests" % cap)
+        rig.turn_until(
+            lambda: (
+                len(rig.connections()) == cap
+                and all(conn.request == partial for conn in rig.connections())
+            ),
+            "%d partial requests" % cap,
+        )
         assert not rig.batches.ready()
         oldest = rig.connections()[0]
 
@@ -846,6 +986,7 @@ def test_an_eviction_in_the_same_batch_as_the_evicted_connections_own_event():
             batch.sort(key=lambda item: item[0].fileobj is not rig.listener)
             seen.extend(key.fileobj for key, _ in batch)
             return batch
+
         rig.step(listener_first)  # raised ValueError before the fix
 
         assert seen[:1] == [rig.listener] and oldest.sock in seen, "not the batch meant"
@@ -857,8 +998,9 @@ def test_an_eviction_in_the_same_batch_as_the_evicted_connections_own_event():
         assert (trickling[0].eof or trickling[0].reset) and trickling[0].received == b""
         exchange(rig, newcomer)
         assert Answer(bytes(newcomer.received), lambda status: False).status == 200
-        assert not [c for c in trickling[1:] if c.pump() or c.eof or c.reset], \
+        assert not [c for c in trickling[1:] if c.pump() or c.eof or c.reset], (
             "a connection other than the oldest was closed"
+        )
     finally:
         rig.close()
 
@@ -893,14 +1035,17 @@ class LoopStandIn:
 def healthz_rig():
     """(rig, loop stand-in, signals the checks sent) for /healthz on a fake loop."""
     signals = []
-    fake_os = types.SimpleNamespace(getpid=os.getpid,
-                                    kill=lambda pid, signum: signals.append(signum))
+    fake_os = types.SimpleNamespace(
+        getpid=os.getpid, kill=lambda pid, signum: signals.append(signum)
+    )
     holder = {}
     rig = Rig(respond=lambda method, path, headers: metrics._HealthCheck(holder["loop"]))
     loop = holder["loop"] = LoopStandIn(rig.server)
     try:
-        with mock.patch.object(metrics, "time", rig.clock), \
-                mock.patch.object(metrics, "os", fake_os):
+        with (
+            mock.patch.object(metrics, "time", rig.clock),
+            mock.patch.object(metrics, "os", fake_os),
+        ):
             yield rig, loop, signals
     finally:
         rig.close()
@@ -920,8 +1065,9 @@ def test_healthz_is_200_when_a_beat_was_under_way_as_the_check_began():
             rig.wait(timeout=0.01)
         loop.after_increment = rig.step  # the check begins inside the beat
         metrics.Metrics.heartbeat(loop)  # a beat under way: += 1, check, wake
-        assert len(rig.connections()) == 1 and rig.connections()[0].pending, \
+        assert len(rig.connections()) == 1 and rig.connections()[0].pending, (
             "the check did not begin between the two halves of the beat"
+        )
         assert signals == [metrics._signal.SIGCHLD]  # it asked the loop for a beat
         rig.step()  # the early wake-up: poll() sees no beat since the check began
         assert client.received == b""
@@ -959,6 +1105,7 @@ def test_an_exception_while_serving_one_connection_closes_that_one_only():
 
     def respond(method, path, headers):
         return answers.get(path, (200, "text/plain", b"ok\n"))
+
     rig = Rig(respond=respond)
     try:
         odd = rig.connect(data=b"GET /odd HTTP/1.1\r\n\r\n")
@@ -989,8 +1136,9 @@ class Stop(BaseException):
 def test_an_exception_outside_any_connection_is_counted_and_the_server_backs_off():
     rig = Rig()
     try:
-        failures = iter([OSError("select failed"), RuntimeError("again"), OSError("and again"),
-                         None, Stop()])
+        failures = iter(
+            [OSError("select failed"), RuntimeError("again"), OSError("and again"), None, Stop()]
+        )
         real_select = rig.batches.select
 
         def select_(timeout=None):
@@ -998,6 +1146,7 @@ def test_an_exception_outside_any_connection_is_counted_and_the_server_backs_off
             if failure is not None:
                 raise failure
             return real_select(timeout)
+
         rig.batches.select = select_
         with pytest.raises(Stop):
             rig.server.serve_forever()  # raised OSError out of the thread before the fix
@@ -1031,6 +1180,7 @@ def test_a_head_of_max_request_bytes_is_served_however_it_arrives(eol):
 
 # -- /healthz: every interleaving of the loop and the HTTP thread ---------------------------
 
+
 class Turns:
     """Runs actor threads one at a time: each waits at every point() until the
     test picks it; run() makes the picks until every actor has ended."""
@@ -1058,6 +1208,7 @@ class Turns:
                     if self.running == name:
                         self.running = None
                     self.cond.notify_all()
+
         self.alive.add(name)
         thread = threading.Thread(target=run, name=name, daemon=True)
         self.threads.append(thread)
@@ -1081,7 +1232,8 @@ class Turns:
             for _ in range(limit):
                 with self.cond:
                     settled = self.cond.wait_for(
-                        lambda: self.running is None and set(self.at) == self.alive, timeout=10)
+                        lambda: self.running is None and set(self.at) == self.alive, timeout=10
+                    )
                     assert settled, "an actor neither reached a point nor ended: %r" % self.at
                     if self.failure:
                         raise self.failure
@@ -1134,15 +1286,13 @@ class SharedMetrics(LoopStandIn):
 
 @settings(PROFILE, max_examples=PROFILE.max_examples * 5)
 @given(clients=st.integers(1, 3), signals=st.integers(0, 2), data=st.data())
-def test_healthz_is_200_whatever_the_interleaving_while_the_loop_is_alive(clients, signals,
-                                                                          data):
+def test_healthz_is_200_whatever_the_interleaving_while_the_loop_is_alive(clients, signals, data):
     # The loop: a heartbeat (metrics.Metrics.heartbeat) for each SIGCHLD, the
     # first `signals` of them under way as the requests come. The HTTP thread:
     # step() after step(). The clock passes HEALTH_TIMEOUT only while the loop
     # has nothing to do (alive means: it handles a SIGCHLD well within that).
     turns = Turns()
-    state = types.SimpleNamespace(signals=signals, stopping=False, checks=0, deadlines=0,
-                                  steps=0)
+    state = types.SimpleNamespace(signals=signals, stopping=False, checks=0, deadlines=0, steps=0)
     fake_os = types.SimpleNamespace(getpid=os.getpid, kill=lambda pid, signum: sigchld())
 
     def sigchld():
@@ -1151,11 +1301,14 @@ def test_healthz_is_200_whatever_the_interleaving_while_the_loop_is_alive(client
     def respond(method, path, headers):
         state.checks += 1
         return metrics._HealthCheck(shared)
+
     rig = Rig(respond=respond)
     shared = SharedMetrics(rig.server, turns)
     try:
-        with mock.patch.object(metrics, "time", rig.clock), \
-                mock.patch.object(metrics, "os", fake_os):
+        with (
+            mock.patch.object(metrics, "time", rig.clock),
+            mock.patch.object(metrics, "os", fake_os),
+        ):
             # Every client accepted, then every request in its socket, before the
             # two threads start: each is read at the HTTP thread's turn.
             socks = [rig.connect(data=b"GET /healthz HTTP/1.1\r\n\r\n") for _ in range(clients)]
@@ -1222,8 +1375,9 @@ def test_healthz_is_200_whatever_the_interleaving_while_the_loop_is_alive(client
             c.pump()
             answer = Answer(bytes(c.received), lambda status: False)
             note("client %d: %r after %d deadlines" % (c.id, answer, state.deadlines))
-            assert (answer.status, answer.body) == (200, b"ok\n"), \
+            assert (answer.status, answer.body) == (200, b"ok\n"), (
                 "the loop was alive, /healthz said %d" % answer.status
+            )
         assert rig.swallowed == []
     finally:
         rig.close()

@@ -18,8 +18,10 @@ pytestmark = pytest.mark.timeout(30)
 
 # What auto-instrumentation injects through PYTHONPATH: a sitecustomize that
 # starts an exporter thread before any script runs.
-THREAD_STARTER = ("import threading, time\n"
-                  "threading.Thread(target=time.sleep, args=(3600,), daemon=True).start()\n")
+THREAD_STARTER = (
+    "import threading, time\n"
+    "threading.Thread(target=time.sleep, args=(3600,), daemon=True).start()\n"
+)
 
 
 def threads(pid):
@@ -44,8 +46,9 @@ def test_a_sitecustomize_thread_cannot_take_pid_1s_signals(init, sitecustomize):
 
 
 def test_a_storm_of_signals_reaches_the_loop_and_only_the_loop(init, sitecustomize):
-    p = init.start([PYPAUSE, "--", "sh", "-c", 'trap "" USR1; while :; do sleep 1; done'],
-                   env=sitecustomize)
+    p = init.start(
+        [PYPAUSE, "--", "sh", "-c", 'trap "" USR1; while :; do sleep 1; done'], env=sitecustomize
+    )
     wait_until_idle(p.pid)
     assert threads(p.pid) == 1  # the interpreter that runs pypause started none
     for _ in range(300):
@@ -73,12 +76,17 @@ def test_the_apps_modules_on_pythonpath_do_not_shadow_pypauses(init, tmp_path):
         (tmp_path / name).mkdir()
         (tmp_path / name / "__init__.py").write_text(
             "open(%r, 'w').close()\nraise ImportError('the app\\'s')\n"
-            % str(tmp_path / ("imported-" + name)))
-    p = init.start([PYPAUSE, "--metrics-addr", "127.0.0.1:0", "--", "sleep", "30"],
-                   env={**os.environ, "PYTHONPATH": str(tmp_path)}, stderr=subprocess.PIPE)
+            % str(tmp_path / ("imported-" + name))
+        )
+    p = init.start(
+        [PYPAUSE, "--metrics-addr", "127.0.0.1:0", "--", "sleep", "30"],
+        env={**os.environ, "PYTHONPATH": str(tmp_path)},
+        stderr=subprocess.PIPE,
+    )
     port = port_from(p.stderr)
     wait_until_idle(p.pid)
     import urllib.request
+
     with urllib.request.urlopen("http://127.0.0.1:%d/metrics" % port, timeout=10) as response:
         assert b"pypause_zombies_reaped_total" in response.read()
     assert cmdline(p.pid).startswith(b"pypause --metrics-addr")  # setproctitle: the real one
@@ -88,8 +96,9 @@ def test_the_apps_modules_on_pythonpath_do_not_shadow_pypauses(init, tmp_path):
 
 def given_environment(init, env, *pypause_args):
     """The environment a non-Python child of pypause starts with, as bytes."""
-    r = init.run([PYPAUSE, *pypause_args, "--", "cat", "/proc/self/environ"], env=env,
-                 capture_output=True)
+    r = init.run(
+        [PYPAUSE, *pypause_args, "--", "cat", "/proc/self/environ"], env=env, capture_output=True
+    )
     assert r.returncode == 0, r.stderr
     return r.stdout
 
@@ -99,17 +108,24 @@ def as_exec_gives_it(env):
     return b"".join(b"%s=%s\0" % (os.fsencode(k), os.fsencode(v)) for k, v in env.items())
 
 
-@pytest.mark.parametrize("locale", [
-    {},  # the C locale: Python coerces it (PEP 538) by setting LC_CTYPE
-    {"LC_CTYPE": "C"},
-    {"LC_CTYPE": "POSIX", "LANG": "C"},
-    {"LC_CTYPE": "xx_NO.WHERE"},  # a locale that does not exist is C too
-    {"LC_CTYPE": "C.UTF-8"},
-    {"LC_ALL": "C"},
-    {"LANG": "C.UTF-8"},
-], ids=lambda locale: ",".join("%s=%s" % kv for kv in locale.items()) or "none")
-@pytest.mark.parametrize("python", [{}, {"PYTHONUNBUFFERED": "1", "PYTHONPATH": "/nowhere"}],
-                         ids=["no-PYTHON-variables", "PYTHON-variables"])
+@pytest.mark.parametrize(
+    "locale",
+    [
+        {},  # the C locale: Python coerces it (PEP 538) by setting LC_CTYPE
+        {"LC_CTYPE": "C"},
+        {"LC_CTYPE": "POSIX", "LANG": "C"},
+        {"LC_CTYPE": "xx_NO.WHERE"},  # a locale that does not exist is C too
+        {"LC_CTYPE": "C.UTF-8"},
+        {"LC_ALL": "C"},
+        {"LANG": "C.UTF-8"},
+    ],
+    ids=lambda locale: ",".join("%s=%s" % kv for kv in locale.items()) or "none",
+)
+@pytest.mark.parametrize(
+    "python",
+    [{}, {"PYTHONUNBUFFERED": "1", "PYTHONPATH": "/nowhere"}],
+    ids=["no-PYTHON-variables", "PYTHON-variables"],
+)
 def test_the_child_gets_the_environment_byte_for_byte(init, locale, python):
     env = {"PATH": "/usr/bin:/bin", **locale, **python, "Z": "last"}
     got = given_environment(init, env)
@@ -127,12 +143,23 @@ def test_a_python_variable_that_kills_the_interpreter_is_said_in_the_readme():
     # PYTHONHOME and a malformed PYTHONINTMAXSTRDIGITS end the interpreter
     # before any code runs: no init written in Python can catch that. The
     # README says what to write instead; the way it gives works.
-    with open(os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
-                           "README.md")) as f:
+    with open(
+        os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "README.md")
+    ) as f:
         readme = f.read()
     assert "PYTHONHOME" in readme and "PYTHONINTMAXSTRDIGITS" in readme
-    r = subprocess.run([PYPAUSE, "--", "env", "PYTHONHOME=/opt/app-python", "sh", "-c",
-                        'test "$PYTHONHOME" = /opt/app-python && exit 5'], timeout=20)
+    r = subprocess.run(
+        [
+            PYPAUSE,
+            "--",
+            "env",
+            "PYTHONHOME=/opt/app-python",
+            "sh",
+            "-c",
+            'test "$PYTHONHOME" = /opt/app-python && exit 5',
+        ],
+        timeout=20,
+    )
     assert r.returncode == 5
 
 
@@ -141,7 +168,13 @@ def test_the_inherited_mask_survives_the_reexec(init, sitecustomize):
     # the mask pypause was given is handed across it for the child.
     def block_usr2():
         signal.pthread_sigmask(signal.SIG_SETMASK, {signal.SIGUSR2})
-    r = init.run([PYPAUSE, "--", "grep", "SigBlk", "/proc/self/status"], env=sitecustomize,
-                 capture_output=True, text=True, preexec_fn=block_usr2)
+
+    r = init.run(
+        [PYPAUSE, "--", "grep", "SigBlk", "/proc/self/status"],
+        env=sitecustomize,
+        capture_output=True,
+        text=True,
+        preexec_fn=block_usr2,
+    )
     assert r.returncode == 0, r.stderr
     assert int(r.stdout.split()[1], 16) == 1 << (signal.SIGUSR2 - 1)

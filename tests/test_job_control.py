@@ -22,16 +22,23 @@ pytestmark = pytest.mark.timeout(30)
 # pypause if it stopped with its child: in both modes the child is resumed.
 # (With a job-control shell above, one that is not PID 1 stops too: test_tty.)
 
+
 def test_a_child_stopped_by_job_control_is_resumed(init):
-    r = init.run([PYPAUSE, "--", "sh", "-c", "kill -TSTP $$; kill -TTIN $$; exit 7"],
-                 start_new_session=True, stderr=subprocess.PIPE)
+    r = init.run(
+        [PYPAUSE, "--", "sh", "-c", "kill -TSTP $$; kill -TTIN $$; exit 7"],
+        start_new_session=True,
+        stderr=subprocess.PIPE,
+    )
     assert r.returncode == 7
     assert r.stderr.count(b"resuming it") == 2
 
 
 def test_forwarding_sigtstp_does_not_strand_the_child(init):
-    p = init.start([PYPAUSE, "--", *helper("signal_echo", 0, "--ignore", "SIGUSR1")],
-                   stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+    p = init.start(
+        [PYPAUSE, "--", *helper("signal_echo", 0, "--ignore", "SIGUSR1")],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+    )
     # signal_echo handles SIGTSTP (prints it); nothing stops
     assert lines(p.stdout, 1) == ["ready"]
     wait_until_idle(p.pid)

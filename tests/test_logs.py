@@ -17,11 +17,17 @@ ENV = dict(os.environ)
 
 # -- --log-format / PYPAUSE_LOG_FORMAT ----------------------------------------
 
-@pytest.mark.parametrize("args, env", [(["--log-format", "json"], {}),
-                                       ([], {"PYPAUSE_LOG_FORMAT": "json"})])
+
+@pytest.mark.parametrize(
+    "args, env", [(["--log-format", "json"], {}), ([], {"PYPAUSE_LOG_FORMAT": "json"})]
+)
 def test_json_logs(args, env):
-    r = subprocess.run([PYPAUSE, "-v", *args, "--", "sh", "-c", "exit 3"], capture_output=True,
-                       env={**ENV, **env}, timeout=20)
+    r = subprocess.run(
+        [PYPAUSE, "-v", *args, "--", "sh", "-c", "exit 3"],
+        capture_output=True,
+        env={**ENV, **env},
+        timeout=20,
+    )
     assert r.returncode == 3
     records = [json.loads(line) for line in r.stderr.splitlines()]
     assert records
@@ -32,10 +38,12 @@ def test_json_logs(args, env):
 
 # -- JSON lines whatever they hold ---------------------------------------------
 
+
 def test_json_log_lines_stay_json_with_wide_characters():
     name = "\U0001f600" * 400  # 12 bytes each once escaped
-    r = subprocess.run([PYPAUSE, "--log-format", "json", "--", name], capture_output=True,
-                       timeout=20)
+    r = subprocess.run(
+        [PYPAUSE, "--log-format", "json", "--", name], capture_output=True, timeout=20
+    )
     assert r.returncode == 126  # ENAMETOOLONG
     assert len(r.stderr) <= 4096
     record = json.loads(r.stderr)
@@ -44,8 +52,9 @@ def test_json_log_lines_stay_json_with_wide_characters():
 
 def test_json_log_lines_stay_json_when_too_long():
     name = "x" * 5000  # the exec failure names the command: a line over PIPE_BUF
-    r = subprocess.run([PYPAUSE, "--log-format", "json", "--", name], capture_output=True,
-                       timeout=20)
+    r = subprocess.run(
+        [PYPAUSE, "--log-format", "json", "--", name], capture_output=True, timeout=20
+    )
     assert r.returncode == 126  # ENAMETOOLONG: found nothing runnable, as a shell says
     record = json.loads(r.stderr)
     assert record["truncated"] is True and record["msg"].startswith("cannot run 'xxx")

@@ -24,21 +24,34 @@ import uuid
 
 import pytest
 
-from support import (PYPAUSE, cgroup_mounts, entering_cgroups, helper, metric_samples, needs_pidns,
-                     port_from, read_line, wait_for, wait_until_idle)
+from support import (
+    PYPAUSE,
+    cgroup_mounts,
+    entering_cgroups,
+    helper,
+    metric_samples,
+    needs_pidns,
+    port_from,
+    read_line,
+    wait_for,
+    wait_until_idle,
+)
 
 pytestmark = [pytest.mark.timeout(120), needs_pidns]
 
 MOUNTS = cgroup_mounts()
 needs_unified = pytest.mark.skipif(
     "unified" not in MOUNTS or not os.access(MOUNTS.get("unified", "/"), os.W_OK),
-    reason="no writable cgroup v2 hierarchy")
+    reason="no writable cgroup v2 hierarchy",
+)
 VALID = re.compile(r"(none|other|((containerd|cri-o|docker)://)?[0-9a-f]{64})\Z")
 
 
 def systemd_driver(pod, container):
-    return ("kubepods.slice/kubepods-besteffort.slice/kubepods-besteffort-pod%s.slice/"
-            "cri-containerd-%s.scope" % (pod, container))
+    return (
+        "kubepods.slice/kubepods-besteffort.slice/kubepods-besteffort-pod%s.slice/"
+        "cri-containerd-%s.scope" % (pod, container)
+    )
 
 
 def cgroupfs_driver(pod, container):
@@ -88,20 +101,28 @@ def cgroups():
 
 def held(got):
     """{(parent_comm, container_id): zombies} of one scrape."""
-    return {(dict(labels)["parent_comm"], dict(labels)["container_id"]): value
-            for (name, labels), value in got.items() if name == "pypause_zombies_held_by_parent"}
+    return {
+        (dict(labels)["parent_comm"], dict(labels)["container_id"]): value
+        for (name, labels), value in got.items()
+        if name == "pypause_zombies_held_by_parent"
+    }
 
 
 def reaped_by_container(got):
-    return {dict(labels)["container_id"]: value for (name, labels), value in got.items()
-            if name == "pypause_zombies_reaped_by_container_total"}
+    return {
+        dict(labels)["container_id"]: value
+        for (name, labels), value in got.items()
+        if name == "pypause_zombies_reaped_by_container_total"
+    }
 
 
 def scrape_once_reaped(port, total):
     """The first scrape that counts `total` orphans reaped."""
+
     def scrape():
         got = metric_samples(port)
         return got if got[("pypause_zombies_reaped_total", frozenset())] == total else None
+
     return wait_for(scrape, what="%d orphans reaped" % total)
 
 
@@ -111,8 +132,10 @@ def start_pause(pidns, cgroups, in_cgroup_namespace, pod):
     Returns (namespace, port)."""
     argv = [PYPAUSE, "--metrics-addr", "127.0.0.1:0"]
     if in_cgroup_namespace:
-        argv = entering_cgroups([cgroups.make("unified", systemd_driver(pod, secrets.token_hex(32)))],
-                                ["unshare", "--cgroup"] + argv)
+        argv = entering_cgroups(
+            [cgroups.make("unified", systemd_driver(pod, secrets.token_hex(32)))],
+            ["unshare", "--cgroup"] + argv,
+        )
     ns = pidns(argv, stderr=subprocess.PIPE)
     port = port_from(ns.unshare.stderr)
     wait_until_idle(ns.pid)
@@ -122,23 +145,30 @@ def start_pause(pidns, cgroups, in_cgroup_namespace, pod):
 def hold(ns, directories, comm, n):
     """A process in `directories` that holds `n` zombies, named `comm`; it
     lets them go when its stdin closes."""
-    p = ns.enter(entering_cgroups(directories, helper("hold_zombies", comm, n)),
-                 stdin=subprocess.PIPE, stdout=subprocess.PIPE, bufsize=0)
+    p = ns.enter(
+        entering_cgroups(directories, helper("hold_zombies", comm, n)),
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        bufsize=0,
+    )
     assert read_line(p.stdout, time.monotonic() + 10) == b"holding\n"
     return p
 
 
 def leave_orphans(ns, directories, n):
-    r = ns.nsenter(entering_cgroups(directories, helper("orphans", n, 0)),
-                   capture_output=True, timeout=20)
+    r = ns.nsenter(
+        entering_cgroups(directories, helper("orphans", n, 0)), capture_output=True, timeout=20
+    )
     assert r.returncode == 0, r.stderr
 
 
 @needs_unified
-@pytest.mark.parametrize("in_cgroup_namespace", [False, True],
-                         ids=["host-cgroups", "cgroup-namespace"])
-def test_zombies_held_and_orphans_reaped_are_named_by_container(cgroups, pidns,
-                                                                in_cgroup_namespace):
+@pytest.mark.parametrize(
+    "in_cgroup_namespace", [False, True], ids=["host-cgroups", "cgroup-namespace"]
+)
+def test_zombies_held_and_orphans_reaped_are_named_by_container(
+    cgroups, pidns, in_cgroup_namespace
+):
     pod = uuid.uuid4().hex
     a, b, c, d = (secrets.token_hex(32) for _ in range(4))
     ns, port = start_pause(pidns, cgroups, in_cgroup_namespace, pod)
@@ -154,6 +184,7 @@ def test_zombies_held_and_orphans_reaped_are_named_by_container(cgroups, pidns,
         got = metric_samples(port)
         by_container = reaped_by_container(got)
         return got if by_container.get(c) == 5 and by_container.get("containerd://" + d) else None
+
     got = wait_for(orphans_counted, what="orphans counted by container")
     assert reaped_by_container(got) == {c: 5, "containerd://" + d: 4}
     assert got[("pypause_zombies_reaped_total", frozenset())] == 9
@@ -243,8 +274,12 @@ def test_label_values_are_bounded(cgroups, pidns):
     # first 64 containers, and "other" the rest of both.
     ns, port = start_pause(pidns, cgroups, False, None)
     directories = [cgroups.make("unified", "many/%s" % secrets.token_hex(32)) for _ in range(70)]
-    p = ns.enter([sys.executable, "-c", MANY, "70", *directories],
-                 stdin=subprocess.PIPE, stdout=subprocess.PIPE, bufsize=0)
+    p = ns.enter(
+        [sys.executable, "-c", MANY, "70", *directories],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        bufsize=0,
+    )
     assert read_line(p.stdout, time.monotonic() + 30) == b"ready\n"
     got = scrape_once_reaped(port, 70)
     by_container = reaped_by_container(got)
@@ -265,13 +300,23 @@ def test_hostile_cgroup_names_seeded_fuzz(cgroups, pidns):
     rng = random.Random(20)
 
     def near():
-        return "".join(rng.choice("0123456789abcdefABCDEF") for _ in range(rng.choice([63, 64, 65])))
+        return "".join(
+            rng.choice("0123456789abcdefABCDEF") for _ in range(rng.choice([63, 64, 65]))
+        )
+
     makers = [
         near,
-        lambda: rng.choice(["cri-containerd-", "crio-", "docker-", "libpod-", "crio-conmon-"])
-        + near() + rng.choice(["", ".scope", ".scope.x"]),
-        lambda: "".join(chr(rng.randrange(1, 0x250)) for _ in range(rng.randrange(1, 40)))
-        .replace("/", "") or "x",
+        lambda: (
+            rng.choice(["cri-containerd-", "crio-", "docker-", "libpod-", "crio-conmon-"])
+            + near()
+            + rng.choice(["", ".scope", ".scope.x"])
+        ),
+        lambda: (
+            "".join(chr(rng.randrange(1, 0x250)) for _ in range(rng.randrange(1, 40))).replace(
+                "/", ""
+            )
+            or "x"
+        ),
         lambda: "x\n0::/docker/" + secrets.token_hex(32),
         lambda: "\t %s\r" % secrets.token_hex(32),
     ]

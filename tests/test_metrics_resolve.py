@@ -26,14 +26,17 @@ from support import PYPAUSE, helper, port_from, read_line, wait_for
 pytestmark = [
     pytest.mark.timeout(60),
     pytest.mark.skipif(os.geteuid() != 0, reason="needs root for network and mount namespaces"),
-    pytest.mark.skipif(not shutil.which("ip") or not shutil.which("nsenter"),
-                       reason="needs ip(8) and nsenter(1)"),
+    pytest.mark.skipif(
+        not shutil.which("ip") or not shutil.which("nsenter"), reason="needs ip(8) and nsenter(1)"
+    ),
 ]
 
 NAME = "metrics.invalid"  # in no hosts file; .invalid is never a real domain (RFC 2606)
 HOSTS = "127.0.0.1 localhost\n::1 localhost\n"
-SETUP = ('ip link set lo up && mount --bind "$1" /etc/resolv.conf && '
-         'mount --bind "$2" /etc/hosts && shift 2 && exec "$@"')
+SETUP = (
+    'ip link set lo up && mount --bind "$1" /etc/resolv.conf && '
+    'mount --bind "$2" /etc/hosts && shift 2 && exec "$@"'
+)
 
 
 class NameServer:
@@ -46,10 +49,23 @@ class NameServer:
         hosts.write_text(HOSTS)
         self.log = directory / "queries"
         self.log.write_text("")
-        self.proc = procs(["unshare", "--net", "--mount", "--propagation", "private",
-                           "sh", "-c", SETUP, "sh", str(resolv), str(hosts),
-                           *helper("nameserver", mode, self.log, delay)],
-                          stdout=subprocess.PIPE)
+        self.proc = procs(
+            [
+                "unshare",
+                "--net",
+                "--mount",
+                "--propagation",
+                "private",
+                "sh",
+                "-c",
+                SETUP,
+                "sh",
+                str(resolv),
+                str(hosts),
+                *helper("nameserver", mode, self.log, delay),
+            ],
+            stdout=subprocess.PIPE,
+        )
         assert self.proc.stdout.readline() == b"ready\n"
 
     def enter(self, argv):
@@ -67,6 +83,7 @@ class NameServer:
 def nameserver(procs, tmp_path):
     def start(mode, resolv_options="", delay=0.0):
         return NameServer(procs, tmp_path, mode, resolv_options, delay)
+
     return start
 
 
@@ -87,9 +104,21 @@ def start_init(procs, ns, addr):
     """pypause --metrics-addr ADDR in `ns`, whose child leaves an orphan and echoes
     signals (helpers/signal_echo.py: exits 3 once its stdin closes). Returns
     (pypause, orphan pid), once the child is ready."""
-    p = procs(ns.enter([PYPAUSE, "--metrics-addr", addr, "--",
-                        *helper("leave_orphan", *helper("signal_echo", 3))]),
-              stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, bufsize=0)
+    p = procs(
+        ns.enter(
+            [
+                PYPAUSE,
+                "--metrics-addr",
+                addr,
+                "--",
+                *helper("leave_orphan", *helper("signal_echo", 3)),
+            ]
+        ),
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        bufsize=0,
+    )
     deadline = time.monotonic() + 10
     first = read_line(p.stdout, deadline)
     assert first.startswith(b"orphan "), first
@@ -108,8 +137,11 @@ def test_a_silent_name_server_holds_up_neither_signals_nor_reaping(procs, namese
     assert got == b"SIGTERM\n", "SIGTERM not forwarded within 15 s"
     assert took < 1, "SIGTERM reached the child %.1fs late" % took
     # The orphan exited as soon as pypause adopted it: reaped meanwhile.
-    wait_for(lambda: not os.path.exists("/proc/%d" % orphan), timeout=1,
-             what="the orphan to be reaped while the name is being resolved")
+    wait_for(
+        lambda: not os.path.exists("/proc/%d" % orphan),
+        timeout=1,
+        what="the orphan to be reaped while the name is being resolved",
+    )
     p.stdin.close()
     assert p.wait(5) == 3
     err = p.stderr.read().decode()
@@ -139,9 +171,12 @@ def test_a_name_server_that_gives_up_late_costs_one_error_line(procs, nameserver
 @pytest.mark.parametrize("mode", ["nxdomain", "refused"])
 def test_a_name_that_fails_fast_costs_one_error_line(procs, nameserver, mode):
     ns = nameserver(mode)
-    p = procs(ns.enter([PYPAUSE, "--metrics-addr", NAME + ":9100", "--",
-                        "sh", "-c", "read x; exit 7"]),
-              stdin=subprocess.PIPE, stderr=subprocess.PIPE, bufsize=0)
+    p = procs(
+        ns.enter([PYPAUSE, "--metrics-addr", NAME + ":9100", "--", "sh", "-c", "read x; exit 7"]),
+        stdin=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        bufsize=0,
+    )
     lines = line_with(p.stderr, "metrics disabled", 10)
     assert ns.asked(NAME)
     assert p.poll() is None  # the init goes on without metrics
@@ -154,11 +189,14 @@ def test_a_name_that_fails_fast_costs_one_error_line(procs, nameserver, mode):
 
 def scrape(ns, url):
     """GET `url` from inside the name server's network namespace: (status, body)."""
-    code = ("import sys, urllib.request\n"
-            "with urllib.request.urlopen(sys.argv[1], timeout=5) as r:\n"
-            "    sys.stdout.write('%d\\n' % r.status + r.read().decode())\n")
-    r = subprocess.run(ns.enter([sys.executable, "-c", code, url]), capture_output=True,
-                       text=True, timeout=20)
+    code = (
+        "import sys, urllib.request\n"
+        "with urllib.request.urlopen(sys.argv[1], timeout=5) as r:\n"
+        "    sys.stdout.write('%d\\n' % r.status + r.read().decode())\n"
+    )
+    r = subprocess.run(
+        ns.enter([sys.executable, "-c", code, url]), capture_output=True, text=True, timeout=20
+    )
     assert r.returncode == 0, r.stderr
     status, _, body = r.stdout.partition("\n")
     return int(status), body
@@ -183,8 +221,10 @@ def test_metrics_appear_once_a_slow_name_resolves(procs, nameserver):
 
 def test_a_name_in_the_hosts_file_serves_metrics(procs, nameserver):
     ns = nameserver("silent")  # never asked: localhost is in the hosts file
-    p = procs(ns.enter([PYPAUSE, "--metrics-addr", "localhost:0", "--", "sleep", "30"]),
-              stderr=subprocess.PIPE)
+    p = procs(
+        ns.enter([PYPAUSE, "--metrics-addr", "localhost:0", "--", "sleep", "30"]),
+        stderr=subprocess.PIPE,
+    )
     port = port_from(p.stderr)
     status, body = scrape(ns, "http://localhost:%d/metrics" % port)
     assert status == 200 and "process_open_fds" in body
@@ -193,8 +233,9 @@ def test_a_name_in_the_hosts_file_serves_metrics(procs, nameserver):
 
 def test_pause_mode_binds_a_named_privileged_port_before_it_drops_root(procs, nameserver):
     ns = nameserver("slow", delay=0.5)  # a fresh network namespace: ports < 1024 need root
-    p = procs(ns.enter([PYPAUSE, "--metrics-addr", NAME + ":80"]), stderr=subprocess.PIPE,
-              bufsize=0)
+    p = procs(
+        ns.enter([PYPAUSE, "--metrics-addr", NAME + ":80"]), stderr=subprocess.PIPE, bufsize=0
+    )
     lines = line_with(p.stderr, "metrics", 10)
     assert "serving metrics on http://127.0.0.1:80/" in lines[-1], lines
     assert scrape(ns, "http://127.0.0.1:80/healthz") == (200, "ok\n")

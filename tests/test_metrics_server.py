@@ -26,7 +26,7 @@ import urllib.request
 
 import pytest
 
-from support import children, helper, port_from, PYPAUSE, url, wait_for, wait_until_idle
+from support import PYPAUSE, children, helper, port_from, url, wait_for, wait_until_idle
 from support import http_get as get
 from support import metric_samples as samples
 from support import metric_value as value
@@ -34,22 +34,29 @@ from support import metric_value as value
 # The pids cgroup and /proc readings of the stress tests (tests/stress has no
 # __init__.py: pytest puts the directory itself on sys.path for its own tests).
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "stress"))
-from stress_support import (PidsCgroup, cpu_seconds, fd_count,  # noqa: E402
-                            pids_cgroup_parent, rss_kib, thread_count)
+from stress_support import (
+    PidsCgroup,
+    cpu_seconds,
+    fd_count,  # noqa: E402
+    pids_cgroup_parent,
+    rss_kib,
+    thread_count,
+)
 
 pytestmark = pytest.mark.timeout(60)
 
 #: What the spec promises, and the slack these tests allow around it.
-MAX_THREADS = 2          # the main loop and one metrics thread
-CAP = 64                 # open client connections
-DEADLINE = 5.0           # seconds from accept to the end of the response
-HEADER_CAP = 8192        # request line + headers
+MAX_THREADS = 2  # the main loop and one metrics thread
+CAP = 64  # open client connections
+DEADLINE = 5.0  # seconds from accept to the end of the response
+HEADER_CAP = 8192  # request line + headers
 
 REJECTED = "pypause_metrics_connections_rejected_total"
 ERRORS = "pypause_metrics_errors_total"
 
 
 # -- fixtures -----------------------------------------------------------------
+
 
 @pytest.fixture
 def sockets():
@@ -84,11 +91,13 @@ def nofile():
             if hard != resource.RLIM_INFINITY and hard < n:
                 pytest.skip("RLIMIT_NOFILE hard limit %d < %d fds needed" % (hard, n))
             resource.setrlimit(resource.RLIMIT_NOFILE, (n, hard))
+
     yield need
     resource.setrlimit(resource.RLIMIT_NOFILE, before)
 
 
 # -- starting pypause ------------------------------------------------------------
+
 
 def start(procs, addr="127.0.0.1:0", command=(), **kwargs):
     """pypause --metrics-addr ADDR [-- COMMAND]: return (Popen, port)."""
@@ -109,6 +118,7 @@ def stop_and_read_stderr(p):
 
 
 # -- HTTP, as a scraper and as a raw client ------------------------------------
+
 
 class Response:
     def __init__(self, raw, closed):
@@ -158,6 +168,7 @@ def request(method, path, *headers):
 
 
 # -- many client connections ------------------------------------------------------
+
 
 def open_idle(port, n, held, host="127.0.0.1", batch=25, timeout=10, established=True):
     """Open `n` connections that send nothing, `batch` SYNs at a time, into `held`.
@@ -238,8 +249,10 @@ def wait_closed(socks, timeout, what):
     while len(seen) < len(by_fd):
         left = deadline - time.monotonic()
         if left <= 0:
-            raise AssertionError("timed out waiting for %s: %d of %d still open after %.1f s"
-                                 % (what, len(by_fd) - len(seen), len(by_fd), timeout))
+            raise AssertionError(
+                "timed out waiting for %s: %d of %d still open after %.1f s"
+                % (what, len(by_fd) - len(seen), len(by_fd), timeout)
+            )
         for fd, _ in poller.poll(min(left, 0.1) * 1000):
             s = by_fd[fd]
             if closed_by_server(s):
@@ -249,6 +262,7 @@ def wait_closed(socks, timeout, what):
 
 
 # -- a. many idle connections cost neither threads nor memory -----------------
+
 
 def test_a_thousand_idle_connections_cost_no_threads_and_little_memory(procs, sockets, nofile):
     nofile(1000 + 200)
@@ -274,22 +288,30 @@ def test_a_thousand_idle_connections_cost_no_threads_and_little_memory(procs, so
     most_threads = max(most_threads, thread_count(p.pid))
     most_rss = max(most_rss, rss_kib(p.pid))
 
-    assert most_threads <= MAX_THREADS, "pypause ran %d threads for 1000 idle connections" \
-        % most_threads
+    assert most_threads <= MAX_THREADS, (
+        "pypause ran %d threads for 1000 idle connections" % most_threads
+    )
     assert most_rss - rss0 < 4096, "VmRSS grew by %d KiB (from %d KiB)" % (most_rss - rss0, rss0)
     assert status == 200 and "pypause_info" in text
     assert took < 2, "a scrape among 1000 idle connections took %.2f s" % took
     # The server closes every one of them by itself: evicted at the cap, or at
     # the latest when the deadline of the last ones passes.
-    closed = wait_closed(sockets, timeout=max(1.0, last_opened + DEADLINE + 3 - time.monotonic()),
-                         what="pypause to close the 1000 idle connections")
+    closed = wait_closed(
+        sockets,
+        timeout=max(1.0, last_opened + DEADLINE + 3 - time.monotonic()),
+        what="pypause to close the 1000 idle connections",
+    )
     assert len(closed) == 1000
     lines = stop_and_read_stderr(p)
-    assert len(lines) <= 5, "%d stderr lines for 1000 idle connections (opened in %.1f s): %r" \
-        % (len(lines), opened_in, lines[:10])
+    assert len(lines) <= 5, "%d stderr lines for 1000 idle connections (opened in %.1f s): %r" % (
+        len(lines),
+        opened_in,
+        lines[:10],
+    )
 
 
 # -- b. slow clients are closed at their deadline ------------------------------
+
 
 def test_clients_trickling_a_request_are_closed_at_the_deadline(procs):
     p, port = start(procs)
@@ -304,6 +326,7 @@ def test_clients_trickling_a_request_are_closed_at_the_deadline(procs):
         t0 = time.monotonic()
         scrape["status"] = get(port, "/metrics", timeout=10)[0]
         scrape["took"] = time.monotonic() - t0
+
     scraper = threading.Timer(1.0, scrape_meanwhile)
     try:
         scraper.start()
@@ -320,7 +343,7 @@ def test_clients_trickling_a_request_are_closed_at_the_deadline(procs):
                 for s in socks:
                     if s not in closed:
                         try:
-                            s.send(line[sent:sent + 1])
+                            s.send(line[sent : sent + 1])
                         except (BrokenPipeError, ConnectionResetError):
                             closed[s] = time.monotonic()
                 sent += 1
@@ -337,16 +360,21 @@ def test_clients_trickling_a_request_are_closed_at_the_deadline(procs):
         for s in socks:
             s.close()
 
-    assert len(closed) == len(socks), "%d of 20 trickling clients still open %.1f s after " \
+    assert len(closed) == len(socks), (
+        "%d of 20 trickling clients still open %.1f s after "
         "they connected (%d bytes sent each)" % (len(socks) - len(closed), DEADLINE + 3, sent)
+    )
     lived = sorted(closed[s] - opened[s] for s in socks)
     # A deadline from accept, not an idle timer, and not earlier than it either.
     assert lived[0] >= DEADLINE - 1, "closed after only %.1f s" % lived[0]
     assert sent < len(line)  # none of them ever completed its request
     assert scrape.get("status") == 200 and scrape["took"] < 2, scrape
     # Expired deadlines are counted as errors, and logged once, not 20 times.
-    wait_for(lambda: (value(samples(port), ERRORS) or 0) >= 20, timeout=3,
-             what="%s to count the 20 expired deadlines" % ERRORS)
+    wait_for(
+        lambda: (value(samples(port), ERRORS) or 0) >= 20,
+        timeout=3,
+        what="%s to count the 20 expired deadlines" % ERRORS,
+    )
     lines = stop_and_read_stderr(p)
     assert len(lines) <= 1, "20 expired deadlines logged as %d lines: %r" % (len(lines), lines)
 
@@ -373,30 +401,41 @@ print("failures %d" % failures, flush=True)
 def test_a_connection_flood_takes_no_pids_from_the_app(pids_cgroup, procs, sockets, nofile):
     nofile(300 + 200)
     pids_cgroup.set_max(48)
-    p = procs(pids_cgroup.enter_argv([PYPAUSE, "--metrics-addr", "127.0.0.1:0", "--",
-                                      sys.executable, "-c", FORKER]),
-              stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    p = procs(
+        pids_cgroup.enter_argv(
+            [PYPAUSE, "--metrics-addr", "127.0.0.1:0", "--", sys.executable, "-c", FORKER]
+        ),
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
     port = port_from(p.stderr)  # sh execs pypause: p.pid is pypause
     assert get(port, "/healthz")[0] == 200
     # 300 connections opened and held, and every one accept()ed by pypause
     # before the app forks: then the server has done what it does with them.
     open_idle(port, 300, sockets)
-    wait_for(lambda: accept_queue(port) == 0, timeout=10,
-             what="pypause to accept every pending connection")
+    wait_for(
+        lambda: accept_queue(port) == 0,
+        timeout=10,
+        what="pypause to accept every pending connection",
+    )
     most_threads = thread_count(p.pid)
     p.stdin.write(b"go\n")
     p.stdin.flush()
     out = p.stdout.readline().decode()
     most_threads = max(most_threads, thread_count(p.pid))
     assert out.startswith("failures "), "the app said %r" % out
-    assert int(out.split()[1]) == 0, "%d of 200 forks failed under pids.max 48 with a " \
-        "connection flood (pids.events max %d, pypause threads up to %d)" \
+    assert int(out.split()[1]) == 0, (
+        "%d of 200 forks failed under pids.max 48 with a "
+        "connection flood (pids.events max %d, pypause threads up to %d)"
         % (int(out.split()[1]), pids_cgroup.max_events(), most_threads)
+    )
     p.stdin.close()
     assert p.wait(10) == 0
 
 
 # -- d, e. dual-stack by default ----------------------------------------------------
+
 
 def _ipv6_loopback():
     if not socket.has_ipv6:
@@ -416,8 +455,9 @@ def test_a_bare_port_answers_on_ipv4_and_ipv6(procs):
     try:
         status6, _, body6 = get(port, "/healthz", host="::1")
     except urllib.error.URLError as e:
-        raise AssertionError("a bare --metrics-addr port does not answer on [::1]: %s"
-                             % e.reason) from None
+        raise AssertionError(
+            "a bare --metrics-addr port does not answer on [::1]: %s" % e.reason
+        ) from None
     assert (status4, body4) == (200, "ok\n")
     assert (status6, body6) == (200, "ok\n")
 
@@ -467,12 +507,18 @@ print(json.dumps(result))
 def test_a_bare_port_serves_ipv4_where_ipv6_is_disabled(procs):
     # unshare (no --fork) execs sh, which execs pypause: p.pid is pypause, in
     # a network namespace of its own that goes away with it.
-    p = procs(["unshare", "--net", "sh", "-c", DISABLE_IPV6, "sh", PYPAUSE, "--metrics-addr", "0"],
-              stderr=subprocess.PIPE)
+    p = procs(
+        ["unshare", "--net", "sh", "-c", DISABLE_IPV6, "sh", PYPAUSE, "--metrics-addr", "0"],
+        stderr=subprocess.PIPE,
+    )
     port = port_from(p.stderr)
     assert os.readlink("/proc/%d/ns/net" % p.pid) != os.readlink("/proc/self/ns/net")
-    r = subprocess.run(["nsenter", "--net=/proc/%d/ns/net" % p.pid, sys.executable, "-c", PROBE,
-                        str(port)], capture_output=True, text=True, timeout=30)
+    r = subprocess.run(
+        ["nsenter", "--net=/proc/%d/ns/net" % p.pid, sys.executable, "-c", PROBE, str(port)],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
     assert r.returncode == 0, "scrape in the namespace failed: %s" % r.stderr[-2000:]
     result = json.loads(r.stdout)
     # The namespace really has no IPv6 (else this test proves nothing).
@@ -489,9 +535,18 @@ N_ORPHANS = 20
 def init_waiting_for_go(procs):
     """pypause in init mode whose child, on "go", leaves N_ORPHANS `sleep` orphans
     and stays until stdin closes; returns (proc, port) before any reap."""
-    p, port = start(procs, command=["sh", "-c", 'read go && exec "$@"', "sh",
-                                    *helper("orphans", N_ORPHANS, 0.1, "--stay")],
-                    stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+    p, port = start(
+        procs,
+        command=[
+            "sh",
+            "-c",
+            'read go && exec "$@"',
+            "sh",
+            *helper("orphans", N_ORPHANS, 0.1, "--stay"),
+        ],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+    )
     return p, port
 
 
@@ -504,9 +559,10 @@ def _go(p):
 def test_series_exist_at_zero_then_count_orphans(init_waiting_for_go):
     p, port = init_waiting_for_go
     got = samples(port)
-    assert value(got, "pypause_zombies_reaped_total") == 0, \
-        "no unlabelled pypause_zombies_reaped_total at 0 before any reap: %r" \
+    assert value(got, "pypause_zombies_reaped_total") == 0, (
+        "no unlabelled pypause_zombies_reaped_total at 0 before any reap: %r"
         % sorted(k for k in got if "reaped" in k[0])
+    )
     assert value(got, "pypause_signals_received_total", signal="SIGTERM") == 0
     assert value(got, "pypause_signals_received_total", signal="SIGINT") == 0
     assert value(got, REJECTED) == 0
@@ -514,8 +570,10 @@ def test_series_exist_at_zero_then_count_orphans(init_waiting_for_go):
     assert not [k for k in got if k[0] == "pypause_zombies_reaped_by_comm_total"]
 
     _go(p)
-    wait_for(lambda: value(samples(port), "pypause_zombies_reaped_total") == N_ORPHANS,
-             what="%d orphans counted" % N_ORPHANS)
+    wait_for(
+        lambda: value(samples(port), "pypause_zombies_reaped_total") == N_ORPHANS,
+        what="%d orphans counted" % N_ORPHANS,
+    )
     got = samples(port)
     assert value(got, "pypause_zombies_reaped_by_comm_total", comm="sleep") == N_ORPHANS
     assert value(got, "pypause_signals_received_total", signal="SIGTERM") == 0
@@ -524,14 +582,19 @@ def test_series_exist_at_zero_then_count_orphans(init_waiting_for_go):
 
 
 def promtool_problems(text):
-    r = subprocess.run(["promtool", "check", "metrics"], input=text, capture_output=True,
-                       text=True, timeout=20)
-    return None if r.returncode == 0 and r.stdout + r.stderr == "" else \
-        "exit %d: %s" % (r.returncode, r.stdout + r.stderr)
+    r = subprocess.run(
+        ["promtool", "check", "metrics"], input=text, capture_output=True, text=True, timeout=20
+    )
+    return (
+        None
+        if r.returncode == 0 and r.stdout + r.stderr == ""
+        else "exit %d: %s" % (r.returncode, r.stdout + r.stderr)
+    )
 
 
-@pytest.mark.skipif(not shutil.which("promtool"), reason="promtool (Debian package prometheus) "
-                    "not installed")
+@pytest.mark.skipif(
+    not shutil.which("promtool"), reason="promtool (Debian package prometheus) not installed"
+)
 def test_promtool_accepts_scrapes_before_and_after_reaping(init_waiting_for_go):
     p, port = init_waiting_for_go
     status, _, before = get(port)
@@ -546,6 +609,7 @@ def test_promtool_accepts_scrapes_before_and_after_reaping(init_waiting_for_go):
 
 
 # -- g. HTTP: methods, limits, paths, Connection: close ------------------------------
+
 
 @pytest.fixture
 def server(procs):
@@ -566,10 +630,16 @@ def test_an_oversized_header_is_431_and_closed(server):
     assert exchange(port, fits).status == 200
 
 
-@pytest.mark.parametrize("method, path", [
-    ("POST", "/metrics"), ("PUT", "/metrics"), ("DELETE", "/metrics"), ("POST", "/healthz"),
-    ("POST", "/"),
-])
+@pytest.mark.parametrize(
+    "method, path",
+    [
+        ("POST", "/metrics"),
+        ("PUT", "/metrics"),
+        ("DELETE", "/metrics"),
+        ("POST", "/healthz"),
+        ("POST", "/"),
+    ],
+)
 def test_other_methods_than_get_and_head_are_405(server, method, path):
     _, port = server
     r = exchange(port, request(method, path, "Content-Length: 0"))
@@ -620,12 +690,15 @@ def test_other_paths_are_404(server, path):
     assert get(port, path)[0] == 404
 
 
-@pytest.mark.parametrize("path, status, body_start", [
-    ("/metrics", 200, b"# HELP"),
-    ("/healthz", 200, b"ok"),
-    ("/", 200, b""),
-    ("/nope", 404, b""),
-])
+@pytest.mark.parametrize(
+    "path, status, body_start",
+    [
+        ("/metrics", 200, b"# HELP"),
+        ("/healthz", 200, b"ok"),
+        ("/", 200, b""),
+        ("/nope", 404, b""),
+    ],
+)
 def test_every_response_says_connection_close_and_closes(server, path, status, body_start):
     _, port = server
     # HTTP/1.1 with no Connection header: keep-alive unless the server says close.
@@ -640,13 +713,13 @@ def test_openmetrics_only_when_asked_for(server):
     _, port = server
     _, headers, text = get(port)
     assert headers["Content-Type"].startswith("text/plain")
-    _, headers, text = get(port, headers={"Accept": "application/openmetrics-text; "
-                                          "version=1.0.0"})
+    _, headers, text = get(port, headers={"Accept": "application/openmetrics-text; version=1.0.0"})
     assert headers["Content-Type"].startswith("application/openmetrics-text")
     assert text.endswith("# EOF\n")
 
 
 # -- h. EMFILE: back off, do not spin -------------------------------------------------
+
 
 def _nofile_24():
     resource.setrlimit(resource.RLIMIT_NOFILE, (24, 24))
@@ -657,18 +730,26 @@ def test_out_of_fds_the_server_backs_off_instead_of_spinning(procs, sockets):
     wait_until_idle(p.pid)
     open_idle(port, 40, sockets, established=False)
     # The server accepts until it has no fd left: accept() now fails with EMFILE.
-    wait_for(lambda: fd_count(p.pid) >= 24, timeout=10,
-             what="pypause to use its 24 fds (it has %d)" % fd_count(p.pid))
+    wait_for(
+        lambda: fd_count(p.pid) >= 24,
+        timeout=10,
+        what="pypause to use its 24 fds (it has %d)" % fd_count(p.pid),
+    )
     cpu0, t0 = cpu_seconds(p.pid), time.monotonic()
     wait_for(lambda: time.monotonic() - t0 >= 3, timeout=5, interval=0.1, what="3 s to pass")
     used = cpu_seconds(p.pid) - cpu0
-    assert used < 0.5, "pypause used %.2f s of CPU in %.1f s out of fds" \
-        % (used, time.monotonic() - t0)
+    assert used < 0.5, "pypause used %.2f s of CPU in %.1f s out of fds" % (
+        used,
+        time.monotonic() - t0,
+    )
     # Once fds are free again it serves, and it counted the failed accepts.
     for s in sockets:
         s.close()
-    wait_for(lambda: _status(port, "/healthz") == 200, timeout=DEADLINE + 3,
-             what="pypause to serve again once the idle connections are gone")
+    wait_for(
+        lambda: _status(port, "/healthz") == 200,
+        timeout=DEADLINE + 3,
+        what="pypause to serve again once the idle connections are gone",
+    )
     assert (value(samples(port), ERRORS) or 0) >= 1
 
 
@@ -681,6 +762,7 @@ def _status(port, path):
 
 # -- i. at the cap, the oldest idle connection makes room ------------------------------
 
+
 def test_at_the_cap_the_oldest_idle_connection_makes_room_for_a_scrape(server, sockets):
     p, port = server
     # Warm up, and read to EOF: the server has closed its side, fds0 counts no client.
@@ -690,8 +772,11 @@ def test_at_the_cap_the_oldest_idle_connection_makes_room_for_a_scrape(server, s
     fds0 = fd_count(p.pid)
     idle = open_idle(port, CAP, sockets)
     first_opened = time.monotonic()
-    wait_for(lambda: fd_count(p.pid) >= fds0 + CAP, timeout=3,
-             what="pypause to accept the %d idle connections" % CAP)
+    wait_for(
+        lambda: fd_count(p.pid) >= fds0 + CAP,
+        timeout=3,
+        what="pypause to accept the %d idle connections" % CAP,
+    )
 
     t0 = time.monotonic()
     status, _, text = get(port, timeout=DEADLINE + 5)
@@ -699,9 +784,9 @@ def test_at_the_cap_the_oldest_idle_connection_makes_room_for_a_scrape(server, s
     assert status == 200 and "pypause_info" in text
     assert took < 1, "a scrape at the cap took %.2f s" % took
     # The one evicted is the oldest, and well before its own deadline.
-    closed_first = wait_closed(idle[:1], timeout=1, what="the oldest idle connection to be "
-                               "evicted")
+    closed_first = wait_closed(idle[:1], timeout=1, what="the oldest idle connection to be evicted")
     assert closed_first[idle[0]] - first_opened < DEADLINE - 1
-    assert not [s for s in idle[-CAP // 2:] if closed_by_server(s)], \
+    assert not [s for s in idle[-CAP // 2 :] if closed_by_server(s)], (
         "newer idle connections were closed instead of (or with) the oldest"
+    )
     assert (value(samples(port), REJECTED) or 0) >= 1

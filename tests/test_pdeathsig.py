@@ -18,16 +18,30 @@ ENV = dict(os.environ)
 
 # -- -p / PYPAUSE_PDEATHSIG ---------------------------------------------------
 
-@pytest.mark.parametrize("args, env", [(["-p", "USR1"], {}), ([], {"PYPAUSE_PDEATHSIG": "SIGUSR1"})])
+
+@pytest.mark.parametrize(
+    "args, env", [(["-p", "USR1"], {}), ([], {"PYPAUSE_PDEATHSIG": "SIGUSR1"})]
+)
 def test_pdeathsig_arrives_when_the_parent_dies(args, env):
     # Subreaper only: the parent that dies is a shell that started pypause in
     # the background. A PID 1's parent is unshare (a runtime's shim there), and
     # -p replaces the SIGKILL unshare's --kill-child asked for: not the same test.
     # sh starts pypause in the background and exits when its stdin closes.
     parent = subprocess.Popen(
-        ["sh", "-c", '"$@" & echo "pid $!"; read x; exit 0', "sh", PYPAUSE, *args, "--",
-         *helper("signal_echo", 0)],
-        stdin=subprocess.PIPE, stdout=subprocess.PIPE, env={**ENV, "ECHO_WAIT": "sleep", **env})
+        [
+            "sh",
+            "-c",
+            '"$@" & echo "pid $!"; read x; exit 0',
+            "sh",
+            PYPAUSE,
+            *args,
+            "--",
+            *helper("signal_echo", 0),
+        ],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        env={**ENV, "ECHO_WAIT": "sleep", **env},
+    )
     first = lines(parent.stdout, 2)
     pypause = int(next(line for line in first if line.startswith("pid ")).split()[1])
     try:
@@ -59,9 +73,11 @@ def test_the_parent_death_signal_unshare_asked_for_survives_the_drop_of_root(pid
 
 
 def test_pdeathsig_survives_the_drop_of_root_in_pause_mode():
-    parent = subprocess.Popen(["sh", "-c", '"$@" & echo $!; read x; exit 0', "sh",
-                               PYPAUSE, "-p", "TERM"],
-                              stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+    parent = subprocess.Popen(
+        ["sh", "-c", '"$@" & echo $!; read x; exit 0', "sh", PYPAUSE, "-p", "TERM"],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+    )
     pypause = int(parent.stdout.readline())
     try:
         wait_until_idle(pypause)

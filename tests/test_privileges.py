@@ -17,8 +17,17 @@ import time
 
 import pytest
 
-from support import (PYPAUSE, helper, metric_samples, needs_pidns, port_from, read_line, stat_fields,
-                     wait_for, wait_until_idle)
+from support import (
+    PYPAUSE,
+    helper,
+    metric_samples,
+    needs_pidns,
+    port_from,
+    read_line,
+    stat_fields,
+    wait_for,
+    wait_until_idle,
+)
 
 pytestmark = [
     pytest.mark.timeout(60),
@@ -33,19 +42,29 @@ def status(pid):
     threads = {}
     for tid in os.listdir("/proc/%d/task" % pid):
         with open("/proc/%d/task/%s/status" % (pid, tid)) as f:
-            threads[int(tid)] = dict(line.rstrip("\n").split(":\t", 1) for line in f if ":\t" in line)
+            threads[int(tid)] = dict(
+                line.rstrip("\n").split(":\t", 1) for line in f if ":\t" in line
+            )
     return threads
 
 
 def credentials(fields):
     """What a status says of who a thread is."""
-    return {name: fields.get(name, "").split()
-            for name in ("Uid", "Gid", "Groups", "CapEff", "CapPrm", "CapAmb")}
+    return {
+        name: fields.get(name, "").split()
+        for name in ("Uid", "Gid", "Groups", "CapEff", "CapPrm", "CapAmb")
+    }
 
 
 def became(uid, gid):
-    return {"Uid": [str(uid)] * 4, "Gid": [str(gid)] * 4, "Groups": [],
-            "CapEff": [NO_CAPS], "CapPrm": [NO_CAPS], "CapAmb": [NO_CAPS]}
+    return {
+        "Uid": [str(uid)] * 4,
+        "Gid": [str(gid)] * 4,
+        "Groups": [],
+        "CapEff": [NO_CAPS],
+        "CapPrm": [NO_CAPS],
+        "CapAmb": [NO_CAPS],
+    }
 
 
 def own_credentials():
@@ -68,8 +87,9 @@ def samples(port):
 def start_pause(init, args=(), env=None):
     """pypause in pause mode with metrics on a loopback port: (InitProcess, port)."""
     env = None if env is None else {**os.environ, **env}
-    p = init.start([PYPAUSE, "--metrics-addr", "127.0.0.1:0", *args], stderr=subprocess.PIPE,
-                   env=env)
+    p = init.start(
+        [PYPAUSE, "--metrics-addr", "127.0.0.1:0", *args], stderr=subprocess.PIPE, env=env
+    )
     return p, port_from(p.stderr)
 
 
@@ -81,26 +101,38 @@ def orphans_are_reaped(p, port):
     reaped = samples(port)["pypause_zombies_reaped_total"]
     r = p.ns.nsenter(helper("orphans", 20, 0.2), capture_output=True, timeout=20)
     assert r.stdout == b"orphaned\n"
-    wait_for(lambda: samples(port)["pypause_zombies_reaped_total"] == reaped + 20,
-             what="20 orphans adopted and reaped")
+    wait_for(
+        lambda: samples(port)["pypause_zombies_reaped_total"] == reaped + 20,
+        what="20 orphans adopted and reaped",
+    )
     wait_for(lambda: len(p.members()) == 1, what="nothing left but pypause")
     assert p.zombies() == []
 
 
-@pytest.mark.parametrize("args, env, uid, gid", [
-    pytest.param((), None, 65535, 65535, id="default"),
-    pytest.param(("--user", "1000:1001"), None, 1000, 1001, id="uid:gid"),
-    pytest.param(("--user", "1000"), None, 1000, 1000, id="gid-defaults-to-uid"),
-    pytest.param((), {"PYPAUSE_USER": "1000:1001"}, 1000, 1001, id="PYPAUSE_USER"),
-    pytest.param(("--user", "1000:1001"), {"PYPAUSE_USER": "2000:2001"}, 1000, 1001,
-                 id="flag-over-variable"),
-    pytest.param(("--user", "4294967294"), None, 4294967294, 4294967294, id="maximum"),
-    pytest.param(("--user", "7:4294967294"), None, 7, 4294967294, id="maximum-gid"),
-])
+@pytest.mark.parametrize(
+    "args, env, uid, gid",
+    [
+        pytest.param((), None, 65535, 65535, id="default"),
+        pytest.param(("--user", "1000:1001"), None, 1000, 1001, id="uid:gid"),
+        pytest.param(("--user", "1000"), None, 1000, 1000, id="gid-defaults-to-uid"),
+        pytest.param((), {"PYPAUSE_USER": "1000:1001"}, 1000, 1001, id="PYPAUSE_USER"),
+        pytest.param(
+            ("--user", "1000:1001"),
+            {"PYPAUSE_USER": "2000:2001"},
+            1000,
+            1001,
+            id="flag-over-variable",
+        ),
+        pytest.param(("--user", "4294967294"), None, 4294967294, 4294967294, id="maximum"),
+        pytest.param(("--user", "7:4294967294"), None, 7, 4294967294, id="maximum-gid"),
+    ],
+)
 def test_pause_mode_gives_up_root(init, args, env, uid, gid):
     p, port = start_pause(init, args, env)
-    wait_for(lambda: every_thread_is(p.pid, became(uid, gid)),
-             what="every thread of pypause to become %d:%d" % (uid, gid))
+    wait_for(
+        lambda: every_thread_is(p.pid, became(uid, gid)),
+        what="every thread of pypause to become %d:%d" % (uid, gid),
+    )
     got = samples(port)  # the port bound as root still serves, from a thread that is not
     assert got["pypause_processes"] >= 1
     assert got["process_open_fds"] >= 3  # prometheus' process collector reads /proc/self
@@ -153,8 +185,9 @@ def privileged_free_port():
 
 def test_the_port_is_bound_as_root_before_root_is_given_up(init):
     port = privileged_free_port()
-    p = init.start([PYPAUSE, "--metrics-addr", "127.0.0.1:%d" % port], stderr=subprocess.PIPE,
-                   bufsize=0)
+    p = init.start(
+        [PYPAUSE, "--metrics-addr", "127.0.0.1:%d" % port], stderr=subprocess.PIPE, bufsize=0
+    )
     line = read_line(p.stderr, time.monotonic() + 10).decode()  # not port_from: it may fail
     assert "serving metrics on http://127.0.0.1:%d/" % port in line
     wait_for(lambda: every_thread_is(p.pid, became(65535, 65535)), what="65535:65535")
@@ -173,33 +206,59 @@ def test_without_metrics_root_is_given_up_too(init):
     assert p.stderr.read().count(b"\n") <= 1  # at most "Shutting down"
 
 
-@pytest.mark.parametrize("args, env", [
-    pytest.param(("--user", "1000"), None, id="--user"),
-    pytest.param(("--user", "root"), None, id="--user-root"),
-    pytest.param((), {"PYPAUSE_USER": "1000"}, id="PYPAUSE_USER"),
-])
+@pytest.mark.parametrize(
+    "args, env",
+    [
+        pytest.param(("--user", "1000"), None, id="--user"),
+        pytest.param(("--user", "root"), None, id="--user-root"),
+        pytest.param((), {"PYPAUSE_USER": "1000"}, id="PYPAUSE_USER"),
+    ],
+)
 def test_user_with_a_command_is_a_usage_error(args, env, tmp_path):
     flag = tmp_path / "ran"
-    r = subprocess.run([PYPAUSE, *args, "--", "touch", str(flag)], capture_output=True,
-                       text=True, timeout=20, env=None if env is None else {**os.environ, **env})
+    r = subprocess.run(
+        [PYPAUSE, *args, "--", "touch", str(flag)],
+        capture_output=True,
+        text=True,
+        timeout=20,
+        env=None if env is None else {**os.environ, **env},
+    )
     assert r.returncode == 2
     assert r.stderr.count("\n") == 1 and "Traceback" not in r.stderr
     assert "pause mode" in r.stderr  # why, not just that it is refused
     assert not flag.exists()
 
 
-BAD_USERS = ["-1", "4294967295", "1:4294967295", "abc", "0:5", "1000:", ":1000", "1:2:3", "+5",
-             " 5", "0x10", "root:root"]
+BAD_USERS = [
+    "-1",
+    "4294967295",
+    "1:4294967295",
+    "abc",
+    "0:5",
+    "1000:",
+    ":1000",
+    "1:2:3",
+    "+5",
+    " 5",
+    "0x10",
+    "root:root",
+]
 
 
 # An empty PYPAUSE_USER is as if unset, as every PYPAUSE_* variable: not a bad value.
-@pytest.mark.parametrize("value, where", [(v, "flag") for v in BAD_USERS + [""]]
-                         + [(v, "variable") for v in BAD_USERS])
+@pytest.mark.parametrize(
+    "value, where", [(v, "flag") for v in BAD_USERS + [""]] + [(v, "variable") for v in BAD_USERS]
+)
 def test_bad_user_is_a_usage_error(value, where):
     args, env = (["--user", value], None) if where == "flag" else ([], {"PYPAUSE_USER": value})
     # pause mode: a value taken would leave pypause running (TimeoutExpired)
-    r = subprocess.run([PYPAUSE, *args], capture_output=True, text=True, timeout=5,
-                       env=None if env is None else {**os.environ, **env})
+    r = subprocess.run(
+        [PYPAUSE, *args],
+        capture_output=True,
+        text=True,
+        timeout=5,
+        env=None if env is None else {**os.environ, **env},
+    )
     assert r.returncode == 2, r.stderr
     assert r.stderr.count("\n") == 1 and "Traceback" not in r.stderr
     assert ("--user" if where == "flag" else "PYPAUSE_USER") in r.stderr
@@ -208,8 +267,12 @@ def test_bad_user_is_a_usage_error(value, where):
 @needs_pidns
 def test_where_the_user_cannot_be_taken_one_warning_and_pypause_goes_on(pidns):
     # A user namespace that maps uid 0 alone (and denies setgroups).
-    ns = pidns([PYPAUSE], unshare_args=("--user", "--map-root-user", "--mount-proc"),
-               stderr=subprocess.PIPE, bufsize=0)
+    ns = pidns(
+        [PYPAUSE],
+        unshare_args=("--user", "--map-root-user", "--mount-proc"),
+        stderr=subprocess.PIPE,
+        bufsize=0,
+    )
     warning = read_line(ns.unshare.stderr, time.monotonic() + 10).decode()
     assert "WARNING" in warning and "65535" in warning
     wait_until_idle(ns.pid)
@@ -226,8 +289,11 @@ def test_where_the_user_cannot_be_taken_one_warning_and_pypause_goes_on(pidns):
 
 
 def test_init_mode_started_as_root_keeps_the_app_root(init):
-    r = init.run([PYPAUSE, "--", "sh", "-c", "id -u; id -g; grep CapEff /proc/self/status"],
-                 capture_output=True, timeout=20)
+    r = init.run(
+        [PYPAUSE, "--", "sh", "-c", "id -u; id -g; grep CapEff /proc/self/status"],
+        capture_output=True,
+        timeout=20,
+    )
     assert r.returncode == 0, r.stderr
     uid, gid, caps = r.stdout.decode().splitlines()
     assert (uid, gid) == ("0", "0")
@@ -235,8 +301,9 @@ def test_init_mode_started_as_root_keeps_the_app_root(init):
 
 
 def test_init_mode_keeps_pypause_root_too(init):
-    p = init.start([PYPAUSE, "--metrics-addr", "127.0.0.1:0", "--", "sleep", "30"],
-                   stderr=subprocess.PIPE)
+    p = init.start(
+        [PYPAUSE, "--metrics-addr", "127.0.0.1:0", "--", "sleep", "30"], stderr=subprocess.PIPE
+    )
     port_from(p.stderr)
     wait_until_idle(p.pid)
     for fields in status(p.pid).values():
@@ -246,12 +313,17 @@ def test_init_mode_keeps_pypause_root_too(init):
 @pytest.mark.parametrize("user, uid", [("root", 0), ("65535", 65535)])
 def test_pdeathsig_holds_whoever_pypause_becomes(procs, user, uid):
     # The kernel clears the parent-death signal whenever the euid or egid changes.
-    code = ("import subprocess, sys\n"
-            "p = subprocess.Popen(sys.argv[1:], stderr=subprocess.DEVNULL)\n"
-            "print(p.pid, flush=True)\n"
-            "sys.stdin.read()\n")
-    parent = procs([sys.executable, "-c", code, PYPAUSE, "--pdeathsig", "TERM",
-                    "--user", user], stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+    code = (
+        "import subprocess, sys\n"
+        "p = subprocess.Popen(sys.argv[1:], stderr=subprocess.DEVNULL)\n"
+        "print(p.pid, flush=True)\n"
+        "sys.stdin.read()\n"
+    )
+    parent = procs(
+        [sys.executable, "-c", code, PYPAUSE, "--pdeathsig", "TERM", "--user", user],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+    )
     pid = int(parent.stdout.readline())
     try:
         expected = became(uid, uid) if uid else own_credentials()
@@ -291,10 +363,16 @@ def test_pid1_still_dies_with_unshare_kill_child(pidns):
 def test_a_refused_uid_leaves_the_gid_alone(procs):
     # uid 0 alone mapped, but every gid up to 65535, and setgroups allowed: the
     # groups and the gid can be changed, then the uid cannot. All or nothing.
-    p = procs(["unshare", "--user", "sh", "-c", 'read x; exec "$0"', PYPAUSE],
-              stdin=subprocess.PIPE, stderr=subprocess.PIPE, bufsize=0)
-    wait_for(lambda: os.readlink("/proc/%d/ns/user" % p.pid) != os.readlink("/proc/self/ns/user"),
-             what="unshare to enter a user namespace")
+    p = procs(
+        ["unshare", "--user", "sh", "-c", 'read x; exec "$0"', PYPAUSE],
+        stdin=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        bufsize=0,
+    )
+    wait_for(
+        lambda: os.readlink("/proc/%d/ns/user" % p.pid) != os.readlink("/proc/self/ns/user"),
+        what="unshare to enter a user namespace",
+    )
     with open("/proc/%d/uid_map" % p.pid, "w") as f:
         f.write("0 0 1\n")
     with open("/proc/%d/gid_map" % p.pid, "w") as f:

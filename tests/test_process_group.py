@@ -22,15 +22,24 @@ ENV = dict(os.environ)
 # sh lives on until both echoes have finished (it ignores SIGUSR1/2; on SIGTERM
 # it waits for them, then exits 143 as if killed by it): the main child's end
 # is PID 1's, which takes the rest of its namespace with it.
-GROUP_OF_TWO = ['sh', '-c', 'trap "" USR1 USR2; "$@" & a=$!; "$@" & b=$!; '
-                'trap "wait $a; wait $b; exit 143" TERM; wait', 'sh', *helper("signal_echo", 0)]
+GROUP_OF_TWO = [
+    "sh",
+    "-c",
+    'trap "" USR1 USR2; "$@" & a=$!; "$@" & b=$!; trap "wait $a; wait $b; exit 143" TERM; wait',
+    "sh",
+    *helper("signal_echo", 0),
+]
 
 
-@pytest.mark.parametrize("flag, env", [(["-g"], {}), (["--pgroup"], {}),
-                                       ([], {"PYPAUSE_PGROUP": "1"})])
+@pytest.mark.parametrize(
+    "flag, env", [(["-g"], {}), (["--pgroup"], {}), ([], {"PYPAUSE_PGROUP": "1"})]
+)
 def test_pgroup_forwards_to_the_whole_group(init, flag, env):
-    p = init.start([PYPAUSE, *flag, "--", *GROUP_OF_TWO], stdout=subprocess.PIPE,
-                   env={**ENV, "ECHO_WAIT": "sleep", **env})
+    p = init.start(
+        [PYPAUSE, *flag, "--", *GROUP_OF_TWO],
+        stdout=subprocess.PIPE,
+        env={**ENV, "ECHO_WAIT": "sleep", **env},
+    )
     assert lines(p.stdout, 2) == ["ready", "ready"]
     wait_until_idle(p.pid)
     os.kill(p.pid, signal.SIGUSR1)
@@ -41,8 +50,9 @@ def test_pgroup_forwards_to_the_whole_group(init, flag, env):
 
 
 def test_without_pgroup_only_the_child_gets_the_signal(init):
-    p = init.start([PYPAUSE, "--", *GROUP_OF_TWO], stdout=subprocess.PIPE,
-                   env={**ENV, "ECHO_WAIT": "sleep"})
+    p = init.start(
+        [PYPAUSE, "--", *GROUP_OF_TWO], stdout=subprocess.PIPE, env={**ENV, "ECHO_WAIT": "sleep"}
+    )
     assert lines(p.stdout, 2) == ["ready", "ready"]
     wait_until_idle(p.pid)
     group = os.getpgid(_child_of(p.pid))

@@ -11,12 +11,19 @@ import sys
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from support import http_get, port_from, PYPAUSE, PYPAUSE_PYTHON, python_with
+from support import PYPAUSE, PYPAUSE_PYTHON, http_get, port_from, python_with
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 #: What pypause must not load: prometheus_client's HTTP machinery.
-HEAVY = {"http.server", "http.client", "ssl", "urllib.request", "wsgiref.simple_server",
-         "email.parser", "prometheus_client.exposition"}
+HEAVY = {
+    "http.server",
+    "http.client",
+    "ssl",
+    "urllib.request",
+    "wsgiref.simple_server",
+    "email.parser",
+    "prometheus_client.exposition",
+}
 
 
 def scrape(port, accept=None):
@@ -35,16 +42,23 @@ def check_scrapes(port):
     kind, text = scrape(port, "application/openmetrics-text; version=1.0.0")
     assert kind.startswith("application/openmetrics-text") and text.endswith("# EOF\n")
     if shutil.which("promtool"):
-        r = subprocess.run(["promtool", "check", "metrics"], input=scrape(port)[1],
-                           capture_output=True, text=True, timeout=20)
+        r = subprocess.run(
+            ["promtool", "check", "metrics"],
+            input=scrape(port)[1],
+            capture_output=True,
+            text=True,
+            timeout=20,
+        )
         assert r.returncode == 0 and not r.stdout.strip() and not r.stderr.strip(), r
 
 
 def test_metrics_load_none_of_prometheus_clients_http_machinery(procs):
     # -X importtime: PYTHONPROFILEIMPORTTIME would be a PYTHON* variable, which
     # pypause leaves to the app (it re-executes itself isolated from them).
-    p = procs([PYPAUSE_PYTHON, "-X", "importtime", PYPAUSE, "--metrics-addr", "127.0.0.1:0"],
-              stderr=subprocess.PIPE)
+    p = procs(
+        [PYPAUSE_PYTHON, "-X", "importtime", PYPAUSE, "--metrics-addr", "127.0.0.1:0"],
+        stderr=subprocess.PIPE,
+    )
     imported = set()
     while True:
         line = p.stderr.readline().decode()
@@ -63,8 +77,12 @@ def test_metrics_load_none_of_prometheus_clients_http_machinery(procs):
 def test_an_unknown_layout_disables_metrics_loudly(procs, tmp_path):
     # A prometheus_client without the submodules pypause loads, found first.
     python = python_with(tmp_path, {"prometheus_client/__init__.py": ""})
-    r = subprocess.run([python, PYPAUSE, "--metrics-addr", "127.0.0.1:0", "--", "sh", "-c",
-                        "exit 6"], capture_output=True, text=True, timeout=20)
+    r = subprocess.run(
+        [python, PYPAUSE, "--metrics-addr", "127.0.0.1:0", "--", "sh", "-c", "exit 6"],
+        capture_output=True,
+        text=True,
+        timeout=20,
+    )
     assert r.returncode == 6  # the init goes on
     assert r.stderr.count("\n") == 1 and "Traceback" not in r.stderr
     assert "metrics disabled" in r.stderr and "not laid out as pypause expects" in r.stderr
@@ -85,12 +103,23 @@ def test_the_oldest_prometheus_client_allowed(tmp_path, procs):
     """A venv with the oldest prometheus-client pyproject.toml allows (from PyPI)."""
     venv = tmp_path / "venv"
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=120)
-    pip = [str(venv / "bin" / "python"), "-m", "pip", "install", "-q",
-           "--disable-pip-version-check"]
-    r = subprocess.run(pip + ["prometheus-client==%s" % _oldest_allowed(), "setproctitle"],
-                       capture_output=True, text=True, timeout=240)
+    pip = [
+        str(venv / "bin" / "python"),
+        "-m",
+        "pip",
+        "install",
+        "-q",
+        "--disable-pip-version-check",
+    ]
+    r = subprocess.run(
+        pip + ["prometheus-client==%s" % _oldest_allowed(), "setproctitle"],
+        capture_output=True,
+        text=True,
+        timeout=240,
+    )
     assert r.returncode == 0, r.stderr  # PyPI must be reachable, as the README says
     subprocess.run(pip + ["--no-deps", REPO], check=True, capture_output=True, timeout=240)
-    p = procs([str(venv / "bin" / "pypause"), "--metrics-addr", "127.0.0.1:0"],
-              stderr=subprocess.PIPE)
+    p = procs(
+        [str(venv / "bin" / "pypause"), "--metrics-addr", "127.0.0.1:0"], stderr=subprocess.PIPE
+    )
     check_scrapes(port_from(p.stderr))

@@ -7,15 +7,25 @@ import sys
 
 import pytest
 
-from support import (PYPAUSE, children_of, context_switches, helper, needs_pidns, wait_for,
-                     wait_until_idle)
+from support import (
+    PYPAUSE,
+    children_of,
+    context_switches,
+    helper,
+    needs_pidns,
+    wait_for,
+    wait_until_idle,
+)
 
 pytestmark = pytest.mark.timeout(60)
 
 
 def test_adopts_and_reaps_50_orphans(init):
-    p = init.start([PYPAUSE, "--", *helper("orphans", 50, 3, "--stay")],
-                   stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+    p = init.start(
+        [PYPAUSE, "--", *helper("orphans", 50, 3, "--stay")],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+    )
     assert p.stdout.readline() == b"orphaned\n"
     # The orphans belong to pypause, not to this test or to the host's init.
     wait_for(lambda: len(children_of(p.pid, "sleep")) == 50, what="50 orphans adopted")
@@ -106,8 +116,13 @@ print(code, stop, len(left))
 
 
 def test_an_observer_that_raises_costs_no_status_and_no_reap():
-    r = subprocess.run([sys.executable, "-c", RAISING_OBSERVER], capture_output=True,
-                       text=True, timeout=20, cwd=os.path.dirname(os.path.dirname(__file__)))
+    r = subprocess.run(
+        [sys.executable, "-c", RAISING_OBSERVER],
+        capture_output=True,
+        text=True,
+        timeout=20,
+        cwd=os.path.dirname(os.path.dirname(__file__)),
+    )
     assert r.returncode == 0, r.stderr
     assert r.stdout.split() == ["7", "None", "0"]  # the status kept, every child reaped
     assert r.stderr.count("observer bug") == 1  # logged once, not per event

@@ -25,10 +25,19 @@ def dist(tmp_path_factory):
     """The sdist and the wheel, built by PyPA's `build` from a copy of this
     checkout (an in-tree build would leave build/ and *.egg-info behind)."""
     out, src = tmp_path_factory.mktemp("dist"), tmp_path_factory.mktemp("src") / "src"
-    shutil.copytree(REPO, src, ignore=shutil.ignore_patterns(
-        ".git", "__pycache__", "*.egg-info", "build", "dist", ".pytest_cache", ".venv"))
-    r = subprocess.run([sys.executable, "-m", "build", "--sdist", "--wheel", "--outdir",
-                        str(out), str(src)], capture_output=True, text=True, timeout=280)
+    shutil.copytree(
+        REPO,
+        src,
+        ignore=shutil.ignore_patterns(
+            ".git", "__pycache__", "*.egg-info", "build", "dist", ".pytest_cache", ".venv"
+        ),
+    )
+    r = subprocess.run(
+        [sys.executable, "-m", "build", "--sdist", "--wheel", "--outdir", str(out), str(src)],
+        capture_output=True,
+        text=True,
+        timeout=280,
+    )
     assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
     (sdist,) = out.glob("pypause_init-%s.tar.gz" % VERSION)
     (wheel,) = out.glob("pypause_init-%s-py3-none-any.whl" % VERSION)
@@ -77,17 +86,30 @@ def test_the_sdist_carries_licence_metadata_and_tests_which_pass_from_it(dist, t
         names = set(t.getnames())
         _check_metadata(_metadata(t.extractfile(top + "PKG-INFO").read().decode()))
         t.extractall(tmp_path)
-    for path in ("LICENSE", "CHANGELOG.md", "Dockerfile", "tests/conftest.py", "tests/support.py",
-                 "tests/helpers/orphans.py", "tests/stress/stress_support.py",
-                 "tests/container/runtimes.py", "deploy/image/metrics.Dockerfile",
-                 "docs/prometheus/alerts.yml", "benchmarks/run.py"):
+    for path in (
+        "LICENSE",
+        "CHANGELOG.md",
+        "Dockerfile",
+        "tests/conftest.py",
+        "tests/support.py",
+        "tests/helpers/orphans.py",
+        "tests/stress/stress_support.py",
+        "tests/container/runtimes.py",
+        "deploy/image/metrics.Dockerfile",
+        "docs/prometheus/alerts.yml",
+        "benchmarks/run.py",
+    ):
         assert top + path in names, path
     assert not [n for n in names if "__pycache__" in n]
     # The unpacked sdist's own tests, run against its own code (its directory
     # comes first on sys.path): a sample that needs no root.
-    r = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
-                        "tests/test_cli_unit.py"], cwd=tmp_path / top, capture_output=True,
-                       text=True, timeout=120)
+    r = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests/test_cli_unit.py"],
+        cwd=tmp_path / top,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert r.returncode == 0, r.stdout[-3000:]
     assert re.search(r"\d+ passed", r.stdout)
 
@@ -95,8 +117,9 @@ def test_the_sdist_carries_licence_metadata_and_tests_which_pass_from_it(dist, t
 def test_the_version_is_written_in_one_place():
     """git grep finds it only in the single source and the changelog (and in
     benchmark results, which record what was measured)."""
-    r = subprocess.run(["git", "grep", "-l", "-F", VERSION], cwd=REPO, capture_output=True,
-                       text=True, timeout=20)
+    r = subprocess.run(
+        ["git", "grep", "-l", "-F", VERSION], cwd=REPO, capture_output=True, text=True, timeout=20
+    )
     if r.returncode not in (0, 1):
         pytest.skip("not a git checkout: %s" % r.stderr.strip())
     found = set(r.stdout.split()) - {"pypause/__init__.py", "CHANGELOG.md"}

@@ -17,14 +17,22 @@ ENV = dict(os.environ)
 
 # -- -r / PYPAUSE_REWRITE -----------------------------------------------------
 
-@pytest.mark.parametrize("args, env", [
-    (["-r", "TERM:QUIT", "-r", "USR1:0"], {}),
-    (["--rewrite=15:3", "-rSIGUSR1:0"], {}),
-    ([], {"PYPAUSE_REWRITE": "term:quit, USR1:0"}),
-])
+
+@pytest.mark.parametrize(
+    "args, env",
+    [
+        (["-r", "TERM:QUIT", "-r", "USR1:0"], {}),
+        (["--rewrite=15:3", "-rSIGUSR1:0"], {}),
+        ([], {"PYPAUSE_REWRITE": "term:quit, USR1:0"}),
+    ],
+)
 def test_rewrite_maps_and_drops_signals(init, args, env):
-    p = init.start([PYPAUSE, *args, "--", *helper("signal_echo", 0)], stdin=subprocess.PIPE,
-                   stdout=subprocess.PIPE, env={**ENV, **env})
+    p = init.start(
+        [PYPAUSE, *args, "--", *helper("signal_echo", 0)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        env={**ENV, **env},
+    )
     assert lines(p.stdout, 1) == ["ready"]
     wait_until_idle(p.pid)
     os.kill(p.pid, signal.SIGUSR1)  # dropped

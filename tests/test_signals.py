@@ -14,9 +14,23 @@ from support import PYPAUSE, children, helper, wait_until_idle
 pytestmark = pytest.mark.timeout(30)
 
 FORWARDED = [
-    signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGUSR1, signal.SIGUSR2,
-    signal.SIGWINCH, signal.SIGQUIT, signal.SIGALRM, signal.SIGCONT, signal.SIGPIPE,
-    signal.SIGXFSZ, signal.SIGTSTP, signal.SIGTTIN, signal.SIGTTOU, signal.SIGRTMIN, signal.SIGRTMIN + 3, signal.SIGRTMAX,
+    signal.SIGTERM,
+    signal.SIGINT,
+    signal.SIGHUP,
+    signal.SIGUSR1,
+    signal.SIGUSR2,
+    signal.SIGWINCH,
+    signal.SIGQUIT,
+    signal.SIGALRM,
+    signal.SIGCONT,
+    signal.SIGPIPE,
+    signal.SIGXFSZ,
+    signal.SIGTSTP,
+    signal.SIGTTIN,
+    signal.SIGTTOU,
+    signal.SIGRTMIN,
+    signal.SIGRTMIN + 3,
+    signal.SIGRTMAX,
 ]
 
 
@@ -30,12 +44,17 @@ def name(signum):
 @pytest.fixture
 def echo_child(init):
     """pypause (in each mode) running signal_echo.py; returns (pypause, readline)."""
+
     def start(*pypause_args, child_args=(0,)):
-        p = init.start([PYPAUSE, *pypause_args, "--", *helper("signal_echo", *child_args)],
-                       stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+        p = init.start(
+            [PYPAUSE, *pypause_args, "--", *helper("signal_echo", *child_args)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+        )
         assert p.stdout.readline() == b"ready\n"
         wait_until_idle(p.pid)
         return p, lambda: p.stdout.readline().decode().strip()
+
     return start
 
 
@@ -80,11 +99,22 @@ def test_a_child_pypause_may_not_signal_is_said_once(unprivileged, init):
     setuid_python = os.path.join(env["PYTHONPATH"], "python-setuid")
     shutil.copy("/usr/bin/python3", setuid_python)
     os.chmod(setuid_python, 0o4755)
-    p = init.start([*argv, "--", setuid_python, "-c", "import os, time; os.setresuid(0, 0, 0); "
-                    "print(os.getpid(), flush=True); time.sleep(60)"],
-                   env=env, cwd="/", stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    p = init.start(
+        [
+            *argv,
+            "--",
+            setuid_python,
+            "-c",
+            "import os, time; os.setresuid(0, 0, 0); "
+            "print(os.getpid(), flush=True); time.sleep(60)",
+        ],
+        env=env,
+        cwd="/",
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
     int(p.stdout.readline())  # the child runs, as root (its PID is the namespace's for a PID 1)
-    child, = children(p.pid)
+    (child,) = children(p.pid)
     wait_until_idle(p.pid)
     for signum in (signal.SIGTERM, signal.SIGUSR1, signal.SIGHUP):
         os.kill(p.pid, signum)
@@ -109,8 +139,16 @@ def test_pause_mode_exits_0_on_shutdown_signal(init, signum):
 def test_pause_mode_ignores_other_signals(init):
     p = init.start([PYPAUSE, "-v"], stderr=subprocess.PIPE)
     wait_until_idle(p.pid)
-    ignored = [signal.SIGHUP, signal.SIGUSR1, signal.SIGUSR2, signal.SIGQUIT,
-               signal.SIGWINCH, signal.SIGPIPE, signal.SIGALRM, signal.SIGRTMIN]
+    ignored = [
+        signal.SIGHUP,
+        signal.SIGUSR1,
+        signal.SIGUSR2,
+        signal.SIGQUIT,
+        signal.SIGWINCH,
+        signal.SIGPIPE,
+        signal.SIGALRM,
+        signal.SIGRTMIN,
+    ]
     for signum in ignored:
         os.kill(p.pid, signum)
         while b"ignored signal" not in p.stderr.readline():

@@ -43,8 +43,9 @@ exec(compile(open(script).read(), script, "exec"), {"__name__": "__main__"})
 
 
 def test_signals_are_blocked_before_the_package_is_imported():
-    r = subprocess.run([sys.executable, "-c", HARNESS, PYPAUSE], capture_output=True,
-                       text=True, timeout=20)
+    r = subprocess.run(
+        [sys.executable, "-c", HARNESS, PYPAUSE], capture_output=True, text=True, timeout=20
+    )
     assert r.returncode == 0 and r.stdout.startswith("pypause ")
     blocked, raising = r.stderr.splitlines()[0].rsplit(" ", 1)
     assert set(signals.WAITED) <= set(eval(blocked))
@@ -70,16 +71,21 @@ exec(code, {"__name__": "__main__"})
 
 
 def test_a_sigint_python_caught_before_the_mask_ends_pause_mode_with_0():
-    r = subprocess.run([sys.executable, "-c", EARLY_SIGINT, PYPAUSE], capture_output=True,
-                       text=True, timeout=20)
+    r = subprocess.run(
+        [sys.executable, "-c", EARLY_SIGINT, PYPAUSE], capture_output=True, text=True, timeout=20
+    )
     assert r.returncode == 0, r.stderr
     assert r.stderr == "[pypause] Shutting down, got signal: Interrupt\n"
 
 
 def test_a_sigint_python_caught_before_the_mask_is_forwarded_to_the_child():
     t0 = time.monotonic()
-    r = subprocess.run([sys.executable, "-c", EARLY_SIGINT, PYPAUSE, "--", "sleep", "10"],
-                       capture_output=True, text=True, timeout=20)
+    r = subprocess.run(
+        [sys.executable, "-c", EARLY_SIGINT, PYPAUSE, "--", "sleep", "10"],
+        capture_output=True,
+        text=True,
+        timeout=20,
+    )
     assert r.returncode == 130, r.stderr  # sleep killed by the forwarded SIGINT
     assert time.monotonic() - t0 < 8
     assert "Traceback" not in r.stderr
@@ -91,8 +97,10 @@ def _start_pid1(argv):
     Polls /proc as fast as Python can, so that the exec is seen within
     microseconds: the moment the PID 1 runs the interpreter.
     """
-    unshare = subprocess.Popen(["unshare", "--pid", "--fork", "--mount-proc", "--kill-child",
-                                *argv], stderr=subprocess.PIPE)
+    unshare = subprocess.Popen(
+        ["unshare", "--pid", "--fork", "--mount-proc", "--kill-child", *argv],
+        stderr=subprocess.PIPE,
+    )
     path = "/proc/%d/task/%d/children" % (unshare.pid, unshare.pid)
     deadline = time.monotonic() + 10
     pid = None
@@ -159,8 +167,10 @@ def test_start_up_window(capsys):
                 unshare.wait()
     median = statistics.median(windows) * 1000
     with capsys.disabled():
-        print("\nstart-up window (exec -> signals blocked), %s: median %.1f ms, max %.1f ms"
-              % (os.path.realpath(sys.executable), median, max(windows) * 1000))
+        print(
+            "\nstart-up window (exec -> signals blocked), %s: median %.1f ms, max %.1f ms"
+            % (os.path.realpath(sys.executable), median, max(windows) * 1000)
+        )
     assert median < 500
 
 

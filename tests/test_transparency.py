@@ -19,8 +19,11 @@ pytestmark = pytest.mark.timeout(30)
 
 
 def report(init, *pypause_args, **kwargs):
-    r = init.run([PYPAUSE, *pypause_args, "--", *helper("report", *kwargs.pop("args", ()))],
-                 capture_output=True, **kwargs)
+    r = init.run(
+        [PYPAUSE, *pypause_args, "--", *helper("report", *kwargs.pop("args", ()))],
+        capture_output=True,
+        **kwargs,
+    )
     assert r.returncode == 0, r.stderr
     return json.loads(r.stdout)
 
@@ -39,8 +42,9 @@ def child_signal_state(init, **kwargs):
     """(SigBlk, SigIgn) of a child exec'd by pypause directly: cat, since a
     Python child would ignore SIGPIPE and SIGXFSZ by itself."""
     kwargs.setdefault("preexec_fn", _as_this_process_has_them)
-    r = init.run([PYPAUSE, "--", "cat", "/proc/self/status"],
-                 capture_output=True, text=True, **kwargs)
+    r = init.run(
+        [PYPAUSE, "--", "cat", "/proc/self/status"], capture_output=True, text=True, **kwargs
+    )
     assert r.returncode == 0, r.stderr
     fields = dict(line.split(":\t") for line in r.stdout.splitlines())
     return int(fields["SigBlk"], 16), int(fields["SigIgn"], 16)
@@ -55,6 +59,7 @@ def test_inherited_mask_and_ignores_reach_the_child(init):
         signal.signal(signal.SIGHUP, signal.SIG_IGN)
         signal.signal(signal.SIGINT, signal.SIG_IGN)
         signal.pthread_sigmask(signal.SIG_SETMASK, {signal.SIGUSR2})
+
     blocked, ignored = child_signal_state(init, preexec_fn=nohup_like)
     assert ignored == bit(signal.SIGHUP) | bit(signal.SIGINT)
     assert blocked == bit(signal.SIGUSR2)
@@ -63,20 +68,32 @@ def test_inherited_mask_and_ignores_reach_the_child(init):
 def test_an_inherited_ignored_sigchld_neither_blinds_pypause_nor_is_lost(init):
     # Daemons ignore SIGCHLD and exec their payload. Ignored, the kernel would
     # reap pypause's child itself and send no SIGCHLD: its status lost.
-    ignoring = [sys.executable, "-c", "import os, signal, sys; "
-                "signal.signal(signal.SIGCHLD, signal.SIG_IGN); os.execv(sys.argv[1], sys.argv[1:])"]
+    ignoring = [
+        sys.executable,
+        "-c",
+        "import os, signal, sys; "
+        "signal.signal(signal.SIGCHLD, signal.SIG_IGN); os.execv(sys.argv[1], sys.argv[1:])",
+    ]
     r = init.run([*ignoring, PYPAUSE, "--", "sh", "-c", "sleep 0.2; exit 3"])
     assert r.returncode == 3
-    r = init.run([*ignoring, PYPAUSE, "--", "grep", "SigIgn", "/proc/self/status"],
-                 capture_output=True, text=True, preexec_fn=_as_this_process_has_them)
+    r = init.run(
+        [*ignoring, PYPAUSE, "--", "grep", "SigIgn", "/proc/self/status"],
+        capture_output=True,
+        text=True,
+        preexec_fn=_as_this_process_has_them,
+    )
     assert int(r.stdout.split()[1], 16) == bit(signal.SIGCHLD)  # the child still gets it ignored
 
 
 def test_pypause_leaves_its_working_directory_before_the_child_can_see_it(init, tmp_path):
     # dumb-init's suite checks this too: a child that looks at once must see "/".
     for _ in range(30):
-        r = init.run([PYPAUSE, "--", "sh", "-c", "readlink /proc/$PPID/cwd"], cwd=tmp_path,
-                     capture_output=True, text=True)
+        r = init.run(
+            [PYPAUSE, "--", "sh", "-c", "readlink /proc/$PPID/cwd"],
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+        )
         assert r.stdout == "/\n", r.stderr
 
 
@@ -103,9 +120,10 @@ def test_pypause_moves_to_root_and_sets_its_title(init, tmp_path):
 def test_closed_stdio_reaches_the_child_closed_and_does_not_crash_pypause(init, tmp_path):
     out = tmp_path / "report.json"
     # -vv makes pypause log to its closed stderr
-    r = init.run(["sh", "-c", 'exec <&- >&- 2>&- "$@"', "sh",
-                  PYPAUSE, "-vv", "--", *helper("report")],
-                 env={**os.environ, "REPORT_TO": str(out)})
+    r = init.run(
+        ["sh", "-c", 'exec <&- >&- 2>&- "$@"', "sh", PYPAUSE, "-vv", "--", *helper("report")],
+        env={**os.environ, "REPORT_TO": str(out)},
+    )
     assert r.returncode == 0
     assert json.loads(out.read_text())["stdio_open"] == [False, False, False]
 
@@ -122,8 +140,12 @@ def test_stderr_with_no_reader_does_not_crash_pypause(init):
 
 def test_runs_as_unprivileged_user(init, unprivileged):
     argv, env = unprivileged
-    r = init.run([*argv, "--", "sh", "-c", 'test "$(id -u)" = 65534 && exit 9'],
-                 env=env, cwd="/", capture_output=True)
+    r = init.run(
+        [*argv, "--", "sh", "-c", 'test "$(id -u)" = 65534 && exit 9'],
+        env=env,
+        cwd="/",
+        capture_output=True,
+    )
     assert r.returncode == 9, r.stderr
 
 
@@ -151,24 +173,49 @@ main()
 
 def test_start_up_imports_nothing_optional(init):
     as_pid1 = init.pid1
-    r = init.run([sys.executable, "-S", "-c", IMPORTS,
-                  os.path.dirname(os.path.dirname(pypause.__file__))],
-                 capture_output=True, text=True)
+    r = init.run(
+        [sys.executable, "-S", "-c", IMPORTS, os.path.dirname(os.path.dirname(pypause.__file__))],
+        capture_output=True,
+        text=True,
+    )
     assert r.returncode == 0, r.stderr
-    loaded = {line.split(":")[0]: set(line.split(":")[1].split())
-              for line in r.stdout.splitlines()}
+    loaded = {line.split(":")[0]: set(line.split(":")[1].split()) for line in r.stdout.splitlines()}
     assert {"pypause.cli", "pypause.spawn"} <= loaded["at fork"]  # the probe sees them
     # Until the child runs: nothing that only the loop, the title or the metrics
     # need. Not PID 1, pypause must become a subreaper before the fork: ctypes.
     assert not loaded["at fork"] & {
-        "enum", "signal", "re", "typing", "collections", "functools", "importlib.machinery",
-        "pypause.loop", "pypause.title", "pypause.reaper", "pypause.shutdown",
-        *(["ctypes"] if as_pid1 else [])}
+        "enum",
+        "signal",
+        "re",
+        "typing",
+        "collections",
+        "functools",
+        "importlib.machinery",
+        "pypause.loop",
+        "pypause.title",
+        "pypause.reaper",
+        "pypause.shutdown",
+        *(["ctypes"] if as_pid1 else []),
+    }
     # Ever, without metrics or a grace period: nothing optional.
     assert not loaded["at exit"] & {
-        "prometheus_client", "re", "json", "argparse", "logging", "dataclasses", "enum",
-        "threading", "http.server", "socket", "selectors", "importlib", "warnings",
-        "pypause.shutdown", "select", "pypause.containers"}
+        "prometheus_client",
+        "re",
+        "json",
+        "argparse",
+        "logging",
+        "dataclasses",
+        "enum",
+        "threading",
+        "http.server",
+        "socket",
+        "selectors",
+        "importlib",
+        "warnings",
+        "pypause.shutdown",
+        "select",
+        "pypause.containers",
+    }
 
 
 # Starts argv[2:] with file descriptor argv[1] (or the file argv[1] names,
@@ -197,9 +244,22 @@ def test_a_pipe_handed_to_pypause_reaches_eof_when_the_child_closes_it(init, tmp
     os.mkfifo(fifo)
     r = os.open(fifo, os.O_RDONLY | os.O_NONBLOCK)
     try:
-        p = init.start([sys.executable, "-c", AS_FD_3, str(fifo), PYPAUSE, "-v", "--",
-                        "sh", "-c", "exec 3>&-; exec sleep 5"],
-                       stdin=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        p = init.start(
+            [
+                sys.executable,
+                "-c",
+                AS_FD_3,
+                str(fifo),
+                PYPAUSE,
+                "-v",
+                "--",
+                "sh",
+                "-c",
+                "exec 3>&-; exec sleep 5",
+            ],
+            stdin=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+        )
         ready, _, _ = select.select([r], [], [], 3)
         assert ready and os.read(r, 1) == b"", "EOF only when pypause exits"
         assert p.poll() is None  # pypause still runs: the EOF came from the child
@@ -211,7 +271,6 @@ def test_a_pipe_handed_to_pypause_reaches_eof_when_the_child_closes_it(init, tmp
     assert b"closed the descriptors the child inherited count=1" in p.stderr.read()
 
 
-
 def test_socket_activation_names_the_child_in_listen_pid(init):
     # podman passes listening sockets as fds 3.. with LISTEN_FDS and a
     # LISTEN_PID naming the container's PID 1; the app must see its own PID.
@@ -219,10 +278,14 @@ def test_socket_activation_names_the_child_in_listen_pid(init):
         listener.bind(("127.0.0.1", 0))
         listener.listen()
         fd = listener.fileno()
-        check = ("import os, socket, sys; s = socket.socket(fileno=3); "
-                 "sys.exit(0 if os.environ['LISTEN_PID'] == str(os.getpid()) "
-                 "and s.getsockname()[1] == %d else 1)" % listener.getsockname()[1])
-        r = init.run([sys.executable, "-c", AS_FD_3, str(fd), PYPAUSE, "--",
-                      sys.executable, "-c", check], pass_fds=(fd,),
-                     env={**os.environ, "LISTEN_FDS": "1"})
+        check = (
+            "import os, socket, sys; s = socket.socket(fileno=3); "
+            "sys.exit(0 if os.environ['LISTEN_PID'] == str(os.getpid()) "
+            "and s.getsockname()[1] == %d else 1)" % listener.getsockname()[1]
+        )
+        r = init.run(
+            [sys.executable, "-c", AS_FD_3, str(fd), PYPAUSE, "--", sys.executable, "-c", check],
+            pass_fds=(fd,),
+            env={**os.environ, "LISTEN_FDS": "1"},
+        )
     assert r.returncode == 0

@@ -18,10 +18,17 @@ def terminal(procs):
     master, slave = os.openpty()
 
     def start(argv):
-        p = procs(argv, stdin=slave, stdout=slave, stderr=slave, start_new_session=True,
-                  preexec_fn=lambda: fcntl.ioctl(0, termios.TIOCSCTTY, 0))
+        p = procs(
+            argv,
+            stdin=slave,
+            stdout=slave,
+            stderr=slave,
+            start_new_session=True,
+            preexec_fn=lambda: fcntl.ioctl(0, termios.TIOCSCTTY, 0),
+        )
         os.close(slave)
         return p
+
     seen = bytearray()
 
     def read_until(text):
@@ -35,6 +42,7 @@ def terminal(procs):
             assert chunk, "terminal closed; output was: %r" % bytes(seen)
             seen.extend(chunk)
         return bytes(seen)
+
     yield start, read_until, lambda data: os.write(master, data)
     os.close(master)
 
@@ -44,7 +52,7 @@ def test_child_becomes_the_foreground_process_group(terminal):
     p = start([PYPAUSE, "--", "cat", "/proc/self/stat"])
     out = read_until("\n").decode()
     pid = out.split()[0]
-    _, _, pgrp, _, _, tpgid = out[out.rindex(")") + 2:].split()[:6]
+    _, _, pgrp, _, _, tpgid = out[out.rindex(")") + 2 :].split()[:6]
     assert pid == pgrp == tpgid
     assert int(pgrp) != p.pid  # not pypause's group
     assert p.wait(10) == 0

@@ -32,9 +32,20 @@ import time
 
 import pytest
 
-from runtimes import (ARM64_BASE_IMAGE, ARM64_IMAGE, BASE_IMAGE, DEBIAN_PYTHON_IMAGE, IMAGE,
-                      MEASURED, METRICS_DOCKERFILE, PYTHON_STYLE_IMAGE, REPO, Podman,
-                      podman_problem, run)
+from runtimes import (
+    ARM64_BASE_IMAGE,
+    ARM64_IMAGE,
+    BASE_IMAGE,
+    DEBIAN_PYTHON_IMAGE,
+    IMAGE,
+    MEASURED,
+    METRICS_DOCKERFILE,
+    PYTHON_STYLE_IMAGE,
+    REPO,
+    Podman,
+    podman_problem,
+    run,
+)
 
 # Debian's python3 with the full standard library (ssl, http.server, ctypes...).
 BASE_PACKAGES = ["python3-minimal", "libpython3-stdlib"]
@@ -43,8 +54,16 @@ EXAMPLE_PACKAGES = BASE_PACKAGES + ["python3-pip", "python3-venv", "dash", "core
 # In the closure through Depends only for dpkg's, perl's and mailcap's
 # maintainer scripts, which are never run here.
 NOT_NEEDED_PACKAGES = {
-    "dpkg", "install-info", "tar", "perl", "perl-base", "perl-modules-5.36",
-    "libperl5.36", "mailcap", "mime-support", "libgdbm-compat4",
+    "dpkg",
+    "install-info",
+    "tar",
+    "perl",
+    "perl-base",
+    "perl-modules-5.36",
+    "libperl5.36",
+    "mailcap",
+    "mime-support",
+    "libgdbm-compat4",
 }
 
 
@@ -87,12 +106,25 @@ def debian_python_rootfs(workdir, packages=BASE_PACKAGES, debs=None, arch=None):
     architecture."""
     arch = arch or run(["dpkg", "--print-architecture"]).stdout.strip()
     apt_options = ["-o", "APT::Architecture=" + arch, "-o", "APT::Architectures=" + arch]
-    closure = run(["apt-cache"] + apt_options
-                  + ["depends", "--recurse", "--no-recommends", "--no-suggests", "--no-conflicts",
-                     "--no-breaks", "--no-replaces", "--no-enhances"]
-                  + packages).stdout
-    packages = sorted({line for line in closure.splitlines()
-                       if line and not line.startswith((" ", "<"))} - NOT_NEEDED_PACKAGES)
+    closure = run(
+        ["apt-cache"]
+        + apt_options
+        + [
+            "depends",
+            "--recurse",
+            "--no-recommends",
+            "--no-suggests",
+            "--no-conflicts",
+            "--no-breaks",
+            "--no-replaces",
+            "--no-enhances",
+        ]
+        + packages
+    ).stdout
+    packages = sorted(
+        {line for line in closure.splitlines() if line and not line.startswith((" ", "<"))}
+        - NOT_NEEDED_PACKAGES
+    )
     assert "python3-minimal" in packages, "apt knows no python3-minimal: run apt-get update"
     debs = debs or os.path.join(workdir, "debs")
     rootfs = os.path.join(workdir, "rootfs")
@@ -100,9 +132,14 @@ def debian_python_rootfs(workdir, packages=BASE_PACKAGES, debs=None, arch=None):
     os.makedirs(rootfs)
     missing = [p for p in packages if not glob.glob(os.path.join(debs, p + "_*.deb"))]
     if missing:
-        run(["apt-get"] + apt_options + ["download", "-q", "-o", "APT::Sandbox::User=root"]
+        run(
+            ["apt-get"]
+            + apt_options
+            + ["download", "-q", "-o", "APT::Sandbox::User=root"]
             + missing,
-            cwd=debs, timeout=300)
+            cwd=debs,
+            timeout=300,
+        )
     for package in packages:
         (deb,) = glob.glob(os.path.join(debs, package + "_*.deb"))
         run(["dpkg-deb", "-x", deb, rootfs])
@@ -119,10 +156,20 @@ def import_rootfs(podman, rootfs, name, env=(), arch=None):
     arm64) if given, else the host's."""
     tarball = rootfs.rstrip("/") + ".tar"
     run(["tar", "-C", rootfs, "--numeric-owner", "-cf", tarball, "."])
-    changes = [arg for variable in ("PATH=/usr/local/bin:/usr/bin:/bin",) + tuple(env)
-               for arg in ("--change", "ENV " + variable)]
-    podman("import", *changes, "--change", 'CMD ["python3"]', *(["--arch", arch] if arch else []),
-           tarball, name)
+    changes = [
+        arg
+        for variable in ("PATH=/usr/local/bin:/usr/bin:/bin",) + tuple(env)
+        for arg in ("--change", "ENV " + variable)
+    ]
+    podman(
+        "import",
+        *changes,
+        "--change",
+        'CMD ["python3"]',
+        *(["--arch", arch] if arch else []),
+        tarball,
+        name,
+    )
     os.unlink(tarball)
     return name
 
@@ -143,14 +190,16 @@ def debian_python_image(podman, workdir, wheel_context):
     Its pip is configured as for an offline mirror (PIP_NO_INDEX, PIP_FIND_LINKS):
     /wheelhouse holds pypause's dependencies, which pip would fetch from the index.
     """
-    rootfs = debian_python_rootfs(os.path.join(workdir, "debian-python"), EXAMPLE_PACKAGES,
-                                  debs=os.path.join(workdir, "debs"))
+    rootfs = debian_python_rootfs(
+        os.path.join(workdir, "debian-python"), EXAMPLE_PACKAGES, debs=os.path.join(workdir, "debs")
+    )
     assert os.path.isfile(os.path.join(rootfs, "usr/lib/python3.11/EXTERNALLY-MANAGED"))
     if not os.path.lexists(os.path.join(rootfs, "bin/sh")):
         os.symlink("dash", os.path.join(rootfs, "bin/sh"))
     shutil.copytree(os.path.join(wheel_context, "wheels"), os.path.join(rootfs, "wheelhouse"))
-    return import_rootfs(podman, rootfs, DEBIAN_PYTHON_IMAGE,
-                         env=("PIP_NO_INDEX=1", "PIP_FIND_LINKS=/wheelhouse"))
+    return import_rootfs(
+        podman, rootfs, DEBIAN_PYTHON_IMAGE, env=("PIP_NO_INDEX=1", "PIP_FIND_LINKS=/wheelhouse")
+    )
 
 
 @pytest.fixture(scope="session")
@@ -165,10 +214,12 @@ def python_style_image(podman, debian_python_image, workdir):
     context = os.path.join(workdir, "python-style")
     os.makedirs(context)
     with open(os.path.join(context, "Containerfile"), "w") as f:
-        f.write("FROM %s\n"
-                'RUN ["python3", "-c", "import os, sysconfig; '
-                "os.unlink(os.path.join(sysconfig.get_path('stdlib'), 'EXTERNALLY-MANAGED'))\"]\n"
-                % debian_python_image)
+        f.write(
+            "FROM %s\n"
+            'RUN ["python3", "-c", "import os, sysconfig; '
+            "os.unlink(os.path.join(sysconfig.get_path('stdlib'), 'EXTERNALLY-MANAGED'))\"]\n"
+            % debian_python_image
+        )
     podman("build", "--pull=never", "--network", "none", "-t", PYTHON_STYLE_IMAGE, context)
     return PYTHON_STYLE_IMAGE
 
@@ -186,21 +237,46 @@ def make_wheel_context(podman, base_image, workdir, name="wheel-context"):
     `base_image` (its version, glibc and machine, asked of it: under emulation
     for a foreign one)."""
     version, glibc, machine = podman(
-        "run", "--rm", "--network", "none", base_image, "python3", "-c",
+        "run",
+        "--rm",
+        "--network",
+        "none",
+        base_image,
+        "python3",
+        "-c",
         "import platform, sys; print('%d.%d' % sys.version_info[:2], "
-        "platform.libc_ver()[1], platform.machine())").stdout.split()
+        "platform.libc_ver()[1], platform.machine())",
+    ).stdout.split()
     # Build from a copy: an in-tree build would leave build/ in the repository.
     src = os.path.join(workdir, "src")
     if not os.path.isdir(src):
-        shutil.copytree(REPO, src, ignore=shutil.ignore_patterns(
-            ".git", "__pycache__", "*.egg-info", "build", "dist", ".pytest_cache", ".venv"))
+        shutil.copytree(
+            REPO,
+            src,
+            ignore=shutil.ignore_patterns(
+                ".git", "__pycache__", "*.egg-info", "build", "dist", ".pytest_cache", ".venv"
+            ),
+        )
     context = os.path.join(workdir, name)
     wheels = os.path.join(context, "wheels")
     pip = [sys.executable, "-m", "pip", "--disable-pip-version-check", "-q"]
     run(pip + ["wheel", "--no-deps", "--wheel-dir", wheels, src], timeout=300)
     (own,) = glob.glob(os.path.join(wheels, "pypause_init-*.whl"))
-    run(pip + ["download", "--only-binary=:all:", "--python-version", version,
-               "--dest", wheels, own, "pip"] + _manylinux_platforms(glibc, machine), timeout=300)
+    run(
+        pip
+        + [
+            "download",
+            "--only-binary=:all:",
+            "--python-version",
+            version,
+            "--dest",
+            wheels,
+            own,
+            "pip",
+        ]
+        + _manylinux_platforms(glibc, machine),
+        timeout=300,
+    )
     return context
 
 
@@ -213,9 +289,23 @@ def wheel_context(podman, base_image, workdir):
 def build_pause_image(podman, base_image, wheel_context, name, *options, timeout=600):
     """The repository's Dockerfile built on `base_image`, offline, by the documented
     build script (which fills in the OCI labels); `options` go to the build."""
-    run([os.path.join(REPO, "deploy", "image", "build.sh"), "--pull=never", "--network", "none",
-         "--build-context", "wheels=" + wheel_context, "--build-arg", "BASE_IMAGE=" + base_image,
-         *options, "-t", name], env=dict(podman.env, ENGINE="podman"), timeout=timeout)
+    run(
+        [
+            os.path.join(REPO, "deploy", "image", "build.sh"),
+            "--pull=never",
+            "--network",
+            "none",
+            "--build-context",
+            "wheels=" + wheel_context,
+            "--build-arg",
+            "BASE_IMAGE=" + base_image,
+            *options,
+            "-t",
+            name,
+        ],
+        env=dict(podman.env, ENGINE="podman"),
+        timeout=timeout,
+    )
     return name
 
 
@@ -228,9 +318,20 @@ def image(podman, base_image, wheel_context):
 
 def build_metrics_image(podman, pause_image, name, *options):
     """deploy/image/metrics.Dockerfile on top of `pause_image`; `options` go to the build."""
-    podman("build", "--pull=never", "--network", "none", "--build-arg",
-           "PAUSE_IMAGE=" + pause_image, *options, "-t", name, "-f", METRICS_DOCKERFILE,
-           os.path.dirname(METRICS_DOCKERFILE))
+    podman(
+        "build",
+        "--pull=never",
+        "--network",
+        "none",
+        "--build-arg",
+        "PAUSE_IMAGE=" + pause_image,
+        *options,
+        "-t",
+        name,
+        "-f",
+        METRICS_DOCKERFILE,
+        os.path.dirname(METRICS_DOCKERFILE),
+    )
     return name
 
 
@@ -249,8 +350,10 @@ def nonreaping_image(podman, base_image, workdir):
     context = os.path.join(workdir, "nonreaping")
     os.makedirs(context)
     with open(os.path.join(context, "Containerfile"), "w") as f:
-        f.write('FROM %s\nUSER 65535:65535\n'
-                'ENTRYPOINT ["python3", "-c", "import signal; signal.pause()"]\n' % base_image)
+        f.write(
+            "FROM %s\nUSER 65535:65535\n"
+            'ENTRYPOINT ["python3", "-c", "import signal; signal.pause()"]\n' % base_image
+        )
     name = "localhost/pypause-test-nonreaping:latest"
     podman("build", "--pull=never", "--network", "none", "-t", name, context)
     return name
@@ -267,6 +370,7 @@ def oci_archive(podman, workdir):
             podman("save", "--format", "oci-archive", "--output", path, image)
             saved[image] = path
         return saved[image]
+
     return save
 
 
@@ -279,6 +383,7 @@ ENTRY = BINFMT + "/qemu-aarch64"
 BINFMTS_FORMAT = "/usr/share/binfmts/qemu-aarch64"
 BINFMT_D_LINE = "/usr/lib/binfmt.d/qemu-aarch64.conf"
 ARM64_APT = ["-o", "APT::Architecture=arm64", "-o", "APT::Architectures=arm64"]
+
 
 def _entry_usable():
     """None if binfmt_misc's qemu-aarch64 entry is enabled with the F flag, else what is not."""
@@ -309,8 +414,9 @@ def binfmt():
     if problem != "not registered" and problem != "registered but disabled":
         pytest.skip("qemu-aarch64 binfmt " + problem)  # someone else's: leave it alone
     if not (os.path.exists(BINFMTS_FORMAT) or os.path.exists(BINFMT_D_LINE)):
-        pytest.skip("qemu-aarch64 binfmt %s and qemu-user-static is not installed "
-                    "(see .ci/run)" % problem)
+        pytest.skip(
+            "qemu-aarch64 binfmt %s and qemu-user-static is not installed (see .ci/run)" % problem
+        )
     mounted = False
     if not os.path.exists(os.path.join(BINFMT, "register")):
         r = run(["mount", "-t", "binfmt_misc", "binfmt_misc", BINFMT], check=False)
@@ -367,11 +473,14 @@ def arm64_base_image(arm64_podman, workdir):
     """Debian's arm64 python3, from Debian's arm64 packages, imported as an arm64
     image (in arm64_podman's storage)."""
     if run(["apt-cache"] + ARM64_APT + ["show", "python3-minimal"], check=False).returncode:
-        pytest.skip("apt has no arm64 package lists: dpkg --add-architecture arm64 && "
-                    "apt-get update (see .ci/run)")
+        pytest.skip(
+            "apt has no arm64 package lists: dpkg --add-architecture arm64 && "
+            "apt-get update (see .ci/run)"
+        )
     start = time.monotonic()
-    rootfs = debian_python_rootfs(os.path.join(workdir, "base-arm64"),
-                                  debs=os.path.join(workdir, "debs-arm64"), arch="arm64")
+    rootfs = debian_python_rootfs(
+        os.path.join(workdir, "base-arm64"), debs=os.path.join(workdir, "debs-arm64"), arch="arm64"
+    )
     name = import_rootfs(arm64_podman, rootfs, ARM64_BASE_IMAGE, arch="arm64")
     MEASURED["arm64 base (download, unpack, import)"] = "%.0f s" % (time.monotonic() - start)
     return name
@@ -385,10 +494,12 @@ def arm64_image(podman, arm64_podman, arm64_base_image, workdir):
     start = time.monotonic()
     context = make_wheel_context(arm64_podman, arm64_base_image, workdir, "wheel-context-arm64")
     wheels = sorted(os.listdir(os.path.join(context, "wheels")))
-    assert [w for w in wheels if w.startswith("setproctitle-")
-            and "cp311" in w and "aarch64" in w], wheels
-    build_pause_image(arm64_podman, arm64_base_image, context, ARM64_IMAGE,
-                      "--platform", "linux/arm64")
+    assert [
+        w for w in wheels if w.startswith("setproctitle-") and "cp311" in w and "aarch64" in w
+    ], wheels
+    build_pause_image(
+        arm64_podman, arm64_base_image, context, ARM64_IMAGE, "--platform", "linux/arm64"
+    )
     MEASURED["arm64 pause image build (emulated)"] = "%.0f s" % (time.monotonic() - start)
     archive = os.path.join(workdir, "pause-image-arm64.tar")
     arm64_podman("save", "--format", "docker-archive", "-o", archive, ARM64_IMAGE)
@@ -401,8 +512,9 @@ def arm64_image(podman, arm64_podman, arm64_base_image, workdir):
 
 @pytest.fixture(scope="session")
 def arm64_metrics_image(podman, arm64_image):
-    return build_metrics_image(podman, arm64_image, ARM64_IMAGE + "-metrics",
-                               "--platform", "linux/arm64")
+    return build_metrics_image(
+        podman, arm64_image, ARM64_IMAGE + "-metrics", "--platform", "linux/arm64"
+    )
 
 
 def pytest_terminal_summary(terminalreporter):

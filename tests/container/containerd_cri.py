@@ -42,9 +42,17 @@ CNI_CONFLIST = {
     "cniVersion": "0.4.0",
     "name": CNI_NETWORK,
     "plugins": [
-        {"type": "bridge", "bridge": "pp-cri0", "isGateway": False, "ipMasq": False,
-         "ipam": {"type": "host-local", "ranges": [[{"subnet": "169.254.99.0/24"}]],
-                  "dataDir": None}},
+        {
+            "type": "bridge",
+            "bridge": "pp-cri0",
+            "isGateway": False,
+            "ipMasq": False,
+            "ipam": {
+                "type": "host-local",
+                "ranges": [[{"subnet": "169.254.99.0/24"}]],
+                "dataDir": None,
+            },
+        },
         {"type": "loopback"},
     ],
 }
@@ -85,10 +93,16 @@ def cri_problem():
     """Why the CRI tests cannot run here, or None."""
     if os.geteuid() != 0:
         return "needs root: containerd, runc, network namespaces"
-    missing = [t for t in ("containerd", "ctr", "containerd-shim-runc-v2", "runc", "unshare",
-                           "nsenter") if shutil.which(t) is None]
-    missing += ["%s/%s (containernetworking-plugins)" % (CNI_BIN_DIR, p) for p in CNI_PLUGINS
-                if not os.access(os.path.join(CNI_BIN_DIR, p), os.X_OK)]
+    missing = [
+        t
+        for t in ("containerd", "ctr", "containerd-shim-runc-v2", "runc", "unshare", "nsenter")
+        if shutil.which(t) is None
+    ]
+    missing += [
+        "%s/%s (containernetworking-plugins)" % (CNI_BIN_DIR, p)
+        for p in CNI_PLUGINS
+        if not os.access(os.path.join(CNI_BIN_DIR, p), os.X_OK)
+    ]
     if missing:
         return "not installed: %s (see .ci/run)" % ", ".join(missing)
     return None
@@ -102,16 +116,21 @@ def node_config(workdir, sandbox_image):
     """
     with open(CONFIG_SNIPPET) as f:
         snippet = f.read()
-    snippet, found = re.subn(r'^(\s*sandbox_image = )"[^"]*"\n',
-                             lambda m: '%s"%s"\n%s' % (m.group(1), sandbox_image, CRI_KEYS),
-                             snippet, flags=re.M)
+    snippet, found = re.subn(
+        r'^(\s*sandbox_image = )"[^"]*"\n',
+        lambda m: '%s"%s"\n%s' % (m.group(1), sandbox_image, CRI_KEYS),
+        snippet,
+        flags=re.M,
+    )
     assert found == 1, "%s sets no sandbox_image" % CONFIG_SNIPPET
-    return ('root = "%s/root"\nstate = "%s/state"\n' % (workdir, workdir)  # before any table
-            + snippet
-            + CRI_TABLES % (CNI_BIN_DIR, workdir)
-            + '[grpc]\n  address = "%s/containerd.sock"\n' % workdir
-            + '[ttrpc]\n  address = "%s/containerd.sock.ttrpc"\n' % workdir
-            + '[plugins."io.containerd.internal.v1.opt"]\n  path = "%s/opt"\n' % workdir)
+    return (
+        'root = "%s/root"\nstate = "%s/state"\n' % (workdir, workdir)  # before any table
+        + snippet
+        + CRI_TABLES % (CNI_BIN_DIR, workdir)
+        + '[grpc]\n  address = "%s/containerd.sock"\n' % workdir
+        + '[ttrpc]\n  address = "%s/containerd.sock.ttrpc"\n' % workdir
+        + '[plugins."io.containerd.internal.v1.opt"]\n  path = "%s/opt"\n' % workdir
+    )
 
 
 class CriNode:
@@ -124,8 +143,10 @@ class CriNode:
         self.sandbox_image = sandbox_image
         # Like the kubelet's cgroupfs driver (/kubepods/besteffort/pod<uid>),
         # a parent of our own, removed when the node stops.
-        self.cgroup_root = "/%s-%s" % (os.path.basename(os.path.dirname(workdir)),
-                                       os.path.basename(workdir))
+        self.cgroup_root = "/%s-%s" % (
+            os.path.basename(os.path.dirname(workdir)),
+            os.path.basename(workdir),
+        )
         self.socket = os.path.join(workdir, "containerd.sock")
         self.config = os.path.join(workdir, "config.toml")
         with open(self.config, "w") as f:
@@ -151,13 +172,29 @@ class CriNode:
     def start(self):
         import grpc
         from cri_api.v1 import api_pb2_grpc
+
         with open(self.log, "w") as log:
             self.proc = subprocess.Popen(
-                ["unshare", "--net", "--", sys.executable, "-c", LOOPBACK_UP_THEN_EXEC,
-                 "containerd", "--config", self.config],
-                stdin=subprocess.DEVNULL, stdout=log, stderr=log)
-        wait_for(lambda: self.ctr("version", check=False).returncode == 0 or self.proc.poll(),
-                 30, "containerd to answer on its socket")
+                [
+                    "unshare",
+                    "--net",
+                    "--",
+                    sys.executable,
+                    "-c",
+                    LOOPBACK_UP_THEN_EXEC,
+                    "containerd",
+                    "--config",
+                    self.config,
+                ],
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=log,
+            )
+        wait_for(
+            lambda: self.ctr("version", check=False).returncode == 0 or self.proc.poll(),
+            30,
+            "containerd to answer on its socket",
+        )
         assert self.proc.poll() is None, self.read_log()
         self.channel = grpc.insecure_channel("unix://" + self.socket)
         self.cri = api_pb2_grpc.RuntimeServiceStub(self.channel)
@@ -166,6 +203,7 @@ class CriNode:
         def network_ready():
             conditions = {c.type: c.status for c in self.call("Status").status.conditions}
             return conditions.get("RuntimeReady") and conditions.get("NetworkReady")
+
         wait_for(network_ready, 30, "the CRI plugin to report the runtime and network ready")
 
     def netns(self):
@@ -173,8 +211,11 @@ class CriNode:
         return "/proc/%d/ns/net" % self.proc.pid
 
     def ctr(self, *args, check=True, timeout=120):
-        return run(["ctr", "--address", self.socket, "--namespace", NAMESPACE] + list(args),
-                   check=check, timeout=timeout)
+        return run(
+            ["ctr", "--address", self.socket, "--namespace", NAMESPACE] + list(args),
+            check=check,
+            timeout=timeout,
+        )
 
     def read_log(self):
         with open(self.log) as f:
@@ -188,6 +229,7 @@ class CriNode:
     def call(self, method, **fields):
         """Call a CRI method with a request built from `fields`."""
         from cri_api.v1 import api_pb2 as cri
+
         stub = self.cri if hasattr(self.cri, method) else self.images
         request = getattr(cri, method + "Request")(**fields)
         return getattr(stub, method)(request, timeout=RPC_TIMEOUT)
@@ -212,8 +254,9 @@ class CriNode:
 
     def start_container(self, sandbox_id, pod, config):
         """CreateContainer + StartContainer; return (container id, host PID of its process)."""
-        container_id = self.call("CreateContainer", pod_sandbox_id=sandbox_id, config=config,
-                                 sandbox_config=pod).container_id
+        container_id = self.call(
+            "CreateContainer", pod_sandbox_id=sandbox_id, config=config, sandbox_config=pod
+        ).container_id
         self.call("StartContainer", container_id=container_id)
         r = self.call("ContainerStatus", container_id=container_id, verbose=True)
         return container_id, json.loads(r.info["info"])["pid"]
@@ -270,8 +313,11 @@ class CriNode:
             os.kill(pid, signal.SIGKILL)
         for pid in shims_of(self.socket):
             os.kill(pid, signal.SIGKILL)
-        wait_for(lambda: not shims_of(self.socket) and not self.contained_processes(), 10,
-                 "the shims and the pods' processes to exit")
+        wait_for(
+            lambda: not shims_of(self.socket) and not self.contained_processes(),
+            10,
+            "the shims and the pods' processes to exit",
+        )
         for mount in reversed(mounts_under(self.dir)):
             run(["umount", mount], check=False)
         for path in self.netns_paths:  # bind mounts of the pods' network namespaces
@@ -292,7 +338,6 @@ class CriNode:
         left = mounts_under(self.dir)
         assert not left and not errors, (left, errors)
 
-
     def contained_processes(self):
         """PIDs in the cgroups of this node's pods."""
         pids = set()
@@ -308,9 +353,13 @@ class ExitWatcher:
     """Collects the /tasks/exit events of `ctr events` while it runs."""
 
     def __init__(self, node):
-        self.proc = subprocess.Popen(["ctr", "--address", node.socket, "events"],
-                                     stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                                     stderr=subprocess.DEVNULL, text=True)
+        self.proc = subprocess.Popen(
+            ["ctr", "--address", node.socket, "events"],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            text=True,
+        )
         self.exits = []
         self.thread = threading.Thread(target=self._read, daemon=True)
         self.thread.start()
@@ -318,13 +367,22 @@ class ExitWatcher:
     def _read(self):
         for line in self.proc.stdout:
             if " /tasks/exit " in line:
-                self.exits.append(json.loads(line[line.index("{"):]))
+                self.exits.append(json.loads(line[line.index("{") :]))
 
     def exit_of(self, container_id, timeout=10):
         """The exit event of `container_id`'s task: exit_status, exited_at, pid."""
-        return wait_for(lambda: next((e for e in self.exits if e["container_id"] == container_id
-                                      and e["id"] == container_id), None),
-                        timeout, "the exit event of %s" % container_id)
+        return wait_for(
+            lambda: next(
+                (
+                    e
+                    for e in self.exits
+                    if e["container_id"] == container_id and e["id"] == container_id
+                ),
+                None,
+            ),
+            timeout,
+            "the exit event of %s" % container_id,
+        )
 
     def close(self):
         if self.proc.poll() is None:
@@ -356,23 +414,30 @@ def pod_config(cri, node, name, share_pid=False, host_network=False):
     namespaces = cri.NamespaceOption(
         network=cri.NODE if host_network else cri.POD,
         pid=cri.POD if share_pid else cri.CONTAINER,
-        ipc=cri.POD)
+        ipc=cri.POD,
+    )
     security = cri.LinuxSandboxSecurityContext(
         namespace_options=namespaces,
         seccomp=cri.SecurityProfile(profile_type=cri.SecurityProfile.RuntimeDefault),
-        readonly_rootfs=True)
+        readonly_rootfs=True,
+    )
     security.run_as_user.value = 65535
     security.run_as_group.value = 65535
-    labels = {"io.kubernetes.pod.name": name, "io.kubernetes.pod.namespace": "default",
-              "io.kubernetes.pod.uid": uid}
+    labels = {
+        "io.kubernetes.pod.name": name,
+        "io.kubernetes.pod.namespace": "default",
+        "io.kubernetes.pod.uid": uid,
+    }
     return cri.PodSandboxConfig(
         metadata=cri.PodSandboxMetadata(name=name, uid=uid, namespace="default", attempt=0),
         hostname="" if host_network else name,
         log_directory=log_directory,
         labels=labels,
         annotations={"kubernetes.io/config.source": "api"},
-        linux=cri.LinuxPodSandboxConfig(cgroup_parent="%s/pod%s" % (node.cgroup_root, uid),
-                                        security_context=security))
+        linux=cri.LinuxPodSandboxConfig(
+            cgroup_parent="%s/pod%s" % (node.cgroup_root, uid), security_context=security
+        ),
+    )
 
 
 def container_config(cri, pod, name, image, command, attempt=0):
@@ -385,11 +450,13 @@ def container_config(cri, pod, name, image, command, attempt=0):
     sandbox_ns = pod.linux.security_context.namespace_options
     security = cri.LinuxContainerSecurityContext(
         capabilities=cri.Capability(drop_capabilities=["ALL"]),
-        namespace_options=cri.NamespaceOption(network=sandbox_ns.network, pid=sandbox_ns.pid,
-                                              ipc=sandbox_ns.ipc),
+        namespace_options=cri.NamespaceOption(
+            network=sandbox_ns.network, pid=sandbox_ns.pid, ipc=sandbox_ns.ipc
+        ),
         readonly_rootfs=True,
         no_new_privs=True,
-        seccomp=cri.SecurityProfile(profile_type=cri.SecurityProfile.RuntimeDefault))
+        seccomp=cri.SecurityProfile(profile_type=cri.SecurityProfile.RuntimeDefault),
+    )
     security.run_as_user.value = 65535
     os.makedirs(os.path.join(pod.log_directory, name), exist_ok=True)
     return cri.ContainerConfig(
@@ -398,7 +465,8 @@ def container_config(cri, pod, name, image, command, attempt=0):
         command=command,
         log_path="%s/%d.log" % (name, attempt),
         labels={"io.kubernetes.container.name": name},
-        linux=cri.LinuxContainerConfig(security_context=security))
+        linux=cri.LinuxContainerConfig(security_context=security),
+    )
 
 
 # ---------------------------------------------------------------- the host's view

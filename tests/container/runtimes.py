@@ -28,15 +28,25 @@ MEASURED = {}
 
 def run(argv, env=None, cwd=None, timeout=120, check=True):
     """Run a command; on failure, raise with its output in the message."""
-    r = subprocess.run(argv, env=env, cwd=cwd, timeout=timeout, stdin=subprocess.DEVNULL,
-                       capture_output=True, text=True)
+    r = subprocess.run(
+        argv,
+        env=env,
+        cwd=cwd,
+        timeout=timeout,
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+    )
     if check and r.returncode != 0:
-        raise AssertionError("%s exited %d\nstdout: %s\nstderr: %s"
-                             % (" ".join(argv), r.returncode, r.stdout, r.stderr))
+        raise AssertionError(
+            "%s exited %d\nstdout: %s\nstderr: %s"
+            % (" ".join(argv), r.returncode, r.stdout, r.stderr)
+        )
     return r
 
 
 # ---------------------------------------------------------------- /proc
+
 
 def proc_stat(pid):
     """(comm, state, ppid) of `pid` as the host sees it, or None if it is gone."""
@@ -45,8 +55,8 @@ def proc_stat(pid):
             text = f.read()
     except OSError:
         return None
-    comm = text[text.index("(") + 1:text.rindex(")")]
-    state, ppid = text[text.rindex(")") + 2:].split()[:2]
+    comm = text[text.index("(") + 1 : text.rindex(")")]
+    state, ppid = text[text.rindex(")") + 2 :].split()[:2]
     return comm, state, int(ppid)
 
 
@@ -94,12 +104,14 @@ def wait_until_waiting_for_signals(pid, timeout=10.0):
     /proc/PID/wchan names the kernel function a process sleeps in, on any
     architecture (the syscall number in /proc/PID/syscall differs by one).
     """
+
     def waiting():
         try:
             with open("/proc/%d/wchan" % pid) as f:
                 return "sigtimedwait" in f.read()
         except OSError:
             return False
+
     wait_for(waiting, timeout, "pid %d to wait for signals" % pid)
 
 
@@ -153,22 +165,27 @@ ORPHANS = 50
 
 
 def orphans_of(init_pid):
-    return {pid: fields for pid, fields in pidns_members(init_pid).items()
-            if fields[0] == ORPHAN_COMM}
+    return {
+        pid: fields for pid, fields in pidns_members(init_pid).items() if fields[0] == ORPHAN_COMM
+    }
 
 
 def wait_until_adopted(init_pid, count):
     """Wait until `count` orphans, all alive, are children of `init_pid`."""
+
     def adopted():
         orphans = orphans_of(init_pid)
-        return len(orphans) == count and all(ppid == init_pid and state != "Z"
-                                             for _, state, ppid in orphans.values())
+        return len(orphans) == count and all(
+            ppid == init_pid and state != "Z" for _, state, ppid in orphans.values()
+        )
+
     try:
         wait_for(adopted, 20, "%d orphans adopted by pid %d" % (count, init_pid))
     except AssertionError:
         found = sorted((ppid, state) for _, state, ppid in orphans_of(init_pid).values())
-        raise AssertionError("expected %d orphans with parent %d; found (ppid, state): %s"
-                             % (count, init_pid, found)) from None
+        raise AssertionError(
+            "expected %d orphans with parent %d; found (ppid, state): %s" % (count, init_pid, found)
+        ) from None
 
 
 def adopt_then_kill_orphans(init_pid, count):
@@ -189,11 +206,16 @@ def wait_until_reaped(init_pid, held=0):
     """Wait until no orphan is left in the PID namespace, and no zombie but
     `held` ones whose parent is another process (a ZOMBIE_HOLDER's): none at all
     by default."""
+
     def reaped():
         members = pidns_members(init_pid)
         parents = [ppid for _, state, ppid in members.values() if state == "Z"]
-        return (not any(comm == ORPHAN_COMM for comm, _, _ in members.values())
-                and len(parents) == held and init_pid not in parents)
+        return (
+            not any(comm == ORPHAN_COMM for comm, _, _ in members.values())
+            and len(parents) == held
+            and init_pid not in parents
+        )
+
     wait_for(reaped, 10, "pid %d to reap the orphans" % init_pid)
 
 
@@ -216,14 +238,19 @@ HELD = 5
 
 def wait_until_holding(holder_pid, count):
     """Wait until `count` zombies, and no live child, have `holder_pid` as their parent."""
+
     def children():
-        return sorted(state for _, state, ppid in pidns_members(holder_pid).values()
-                      if ppid == holder_pid)
-    wait_for(lambda: children() == ["Z"] * count, 10,
-             "pid %d to hold %d zombies" % (holder_pid, count))
+        return sorted(
+            state for _, state, ppid in pidns_members(holder_pid).values() if ppid == holder_pid
+        )
+
+    wait_for(
+        lambda: children() == ["Z"] * count, 10, "pid %d to hold %d zombies" % (holder_pid, count)
+    )
 
 
 # ---------------------------------------------------------------- metrics
+
 
 def series(body, name, *labels):
     """{values of `labels`: value} of the samples of metric `name` in a Prometheus
@@ -232,7 +259,7 @@ def series(body, name, *labels):
     for line in body.splitlines():
         if line.startswith(name + "{"):
             text, _, value = line.rpartition(" ")
-            pairs = dict(re.findall(r'(\w+)="((?:[^"\\]|\\.)*)"', text[len(name):]))
+            pairs = dict(re.findall(r'(\w+)="((?:[^"\\]|\\.)*)"', text[len(name) :]))
             assert sorted(pairs) == sorted(labels), line
             found[tuple(pairs[label] for label in labels)] = float(value)
     return found
@@ -240,11 +267,15 @@ def series(body, name, *labels):
 
 # ---------------------------------------------------------------- podman
 
+
 def podman_problem():
     if os.geteuid() != 0:
         return "needs root: rootful podman with runc, and /proc of the containers' processes"
-    missing = [t for t in ("podman", "runc", "conmon", "apt-get", "apt-cache", "dpkg-deb")
-               if shutil.which(t) is None]
+    missing = [
+        t
+        for t in ("podman", "runc", "conmon", "apt-get", "apt-cache", "dpkg-deb")
+        if shutil.which(t) is None
+    ]
     if missing:
         return "not installed: %s (see .ci/run)" % ", ".join(missing)
     return None
@@ -255,8 +286,10 @@ class Podman:
         os.makedirs(os.path.join(workdir, "networks"))
         storage = os.path.join(workdir, "storage.conf")
         with open(storage, "w") as f:
-            f.write('[storage]\ndriver = "overlay"\ngraphroot = "%s/storage"\n'
-                    'runroot = "%s/run"\n' % (workdir, workdir))
+            f.write(
+                '[storage]\ndriver = "overlay"\ngraphroot = "%s/storage"\n'
+                'runroot = "%s/run"\n' % (workdir, workdir)
+            )
         # podman's default rlimits (nofile and nproc 1048576) exceed what runc
         # may set without CAP_SYS_RESOURCE on these machines ("error setting
         # rlimit type 7"): use the caller's hard limit. runc, because crun
@@ -264,11 +297,13 @@ class Podman:
         nofile = _hard_nofile()
         conf = os.path.join(workdir, "containers.conf")
         with open(conf, "w") as f:
-            f.write('[containers]\ndefault_ulimits = ["nofile=%d:%d", "nproc=4096:4096"]\n'
-                    '[engine]\nruntime = "runc"\ncgroup_manager = "cgroupfs"\n'
-                    'events_logger = "file"\ntmp_dir = "%s/run/libpod"\n'
-                    '[network]\nnetwork_config_dir = "%s/networks"\n'
-                    % (nofile, nofile, workdir, workdir))
+            f.write(
+                '[containers]\ndefault_ulimits = ["nofile=%d:%d", "nproc=4096:4096"]\n'
+                '[engine]\nruntime = "runc"\ncgroup_manager = "cgroupfs"\n'
+                'events_logger = "file"\ntmp_dir = "%s/run/libpod"\n'
+                '[network]\nnetwork_config_dir = "%s/networks"\n'
+                % (nofile, nofile, workdir, workdir)
+            )
         self.env = dict(os.environ, CONTAINERS_CONF=conf, CONTAINERS_STORAGE_CONF=storage)
 
     def __call__(self, *args, timeout=120, check=True):
@@ -285,8 +320,10 @@ class Podman:
         name=systemd and unified ones.
         """
         pods = self("pod", "ps", "--quiet", "--no-trunc", check=False).stdout.split()
-        cgroups = [self("pod", "inspect", "--format", "{{.CgroupPath}}", pod,
-                        check=False).stdout.strip() for pod in pods]
+        cgroups = [
+            self("pod", "inspect", "--format", "{{.CgroupPath}}", pod, check=False).stdout.strip()
+            for pod in pods
+        ]
         # Only a pod's own: /libpod_parent/<pod ID>.
         cgroups = [c for c, pod in zip(cgroups, pods) if os.path.basename(c) == pod]
         self("pod", "rm", "--all", "--force", "--time", "0", check=False)
@@ -330,12 +367,18 @@ print(json.dumps(result))
 
 def fetch_in_netns(pid, port, *paths):
     """GET `paths` from 127.0.0.1:`port` in the network namespace of `pid`; None if refused."""
-    r = subprocess.run(["nsenter", "--net=/proc/%d/ns/net" % pid, sys.executable, "-c", FETCH,
-                        str(port)] + list(paths), capture_output=True, text=True, timeout=10)
+    r = subprocess.run(
+        ["nsenter", "--net=/proc/%d/ns/net" % pid, sys.executable, "-c", FETCH, str(port)]
+        + list(paths),
+        capture_output=True,
+        text=True,
+        timeout=10,
+    )
     return json.loads(r.stdout) if r.returncode == 0 else None
 
 
 # ---------------------------------------------------------------- the host's processes
+
 
 def command_lines():
     """{pid: argv as bytes} of every process the host's /proc shows."""
@@ -352,5 +395,8 @@ def command_lines():
 
 def shims_of(socket):
     """PIDs of the containerd shims serving the containerd at `socket`."""
-    return [pid for pid, argv in command_lines().items()
-            if b"containerd-shim" in argv[0] and socket.encode() in argv]
+    return [
+        pid
+        for pid, argv in command_lines().items()
+        if b"containerd-shim" in argv[0] and socket.encode() in argv
+    ]

@@ -90,16 +90,29 @@ def _start(podman, *args):
 
 
 def test_image_is_arm64(podman, arm64_podman, arm64_image, arm64_base_image):
-    for engine, name in [(arm64_podman, arm64_base_image), (arm64_podman, arm64_image),
-                         (podman, arm64_image)]:
+    for engine, name in [
+        (arm64_podman, arm64_base_image),
+        (arm64_podman, arm64_image),
+        (podman, arm64_image),
+    ]:
         config = json.loads(engine("image", "inspect", name).stdout)[0]
         assert (config["Os"], config["Architecture"]) == ("linux", "arm64"), name
     config = json.loads(podman("image", "inspect", arm64_image).stdout)[0]["Config"]
     assert config["Entrypoint"] == ["pypause"]
     assert config["User"] == "65535:65535"
     # What runs is the arm64 interpreter (emulated), from the image's own files.
-    r = podman("run", "--rm", "--network", "none", "--entrypoint", "python3", arm64_image,
-               "-IS", "-c", "import os; print(os.uname().machine)")
+    r = podman(
+        "run",
+        "--rm",
+        "--network",
+        "none",
+        "--entrypoint",
+        "python3",
+        arm64_image,
+        "-IS",
+        "-c",
+        "import os; print(os.uname().machine)",
+    )
     assert r.stdout.split() == ["aarch64"]
     version = podman("run", "--rm", "--network", "none", arm64_image, "--version").stdout
     assert version.startswith("pypause ")
@@ -114,24 +127,62 @@ def test_pause_mode_stops_on_sigterm(containers, arm64_image):
 
 
 def test_init_mode_exit_status(containers, arm64_image):
-    r = containers("run", "--rm", "--network", "none", "--entrypoint", "pypause", arm64_image,
-                   "--", "python3", "-c", "raise SystemExit(3)", check=False, timeout=60)
+    r = containers(
+        "run",
+        "--rm",
+        "--network",
+        "none",
+        "--entrypoint",
+        "pypause",
+        arm64_image,
+        "--",
+        "python3",
+        "-c",
+        "raise SystemExit(3)",
+        check=False,
+        timeout=60,
+    )
     assert r.returncode == 3, r.stderr
 
 
 def test_init_mode_forwards_sigterm(containers, arm64_image):
-    container, pid = _start(containers, "--entrypoint", "pypause", arm64_image, "--",
-                            "python3", "-c", "import _signal; _signal.pause()")
-    wait_for(lambda: any(ppid == pid for _, _, ppid in pidns_members(pid).values()), 30,
-             "the app to start")
+    container, pid = _start(
+        containers,
+        "--entrypoint",
+        "pypause",
+        arm64_image,
+        "--",
+        "python3",
+        "-c",
+        "import _signal; _signal.pause()",
+    )
+    wait_for(
+        lambda: any(ppid == pid for _, _, ppid in pidns_members(pid).values()),
+        30,
+        "the app to start",
+    )
     containers("stop", "--time", "20", container, timeout=60)
     # 128 + SIGTERM: the forwarded signal ended the app, and pypause exits as it did.
     assert containers.inspect(container, "{{.State.ExitCode}}") == "143"
 
 
 def test_orphans_are_reaped(containers, arm64_image):
-    r = containers("run", "--rm", "--network", "none", "--entrypoint", "pypause", arm64_image,
-                   "--", "python3", "-c", REAPED_ORPHANS, str(ORPHANS), check=False, timeout=120)
+    r = containers(
+        "run",
+        "--rm",
+        "--network",
+        "none",
+        "--entrypoint",
+        "pypause",
+        arm64_image,
+        "--",
+        "python3",
+        "-c",
+        REAPED_ORPHANS,
+        str(ORPHANS),
+        check=False,
+        timeout=120,
+    )
     assert r.returncode == 0, r.stdout + r.stderr
     assert r.stdout.split() == ["reaped", str(ORPHANS), "orphans"]
 
@@ -140,10 +191,14 @@ def test_metrics_variant_serves_metrics(containers, arm64_metrics_image):
     config = json.loads(containers("image", "inspect", arm64_metrics_image).stdout)[0]
     assert config["Architecture"] == "arm64"
     container, _ = _start(containers, arm64_metrics_image)
-    wait_for(lambda: "serving metrics" in containers("logs", container).stderr, 30,
-             "pypause to serve metrics")
-    answer = containers("exec", container, "python3", "-IS", "-c", IN_CONTAINER_GET, "/metrics",
-                        timeout=60).stdout
+    wait_for(
+        lambda: "serving metrics" in containers("logs", container).stderr,
+        30,
+        "pypause to serve metrics",
+    )
+    answer = containers(
+        "exec", container, "python3", "-IS", "-c", IN_CONTAINER_GET, "/metrics", timeout=60
+    ).stdout
     assert answer.splitlines()[0] == "HTTP/1.1 200 OK", answer[:500]
     assert "pypause_info{" in answer, answer[:2000]
     containers("stop", "--time", "20", container, timeout=60)
@@ -162,8 +217,18 @@ def test_multiarch_manifest(podman, image, arm64_image, manifest):
     # arm64_podman fixture).
     for name, arch, machine in [(image, "amd64", "x86_64"), (arm64_image, "arm64", "aarch64")]:
         assert podman.inspect(name, "{{.Architecture}}") == arch, name
-        r = podman("run", "--rm", "--network", "none", "--entrypoint", "python3", name,
-                   "-IS", "-c", "import os; print(os.uname().machine)")
+        r = podman(
+            "run",
+            "--rm",
+            "--network",
+            "none",
+            "--entrypoint",
+            "python3",
+            name,
+            "-IS",
+            "-c",
+            "import os; print(os.uname().machine)",
+        )
         assert r.stdout.split() == [machine], name
     podman("manifest", "create", manifest)
     for name in (image, arm64_image):

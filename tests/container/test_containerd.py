@@ -16,9 +16,21 @@ import time
 
 import pytest
 
-from runtimes import (MEASURED, ORPHAN_MAKER, ORPHANS, REPO, adopt_then_kill_orphans,
-                      pidns_members, proc_status, root_is_read_only, run, shims_of, wait_for,
-                      wait_until_reaped, wait_until_waiting_for_signals)
+from runtimes import (
+    MEASURED,
+    ORPHAN_MAKER,
+    ORPHANS,
+    REPO,
+    adopt_then_kill_orphans,
+    pidns_members,
+    proc_status,
+    root_is_read_only,
+    run,
+    shims_of,
+    wait_for,
+    wait_until_reaped,
+    wait_until_waiting_for_signals,
+)
 
 pytestmark = pytest.mark.timeout(300)
 
@@ -41,23 +53,33 @@ class Containerd:
             # Top-level keys first: the snippet's `version` too must precede any table.
             f.write('root = "%s/root"\nstate = "%s/state"\n' % (workdir, workdir))
             f.write(snippet)
-            f.write('\n[grpc]\n  address = "%s"\n[ttrpc]\n  address = "%s.ttrpc"\n'
-                    '[plugins."io.containerd.internal.v1.opt"]\n  path = "%s/opt"\n'
-                    % (self.socket, self.socket, workdir))
+            f.write(
+                '\n[grpc]\n  address = "%s"\n[ttrpc]\n  address = "%s.ttrpc"\n'
+                '[plugins."io.containerd.internal.v1.opt"]\n  path = "%s/opt"\n'
+                % (self.socket, self.socket, workdir)
+            )
         self.log = os.path.join(workdir, "containerd.log")
         self.proc = None
 
     def start(self):
         with open(self.log, "w") as log:
-            self.proc = subprocess.Popen(["containerd", "--config", self.config],
-                                         stdin=subprocess.DEVNULL, stdout=log, stderr=log)
-        wait_for(lambda: self.ctr("version", check=False).returncode == 0 or self.proc.poll(),
-                 30, "containerd to answer on its socket")
+            self.proc = subprocess.Popen(
+                ["containerd", "--config", self.config],
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=log,
+            )
+        wait_for(
+            lambda: self.ctr("version", check=False).returncode == 0 or self.proc.poll(),
+            30,
+            "containerd to answer on its socket",
+        )
         assert self.proc.poll() is None, self.read_log()
 
     def ctr(self, *args, check=True):
-        return run(["ctr", "--address", self.socket, "--namespace", NAMESPACE] + list(args),
-                   check=check)
+        return run(
+            ["ctr", "--address", self.socket, "--namespace", NAMESPACE] + list(args), check=check
+        )
 
     def read_log(self):
         with open(self.log) as f:
@@ -70,16 +92,22 @@ class Containerd:
 
     def run_in_background(self, *args):
         """`ctr run --rm` in the background, as a Popen whose exit code is the task's."""
-        return subprocess.Popen(["ctr", "--address", self.socket, "--namespace", NAMESPACE,
-                                 "run", "--rm"] + list(args),
-                                stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                                stderr=subprocess.STDOUT, text=True)
+        return subprocess.Popen(
+            ["ctr", "--address", self.socket, "--namespace", NAMESPACE, "run", "--rm"] + list(args),
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
 
     def remove_everything(self):
         for cid in self.tasks():
             self.ctr("tasks", "kill", "--signal", "SIGKILL", cid, check=False)
-            wait_for(lambda: self.tasks().get(cid, (0, "STOPPED"))[1] == "STOPPED", 10,
-                     "task %s to stop" % cid)
+            wait_for(
+                lambda: self.tasks().get(cid, (0, "STOPPED"))[1] == "STOPPED",
+                10,
+                "task %s to stop" % cid,
+            )
             self.ctr("tasks", "delete", cid, check=False)
         for cid in self.ctr("containers", "ls", "--quiet").stdout.split():
             self.ctr("containers", "delete", cid, check=False)
@@ -109,8 +137,11 @@ class Containerd:
 def _containerd_problem():
     if os.geteuid() != 0:
         return "needs root: containerd and runc"
-    missing = [t for t in ("containerd", "ctr", "containerd-shim-runc-v2", "runc")
-               if shutil.which(t) is None]
+    missing = [
+        t
+        for t in ("containerd", "ctr", "containerd-shim-runc-v2", "runc")
+        if shutil.which(t) is None
+    ]
     if missing:
         return "not installed: %s (see .ci/run)" % ", ".join(missing)
     return None
@@ -141,6 +172,7 @@ def ctr_run(containerd):
         proc = containerd.run_in_background(*args)
         started.append(proc)
         return proc
+
     yield start
     containerd.remove_everything()
     for proc in started:
@@ -155,8 +187,10 @@ def test_cri_plugin_loads_with_our_image_as_sandbox_image(containerd, image):
     assert "SandboxImage:%s " % image in containerd.read_log()
     # ... and has taken over the imported image, as it does after `kind load`.
     images = containerd.ctr("images", "ls").stdout
-    assert any(row.startswith(image + " ") and "io.cri-containerd.image=managed" in row
-               for row in images.splitlines()), images
+    assert any(
+        row.startswith(image + " ") and "io.cri-containerd.image=managed" in row
+        for row in images.splitlines()
+    ), images
 
 
 def start_sandbox(containerd, ctr_run, image, cid):
@@ -166,6 +200,7 @@ def start_sandbox(containerd, ctr_run, image, cid):
     def running_pid():
         pid, status = containerd.tasks().get(cid, (None, None))
         return pid if status == "RUNNING" else None
+
     pid = wait_for(running_pid, 30, "sandbox task %s to run" % cid)
     wait_until_waiting_for_signals(pid)
     return proc, pid
@@ -173,7 +208,8 @@ def start_sandbox(containerd, ctr_run, image, cid):
 
 @pytest.mark.parametrize("stop_signal, exit_code", [("SIGTERM", 0), ("SIGKILL", 137)])
 def test_sandbox_reaps_orphans_of_a_container_in_its_pid_namespace(
-        containerd, ctr_run, image, stop_signal, exit_code):
+    containerd, ctr_run, image, stop_signal, exit_code
+):
     sandbox_id = "pp-sandbox-" + stop_signal.lower()
     sandbox, pid = start_sandbox(containerd, ctr_run, image, sandbox_id)
     assert proc_status(pid, "Uid") == ["65535"] * 4, "the image's USER"
@@ -181,8 +217,16 @@ def test_sandbox_reaps_orphans_of_a_container_in_its_pid_namespace(
     with open("/proc/%d/cmdline" % pid, "rb") as f:
         assert f.read().split(b"\0")[0].split() == [b"pypause"], "no arguments: pause mode"
 
-    worker = ctr_run("--with-ns", "pid:/proc/%d/ns/pid" % pid, image, sandbox_id + "-worker",
-                     "python3", "-c", ORPHAN_MAKER, str(ORPHANS))
+    worker = ctr_run(
+        "--with-ns",
+        "pid:/proc/%d/ns/pid" % pid,
+        image,
+        sandbox_id + "-worker",
+        "python3",
+        "-c",
+        ORPHAN_MAKER,
+        str(ORPHANS),
+    )
     adopt_then_kill_orphans(pid, ORPHANS)
     wait_until_reaped(pid)
     assert len(pidns_members(pid)) == 2, "the sandbox and the worker"
@@ -190,8 +234,9 @@ def test_sandbox_reaps_orphans_of_a_container_in_its_pid_namespace(
     start = time.monotonic()
     containerd.ctr("tasks", "kill", "--signal", stop_signal, sandbox_id)
     output, _ = sandbox.communicate(timeout=10)
-    MEASURED["containerd: %s to sandbox exit" % stop_signal] = (
-        "%.0f ms" % ((time.monotonic() - start) * 1000))
+    MEASURED["containerd: %s to sandbox exit" % stop_signal] = "%.0f ms" % (
+        (time.monotonic() - start) * 1000
+    )
     assert sandbox.returncode == exit_code, output
     if stop_signal == "SIGTERM":
         assert "Shutting down, got signal: Terminated" in output

@@ -25,19 +25,52 @@ import time
 
 import pytest
 
-from containerd_cri import (CNI_CACHE, CriNode, cgroup_hierarchies, cni_cache_entries,
-                            container_config, cri_problem, interfaces, listening_ports,
-                            mounts_mentioning, pod_config, processes_mentioning)
-from runtimes import (HELD, HOLDER_COMM, MEASURED, METRICS_DOCKERFILE, ORPHAN_COMM,
-                      ORPHAN_MAKER, ORPHANS, ZOMBIE_HOLDER, adopt_then_kill_orphans,
-                      fetch_in_netns, pidns_members, proc_stat, proc_status, root_is_read_only,
-                      series, title, wait_for, wait_until_adopted, wait_until_holding,
-                      wait_until_reaped, wait_until_waiting_for_signals, zombies)
+from containerd_cri import (
+    CNI_CACHE,
+    CriNode,
+    cgroup_hierarchies,
+    cni_cache_entries,
+    container_config,
+    cri_problem,
+    interfaces,
+    listening_ports,
+    mounts_mentioning,
+    pod_config,
+    processes_mentioning,
+)
+from runtimes import (
+    HELD,
+    HOLDER_COMM,
+    MEASURED,
+    METRICS_DOCKERFILE,
+    ORPHAN_COMM,
+    ORPHAN_MAKER,
+    ORPHANS,
+    ZOMBIE_HOLDER,
+    adopt_then_kill_orphans,
+    fetch_in_netns,
+    pidns_members,
+    proc_stat,
+    proc_status,
+    root_is_read_only,
+    series,
+    title,
+    wait_for,
+    wait_until_adopted,
+    wait_until_holding,
+    wait_until_reaped,
+    wait_until_waiting_for_signals,
+    zombies,
+)
 
-grpc = pytest.importorskip("grpc", reason="grpcio (the CRI client's transport) is not "
-                           "installed: pip install '.[test]'")
-cri = pytest.importorskip("cri_api.v1.api_pb2", reason="container-runtime-interface-api (the "
-                          "CRI v1 stubs) is not installed: pip install '.[test]'")
+grpc = pytest.importorskip(
+    "grpc", reason="grpcio (the CRI client's transport) is not installed: pip install '.[test]'"
+)
+cri = pytest.importorskip(
+    "cri_api.v1.api_pb2",
+    reason="container-runtime-interface-api (the "
+    "CRI v1 stubs) is not installed: pip install '.[test]'",
+)
 
 # The first test also builds the images when it runs alone (under a minute here).
 pytestmark = pytest.mark.timeout(300)
@@ -66,11 +99,13 @@ def nodes(podman, oci_archive, workdir):
 
     def node(sandbox_image):
         if sandbox_image not in started:
-            started[sandbox_image] = CriNode(os.path.join(workdir, "cri%d" % len(started)),
-                                             sandbox_image)
+            started[sandbox_image] = CriNode(
+                os.path.join(workdir, "cri%d" % len(started)), sandbox_image
+            )
             started[sandbox_image].start()
             started[sandbox_image].import_image(oci_archive(sandbox_image))
         return started[sandbox_image]
+
     try:
         yield node
     finally:
@@ -99,6 +134,7 @@ def cri_node(nodes):
     def get(sandbox_image):
         used.append(nodes(sandbox_image))
         return used[-1]
+
     yield get
     for node in used:
         node.remove_every_pod()
@@ -110,11 +146,16 @@ def record_measurements(started):
 
     def spread(values):
         return "median %.0f ms, max %.0f ms (%d sandboxes)" % (
-            statistics.median(values) * 1000, max(values) * 1000, len(values))
+            statistics.median(values) * 1000,
+            max(values) * 1000,
+            len(values),
+        )
+
     if starts:
         MEASURED["CRI RunPodSandbox returned"] = spread([rpc for rpc, _ in starts])
         MEASURED["CRI RunPodSandbox to pypause waiting for signals"] = spread(
-            [ready for _, ready in starts])
+            [ready for _, ready in starts]
+        )
     if stops:
         # Some stopped with containers still running, which containerd stops first.
         MEASURED["CRI StopPodSandbox returned"] = spread(stops)
@@ -138,15 +179,17 @@ def namespace(pid, kind):
 
 def start_orphan_maker(node, sandbox_id, pod, image, attempt=0):
     """A container of the pod that leaves ORPHANS orphans; return (container id, PID)."""
-    config = container_config(cri, pod, "app", image,
-                              ["python3", "-c", ORPHAN_MAKER, str(ORPHANS)], attempt=attempt)
+    config = container_config(
+        cri, pod, "app", image, ["python3", "-c", ORPHAN_MAKER, str(ORPHANS)], attempt=attempt
+    )
     return node.start_container(sandbox_id, pod, config)
 
 
 def start_zombie_holder(node, sandbox_id, pod, image):
     """A container of the pod whose process holds HELD zombies; return (container id, PID)."""
-    config = container_config(cri, pod, "holder", image,
-                              ["python3", "-c", ZOMBIE_HOLDER, str(HELD)])
+    config = container_config(
+        cri, pod, "holder", image, ["python3", "-c", ZOMBIE_HOLDER, str(HELD)]
+    )
     return node.start_container(sandbox_id, pod, config)
 
 
@@ -157,8 +200,11 @@ def metrics_port():
 
 def samples(body):
     """{'name{labels}': value} of a Prometheus text exposition."""
-    return {line.rsplit(" ", 1)[0]: float(line.rsplit(" ", 1)[1])
-            for line in body.splitlines() if line and not line.startswith("#")}
+    return {
+        line.rsplit(" ", 1)[0]: float(line.rsplit(" ", 1)[1])
+        for line in body.splitlines()
+        if line and not line.startswith("#")
+    }
 
 
 def io_counters(pid):
@@ -191,8 +237,9 @@ def test_restricted_sandbox_runs_pypause_as_pid_1_of_the_pod(cri_node, image):
     assert interfaces(pid) == ["eth0", "lo"]
 
     # A "restricted" container runs beside it, in the pod's network namespace.
-    config = container_config(cri, pod, "app", image,
-                              ["python3", "-c", "import _signal; _signal.pause()"])
+    config = container_config(
+        cri, pod, "app", image, ["python3", "-c", "import _signal; _signal.pause()"]
+    )
     container_id, app = node.start_container(sandbox_id, pod, config)
     assert node.container_status(container_id).state == cri.CONTAINER_RUNNING
     assert namespace(app, "net") == namespace(pid, "net")
@@ -209,7 +256,8 @@ def test_restricted_sandbox_runs_pypause_as_pid_1_of_the_pod(cri_node, image):
 
 @pytest.mark.parametrize("sandbox", ["pypause", "non-reaping control"])
 def test_shared_pid_namespace_orphans_are_adopted_and_reaped_by_the_sandbox(
-        cri_node, image, request, sandbox):
+    cri_node, image, request, sandbox
+):
     if sandbox == "pypause":
         sandbox_image = image
     else:  # the same pod on a node whose sandbox image's PID 1 never reaps
@@ -229,8 +277,11 @@ def test_shared_pid_namespace_orphans_are_adopted_and_reaped_by_the_sandbox(
         wait_until_reaped(pid)
         assert set(pidns_members(pid)) == {pid, app}
     else:
-        wait_for(lambda: len(zombies(pid)) == ORPHANS, 10,
-                 "%d zombies under the non-reaping sandbox" % ORPHANS)
+        wait_for(
+            lambda: len(zombies(pid)) == ORPHANS,
+            10,
+            "%d zombies under the non-reaping sandbox" % ORPHANS,
+        )
         assert all(proc_stat(z)[2] == pid for z in zombies(pid))
     assert node.sandbox_status(sandbox_id).state == cri.SANDBOX_READY
 
@@ -253,8 +304,11 @@ def test_container_restarted_in_the_same_sandbox_both_attempts_reaped(cri_node, 
         # what is left in the container's cgroup: the orphans, the sandbox's
         # children now, which pypause reaps.
         os.kill(app, signal.SIGTERM)
-        wait_for(lambda: node.container_status(container_id).state == cri.CONTAINER_EXITED,
-                 10, "attempt %d to exit" % attempt)
+        wait_for(
+            lambda: node.container_status(container_id).state == cri.CONTAINER_EXITED,
+            10,
+            "attempt %d to exit" % attempt,
+        )
         assert node.container_status(container_id).exit_code == 128 + signal.SIGTERM
         wait_until_reaped(pid)
         assert set(pidns_members(pid)) == {pid}, "only the sandbox is left"
@@ -263,17 +317,19 @@ def test_container_restarted_in_the_same_sandbox_both_attempts_reaped(cri_node, 
         with open("/proc/%d/stat" % pid) as f:
             assert f.read().rsplit(")", 1)[1].split()[19] == started, "the same PID 1"
 
-    containers = node.call("ListContainers", filter=cri.ContainerFilter(
-        pod_sandbox_id=sandbox_id)).containers
+    containers = node.call(
+        "ListContainers", filter=cri.ContainerFilter(pod_sandbox_id=sandbox_id)
+    ).containers
     assert sorted((c.metadata.attempt, c.state) for c in containers) == [
-        (0, cri.CONTAINER_EXITED), (1, cri.CONTAINER_EXITED)]
+        (0, cri.CONTAINER_EXITED),
+        (1, cri.CONTAINER_EXITED),
+    ]
 
 
 # ---------------------------------------------------------------- 4. metrics
 
 
-def test_metrics_sandbox_counts_the_pods_orphans_in_its_network_namespace(
-        cri_node, metrics_image):
+def test_metrics_sandbox_counts_the_pods_orphans_in_its_network_namespace(cri_node, metrics_image):
     port = metrics_port()
     node = cri_node(metrics_image)
     pod = pod_config(cri, node, "metrics", share_pid=True)
@@ -285,8 +341,11 @@ def test_metrics_sandbox_counts_the_pods_orphans_in_its_network_namespace(
     adopt_then_kill_orphans(pid, ORPHANS)
     wait_until_reaped(pid, held=HELD)
 
-    responses = wait_for(lambda: fetch_in_netns(pid, port, "/metrics", "/healthz"), 10,
-                         "the metrics endpoint in the pod's network namespace")
+    responses = wait_for(
+        lambda: fetch_in_netns(pid, port, "/metrics", "/healthz"),
+        10,
+        "the metrics endpoint in the pod's network namespace",
+    )
     status, content_type, body = responses["/metrics"]
     assert (status, content_type) == (200, "text/plain")
     values = samples(body)
@@ -298,18 +357,19 @@ def test_metrics_sandbox_counts_the_pods_orphans_in_its_network_namespace(
     # orphans' read from each zombie's unified line before the reap, the
     # holder's from its live process's.
     assert series(body, "pypause_zombies_reaped_by_container_total", "container_id") == {
-        (app_id,): ORPHANS}
+        (app_id,): ORPHANS
+    }
     assert proc_stat(holder)[0] == HOLDER_COMM
     assert series(body, "pypause_zombies_held_by_parent", "parent_comm", "container_id") == {
-        (HOLDER_COMM, holder_id): HELD}
+        (HOLDER_COMM, holder_id): HELD
+    }
     assert responses["/healthz"][0] == 200
     # Open in the pod's namespace, by the sandbox; not in the node's.
     assert listening_ports(pid) == {port}
     assert fetch_in_netns(node.proc.pid, port, "/healthz") is None
 
 
-def test_two_host_network_sandboxes_the_second_runs_on_without_the_port(
-        cri_node, metrics_image):
+def test_two_host_network_sandboxes_the_second_runs_on_without_the_port(cri_node, metrics_image):
     port = metrics_port()
     node = cri_node(metrics_image)
     node_netns = namespace(node.proc.pid, "net")
@@ -331,7 +391,9 @@ def test_two_host_network_sandboxes_the_second_runs_on_without_the_port(
     # it does not, and the difference in bytes is that of the two lines.
     serving = "[pypause] serving metrics on http://[::]:%d/metrics (IPv6 and IPv4)\n" % port
     disabled = "[pypause] ERROR: metrics disabled: cannot listen on *:%d: %s\n" % (
-        port, os.strerror(errno.EADDRINUSE))
+        port,
+        os.strerror(errno.EADDRINUSE),
+    )
     assert os.readlink("/proc/%d/fd/2" % second) == "/dev/null"
     first_io, second_io = io_counters(first), io_counters(second)
     assert second_io["syscw"] == first_io["syscw"], "one line each"
@@ -347,7 +409,9 @@ def test_two_host_network_sandboxes_the_second_runs_on_without_the_port(
     # its name with one write), which the kernel adds to their reaper's counters.
     after = io_counters(second)
     assert (after["syscw"] - second_io["syscw"], after["wchar"] - second_io["wchar"]) == (
-        ORPHANS, ORPHANS * len(ORPHAN_COMM))
+        ORPHANS,
+        ORPHANS * len(ORPHAN_COMM),
+    )
 
     # The node's port is the first sandbox's, which reaped none of them.
     _, _, body = fetch_in_netns(node.proc.pid, port, "/metrics")["/metrics"]
@@ -393,8 +457,12 @@ def test_stop_kills_the_sandbox_and_remove_leaves_nothing_behind(cri_node, image
         watcher.close()
     MEASURED["CRI StopPodSandbox: the sandbox's exit"] = (
         "%s after %.0f ms (the call returned after %.0f ms)"
-        % ("SIGKILL" if exited["exit_status"] == 137 else "status %d" % exited["exit_status"],
-           (exited_at(exited["exited_at"]) - wall) * 1000, elapsed * 1000))
+        % (
+            "SIGKILL" if exited["exit_status"] == 137 else "status %d" % exited["exit_status"],
+            (exited_at(exited["exited_at"]) - wall) * 1000,
+            elapsed * 1000,
+        )
+    )
     # containerd kills a sandbox: no SIGTERM, nothing for pypause to handle.
     assert (exited["pid"], exited["exit_status"]) == (pid, 128 + signal.SIGKILL)
     assert elapsed < STOP_BOUND
@@ -417,8 +485,11 @@ def test_stop_kills_the_sandbox_and_remove_leaves_nothing_behind(cri_node, image
     assert mounts_mentioning(sandbox_id) == [], "rootfs, /dev/shm..."
     assert not os.path.exists(netns_path) and mounts_mentioning(netns_path) == []
     assert interfaces(node.proc.pid) == ["lo", "pp-cri0"], "the pod's veth"
-    reserved = [n for n in os.listdir(os.path.join(node.ipam_dir, "pypause-cri-test"))
-                if re.match(r"^\d+\.\d+\.\d+\.\d+$", n)]
+    reserved = [
+        n
+        for n in os.listdir(os.path.join(node.ipam_dir, "pypause-cri-test"))
+        if re.match(r"^\d+\.\d+\.\d+\.\d+$", n)
+    ]
     assert reserved == [], "addresses still reserved in host-local IPAM"
     assert cni_cache_entries(sandbox_id) == []
     assert [h for h in cgroup_hierarchies() if os.path.exists(h + cgroup)] == []

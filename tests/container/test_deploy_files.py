@@ -63,7 +63,7 @@ def test_kind_cluster_sets_the_preloaded_metrics_image_as_sandbox_image():
     (patch,) = cluster["containerdConfigPatches"]
     cri = tomllib.loads(patch)["plugins"]["io.containerd.grpc.v1.cri"]
     assert cri["sandbox_image"] == built + "-metrics"
-    assert "kind build add-image \"$IMAGE-metrics\" --image \"$NODE_IMAGE\"" in script
+    assert 'kind build add-image "$IMAGE-metrics" --image "$NODE_IMAGE"' in script
     assert {node["image"] for node in cluster["nodes"]} == {node_image}
     subprocess.run(["bash", "-n", os.path.join(DEPLOY, "kind", "create-cluster.sh")], check=True)
 
@@ -79,8 +79,9 @@ def test_example_pod_and_podmonitor_point_at_the_sandbox_metrics_port():
     annotations = pod["metadata"]["annotations"]
     assert annotations["prometheus.io/scrape"] == "true"
     assert annotations["prometheus.io/port"] == str(port)
-    ports = {p["name"]: p["containerPort"] for c in pod["spec"]["containers"]
-             for p in c.get("ports", [])}
+    ports = {
+        p["name"]: p["containerPort"] for c in pod["spec"]["containers"] for p in c.get("ports", [])
+    }
     (endpoint,) = monitor["spec"]["podMetricsEndpoints"]
     assert ports[endpoint["port"]] == port
     selector = monitor["spec"]["selector"]["matchLabels"]
@@ -114,8 +115,10 @@ def test_the_metrics_doc_deploy_and_alert_agree_on_port_labels_and_rule():
     (monitor,) = [b for b in blocks if b.get("kind") == "PodMonitor"]
     deployed = documents()[("PodMonitor", "pypause-sandbox")]["spec"]
     assert monitor["spec"]["selector"] == deployed["selector"]
-    assert (monitor["spec"]["podMetricsEndpoints"][0]["port"]
-            == deployed["podMetricsEndpoints"][0]["port"])
+    assert (
+        monitor["spec"]["podMetricsEndpoints"][0]["port"]
+        == deployed["podMetricsEndpoints"][0]["port"]
+    )
     with open(os.path.join(REPO, "docs", "prometheus", "alerts.yml")) as f:
         rules = yaml.safe_load(f)
     assert rules in blocks  # docs/metrics.md shows the rule file as it is
@@ -130,9 +133,14 @@ def test_the_alert_texts_use_only_labels_every_series_has():
 
 def _text_files():
     """{path: text} of the README, the documents, and every file under deploy/."""
-    paths = [os.path.join(REPO, "README.md")] + sorted(glob.glob(os.path.join(REPO, "docs", "*.md")))
-    paths += sorted(p for p in glob.glob(os.path.join(DEPLOY, "**", "*"), recursive=True)
-                    if os.path.isfile(p) and "__pycache__" not in p)
+    paths = [os.path.join(REPO, "README.md")] + sorted(
+        glob.glob(os.path.join(REPO, "docs", "*.md"))
+    )
+    paths += sorted(
+        p
+        for p in glob.glob(os.path.join(DEPLOY, "**", "*"), recursive=True)
+        if os.path.isfile(p) and "__pycache__" not in p
+    )
     texts = {}
     for path in paths:
         with open(path) as f:
@@ -159,8 +167,11 @@ def test_build_args_are_declared_by_the_dockerfiles():
     for dockerfile in (os.path.join(REPO, "Dockerfile"), METRICS_DOCKERFILE):
         with open(dockerfile) as f:
             declared |= set(re.findall(r"^ARG (\w+)", f.read(), re.M))
-    used = {name for text in _text_files().values()
-            for name in re.findall(r"--build-arg[ =](\w+)=", text)}
+    used = {
+        name
+        for text in _text_files().values()
+        for name in re.findall(r"--build-arg[ =](\w+)=", text)
+    }
     assert used and used <= declared, used - declared
 
 
@@ -202,13 +213,21 @@ def run_create_cluster(tmp_path, provider=None, kind_version="0.24.0", sandbox_i
     stub.chmod(0o755)
     for name in ("kind", "kubectl", "docker", "podman"):
         (bin_dir / name).symlink_to(stub)
-    env = {"PATH": "%s:/usr/bin:/bin" % bin_dir, "STUB_LOG": str(tmp_path / "calls"),
-           "STUB_KIND_VERSION": kind_version,
-           "STUB_SANDBOX_IMAGE": sandbox_image or _script_image() + "-metrics"}
+    env = {
+        "PATH": "%s:/usr/bin:/bin" % bin_dir,
+        "STUB_LOG": str(tmp_path / "calls"),
+        "STUB_KIND_VERSION": kind_version,
+        "STUB_SANDBOX_IMAGE": sandbox_image or _script_image() + "-metrics",
+    }
     if provider:
         env["KIND_EXPERIMENTAL_PROVIDER"] = provider
-    r = subprocess.run(["bash", os.path.join(DEPLOY, "kind", "create-cluster.sh")], env=env,
-                       capture_output=True, text=True, timeout=30)
+    r = subprocess.run(
+        ["bash", os.path.join(DEPLOY, "kind", "create-cluster.sh")],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
     calls = (tmp_path / "calls").read_text().splitlines() if (tmp_path / "calls").exists() else []
     return r, calls
 
@@ -226,10 +245,13 @@ def test_create_cluster_script_with_either_provider_ends_verified(tmp_path, prov
     if engine == "docker":
         assert "kind build add-image %s-metrics --image %s" % (image, node_image) in calls
     else:  # kind's add-image runs docker: the script does its steps with podman
-        assert ("podman run -d --entrypoint /usr/local/bin/containerd "
-                "kindest/node:v1.31.0@sha256:0123") in calls
-        assert any(c.startswith("podman commit ") and c.endswith(" build-container " + node_image)
-                   for c in calls)
+        assert (
+            "podman run -d --entrypoint /usr/local/bin/containerd kindest/node:v1.31.0@sha256:0123"
+        ) in calls
+        assert any(
+            c.startswith("podman commit ") and c.endswith(" build-container " + node_image)
+            for c in calls
+        )
         assert "podman rm -f build-container" in calls, "the build container is removed"
     # It ends by checking each node's sandbox image and the example pod's PID 1.
     for node in ("pypause-control-plane", "pypause-worker"):

@@ -38,15 +38,42 @@ RUNS = [
     (["--metrics-addr", "bad..name:1"], 2),
     (["--", "/no/such/program"], 127),
     (["--", "python3", "-IS", "-c", "raise SystemExit(3)"], 3),
-    (["--log-format", "json", "-w", "-v", "--grace-period", "1", "--",
-      "python3", "-IS", "-c", LEAVES_ORPHAN], 5),
+    (
+        [
+            "--log-format",
+            "json",
+            "-w",
+            "-v",
+            "--grace-period",
+            "1",
+            "--",
+            "python3",
+            "-IS",
+            "-c",
+            LEAVES_ORPHAN,
+        ],
+        5,
+    ),
 ]
 
 
 def _hooked(podman, image, *args, detach=False):
     mode = ["-d"] if detach else ["--rm"]
-    return podman("run", *mode, "--network", "none", "--entrypoint", "python3", image,
-                  "-IS", "-c", HOOK, *args, check=False, timeout=60)
+    return podman(
+        "run",
+        *mode,
+        "--network",
+        "none",
+        "--entrypoint",
+        "python3",
+        image,
+        "-IS",
+        "-c",
+        HOOK,
+        *args,
+        check=False,
+        timeout=60,
+    )
 
 
 def _missing(stderr):
@@ -56,12 +83,27 @@ def _missing(stderr):
 @pytest.fixture(scope="module")
 def base_has(podman, base_image):
     """Which of some module names the base image's Python can find."""
+
     def has(names):
-        code = ("import importlib.util, json, sys\n"
-                "print(json.dumps([n for n in sys.argv[1:] if importlib.util.find_spec(n)]))")
-        r = podman("run", "--rm", "--network", "none", "--entrypoint", "python3", base_image,
-                   "-I", "-c", code, *sorted(names))
+        code = (
+            "import importlib.util, json, sys\n"
+            "print(json.dumps([n for n in sys.argv[1:] if importlib.util.find_spec(n)]))"
+        )
+        r = podman(
+            "run",
+            "--rm",
+            "--network",
+            "none",
+            "--entrypoint",
+            "python3",
+            base_image,
+            "-I",
+            "-c",
+            code,
+            *sorted(names),
+        )
         return set(json.loads(r.stdout))
+
     return has
 
 
@@ -81,12 +123,21 @@ def test_metrics_find_what_they_import(podman, image, base_has, addr):
     assert r.returncode == 0, r.stderr
     container = r.stdout.strip()
     try:
-        wait_for(lambda: "serving metrics" in podman("logs", container).stderr,
-                 what="pypause to serve metrics")
+        wait_for(
+            lambda: "serving metrics" in podman("logs", container).stderr,
+            what="pypause to serve metrics",
+        )
         answers = {}
-        for path, accept in [("/metrics", "*/*"), ("/metrics", "application/openmetrics-text"),
-                             ("/healthz", "*/*"), ("/", "*/*"), ("/nowhere", "*/*")]:
-            got = podman("exec", container, "python3", "-IS", "-c", IN_CONTAINER_GET, path, accept).stdout
+        for path, accept in [
+            ("/metrics", "*/*"),
+            ("/metrics", "application/openmetrics-text"),
+            ("/healthz", "*/*"),
+            ("/", "*/*"),
+            ("/nowhere", "*/*"),
+        ]:
+            got = podman(
+                "exec", container, "python3", "-IS", "-c", IN_CONTAINER_GET, path, accept
+            ).stdout
             answers[path, accept] = got.splitlines()[0]  # (text mode: the CRLFs are gone)
         start = time.monotonic()
         podman("stop", "--time", "10", container)

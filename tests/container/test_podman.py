@@ -10,11 +10,32 @@ import time
 import pytest
 
 import pypause
-from runtimes import (HELD, HOLDER_COMM, MEASURED, METRICS_DOCKERFILE, ORPHAN_COMM, ORPHAN_MAKER,
-                      ORPHANS, REPO, ZOMBIE_HOLDER, adopt_then_kill_orphans, fetch_in_netns,
-                      orphans_of, pidns_members, proc_stat, proc_status, root_is_read_only,
-                      series, title, wait_for, wait_until_adopted, wait_until_holding,
-                      wait_until_reaped, wait_until_waiting_for_signals, zombies)
+from runtimes import (
+    HELD,
+    HOLDER_COMM,
+    MEASURED,
+    METRICS_DOCKERFILE,
+    ORPHAN_COMM,
+    ORPHAN_MAKER,
+    ORPHANS,
+    REPO,
+    ZOMBIE_HOLDER,
+    adopt_then_kill_orphans,
+    fetch_in_netns,
+    orphans_of,
+    pidns_members,
+    proc_stat,
+    proc_status,
+    root_is_read_only,
+    series,
+    title,
+    wait_for,
+    wait_until_adopted,
+    wait_until_holding,
+    wait_until_reaped,
+    wait_until_waiting_for_signals,
+    zombies,
+)
 
 # The first test to run also builds the base and the image (under a minute here).
 pytestmark = pytest.mark.timeout(300)
@@ -27,15 +48,23 @@ IMAGE_BUDGET = 16_000_000
 # What pause mode becomes when it is started as root (podman's infra
 # container, CRI-O's): the Kubernetes pause image's user, no supplementary
 # group, no capability left.
-PAUSE_USER = {"Uid": ["65535"] * 4, "Gid": ["65535"] * 4, "Groups": [],
-              "CapPrm": ["0" * 16], "CapEff": ["0" * 16]}
+PAUSE_USER = {
+    "Uid": ["65535"] * 4,
+    "Gid": ["65535"] * 4,
+    "Groups": [],
+    "CapPrm": ["0" * 16],
+    "CapEff": ["0" * 16],
+}
 
 # What the environment of a pod's containers may hold: auto-instrumentation
 # injects PYTHONPATH (with a sitecustomize) into every one; the other two make
 # an interpreter that honours them die before it runs a line ("Fatal Python
 # error"). The image's #! line has -I, which ignores them all.
-PYTHON_ENVIRONMENT = {"PYTHONHOME": "/nonexistent", "PYTHONPATH": "/nonexistent",
-                      "PYTHONINTMAXSTRDIGITS": "1"}
+PYTHON_ENVIRONMENT = {
+    "PYTHONHOME": "/nonexistent",
+    "PYTHONPATH": "/nonexistent",
+    "PYTHONINTMAXSTRDIGITS": "1",
+}
 
 # Run inside the image: what could be executed there, and whether pip came along.
 LAYOUT_PROBE = """\
@@ -73,8 +102,20 @@ def pods(podman):
 
 def start_pod(podman, name, image, infra_command=None):
     """Start a pod whose infra container is `image`; return the infra's host PID."""
-    args = ["pod", "create", "--name", name, "--infra-image", image,
-            "--infra-name", name + "-infra", "--share", "pid,ipc,net", "--network", "none"]
+    args = [
+        "pod",
+        "create",
+        "--name",
+        name,
+        "--infra-image",
+        image,
+        "--infra-name",
+        name + "-infra",
+        "--share",
+        "pid,ipc,net",
+        "--network",
+        "none",
+    ]
     if infra_command:
         # podman 4 splits this at whitespace: no argument may contain a space.
         args += ["--infra-command", infra_command]
@@ -88,15 +129,39 @@ def start_orphan_maker(podman, pod, image, user=None):
 
     Return its ID, as `podman run` prints it.
     """
-    return podman("run", "-d", "--name", pod + "-worker", "--pod", pod, "--entrypoint",
-                  "python3", *(["--user", user] if user else []), image, "-c", ORPHAN_MAKER,
-                  str(ORPHANS)).stdout.strip()
+    return podman(
+        "run",
+        "-d",
+        "--name",
+        pod + "-worker",
+        "--pod",
+        pod,
+        "--entrypoint",
+        "python3",
+        *(["--user", user] if user else []),
+        image,
+        "-c",
+        ORPHAN_MAKER,
+        str(ORPHANS),
+    ).stdout.strip()
 
 
 def start_zombie_holder(podman, pod, image):
     """A container of the pod whose process holds HELD zombies; return (its ID, its host PID)."""
-    container_id = podman("run", "-d", "--name", pod + "-holder", "--pod", pod, "--entrypoint",
-                          "python3", image, "-c", ZOMBIE_HOLDER, str(HELD)).stdout.strip()
+    container_id = podman(
+        "run",
+        "-d",
+        "--name",
+        pod + "-holder",
+        "--pod",
+        pod,
+        "--entrypoint",
+        "python3",
+        image,
+        "-c",
+        ZOMBIE_HOLDER,
+        str(HELD),
+    ).stdout.strip()
     return container_id, int(podman.inspect(container_id, "{{.State.Pid}}"))
 
 
@@ -107,13 +172,23 @@ def wait_for_title(podman, name, words):
     """
     pid = int(podman.inspect(name, "{{.State.Pid}}"))  # 0: not running
     # None: gone; []: a zombie (its cmdline reads empty).
-    wait_for(lambda: not pid or title(pid) in (None, [], words), 10,
-             "pid %d to show the title %r" % (pid, " ".join(words)))
+    wait_for(
+        lambda: not pid or title(pid) in (None, [], words),
+        10,
+        "pid %d to show the title %r" % (pid, " ".join(words)),
+    )
     if not pid or title(pid) != words:
         logs = podman("logs", name, check=False)
-        raise AssertionError("%s ended (status %s) instead of showing the title %r:\n%s%s"
-                             % (name, podman.inspect(name, "{{.State.ExitCode}}"),
-                                " ".join(words), logs.stdout, logs.stderr))
+        raise AssertionError(
+            "%s ended (status %s) instead of showing the title %r:\n%s%s"
+            % (
+                name,
+                podman.inspect(name, "{{.State.ExitCode}}"),
+                " ".join(words),
+                logs.stdout,
+                logs.stderr,
+            )
+        )
     return pid
 
 
@@ -132,14 +207,22 @@ def test_image_config_and_contents(podman, image, base_image):
     assert config["Labels"]["org.opencontainers.image.base.name"] == base_image
     # Filled in by deploy/image/build.sh from the one source of each value.
     assert config["Labels"]["org.opencontainers.image.version"] == pypause.__version__
-    revision = subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO, capture_output=True,
-                              text=True).stdout.strip() or "unknown"
+    revision = (
+        subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=REPO, capture_output=True, text=True
+        ).stdout.strip()
+        or "unknown"
+    )
     assert config["Labels"]["org.opencontainers.image.revision"] == revision
-    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ",
-                        config["Labels"]["org.opencontainers.image.created"])
+    assert re.fullmatch(
+        r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", config["Labels"]["org.opencontainers.image.created"]
+    )
 
-    probe = json.loads(podman("run", "--rm", "--network", "none", "--entrypoint", "python3",
-                              image, "-c", LAYOUT_PROBE).stdout)
+    probe = json.loads(
+        podman(
+            "run", "--rm", "--network", "none", "--entrypoint", "python3", image, "-c", LAYOUT_PROBE
+        ).stdout
+    )
     # Nothing to run but the interpreter and pypause: no shell, no busybox, no pip.
     assert probe["executables"] == sorted([probe["python"], "/usr/local/bin/pypause"])
     assert probe["pip"] == []
@@ -150,8 +233,9 @@ def test_image_config_and_contents(podman, image, base_image):
     # kernel hands everything after it on as a single argument.
     assert probe["shebang"] == ["#!", probe["python"], "-IS"]
     # CRI-O starts /pause whatever the ENTRYPOINT is.
-    version = podman("run", "--rm", "--network", "none", "--entrypoint", "/pause", image,
-                     "--version").stdout
+    version = podman(
+        "run", "--rm", "--network", "none", "--entrypoint", "/pause", image, "--version"
+    ).stdout
     assert version.startswith("pypause ")
 
 
@@ -169,10 +253,11 @@ def test_image_size(podman, image, base_image, workdir):
             compressed = len(gzip.compress(f.read(), 6))  # as a registry's layers are
     finally:
         os.remove(archive)
-    MEASURED["image size"] = ("%.1f MB (gzip: %.1f MB) = Python runtime layer %.1f MB + pypause "
-                              "layer %.2f MB (the base it was taken from: %.1f MB)"
-                              % (total / 1e6, compressed / 1e6, runtime / 1e6, own / 1e6,
-                                 base / 1e6))
+    MEASURED["image size"] = (
+        "%.1f MB (gzip: %.1f MB) = Python runtime layer %.1f MB + pypause "
+        "layer %.2f MB (the base it was taken from: %.1f MB)"
+        % (total / 1e6, compressed / 1e6, runtime / 1e6, own / 1e6, base / 1e6)
+    )
     assert own < PYPAUSE_LAYER_BUDGET
     assert total <= IMAGE_BUDGET
     # The runtime layer is the base less shell, pip and unused libraries, plus bytecode.
@@ -191,8 +276,19 @@ for name in sorted(os.listdir(pypause.__path__[0])):
 
 def test_bytecode_is_precompiled_for_a_read_only_root(podman, image):
     # -v reports every module's code object: from a .pyc, or compiled from the .py.
-    r = podman("run", "--rm", "--network", "none", "--read-only", "--entrypoint", "python3",
-               image, "-v", "-c", IMPORT_EVERYTHING)
+    r = podman(
+        "run",
+        "--rm",
+        "--network",
+        "none",
+        "--read-only",
+        "--entrypoint",
+        "python3",
+        image,
+        "-v",
+        "-c",
+        IMPORT_EVERYTHING,
+    )
     loaded = [line for line in r.stderr.splitlines() if line.startswith("# code object from")]
     compiled_at_start = [line for line in loaded if ".pyc" not in line]
     assert any("pypause/__pycache__/metrics." in line for line in loaded)
@@ -200,8 +296,18 @@ def test_bytecode_is_precompiled_for_a_read_only_root(podman, image):
 
 
 def test_pause_mode_read_only_as_65535_stops_on_sigterm(pods, image):
-    pods("run", "-d", "--name", "pp-single", "--network", "none", "--read-only",
-         "--user", "65535:65535", image)
+    pods(
+        "run",
+        "-d",
+        "--name",
+        "pp-single",
+        "--network",
+        "none",
+        "--read-only",
+        "--user",
+        "65535:65535",
+        image,
+    )
     pid = int(pods.inspect("pp-single", "{{.State.Pid}}"))
     wait_until_waiting_for_signals(pid)
     assert pods.inspect("pp-single", "{{.State.Status}}") == "running"
@@ -219,8 +325,7 @@ def test_pause_mode_read_only_as_65535_stops_on_sigterm(pods, image):
     assert elapsed < 1.0
 
 
-def test_pod_infra_drops_root_then_adopts_and_reaps_orphans_and_a_non_reaper_does_not(
-        pods, image):
+def test_pod_infra_drops_root_then_adopts_and_reaps_orphans_and_a_non_reaper_does_not(pods, image):
     infra = start_pod(pods, "pp-pod", image)
     wait_until_waiting_for_signals(infra)
     # podman starts the infra container as root (the control below shows it):
@@ -245,12 +350,16 @@ def test_pod_infra_drops_root_then_adopts_and_reaps_orphans_and_a_non_reaper_doe
 
     # Negative control: the same pod with an infra process that never reaps
     # keeps all the orphans as zombies, so the check above can fail.
-    control = start_pod(pods, "pp-control", image,
-                        infra_command="python3 -c __import__('_signal').pause()")
+    control = start_pod(
+        pods, "pp-control", image, infra_command="python3 -c __import__('_signal').pause()"
+    )
     start_orphan_maker(pods, "pp-control", image)
     adopt_then_kill_orphans(control, ORPHANS)
-    wait_for(lambda: len(zombies(control)) == ORPHANS, 10,
-             "%d zombies under the non-reaping infra" % ORPHANS)
+    wait_for(
+        lambda: len(zombies(control)) == ORPHANS,
+        10,
+        "%d zombies under the non-reaping infra" % ORPHANS,
+    )
     assert all(proc_stat(pid)[2] == control for pid in zombies(control))
     # The same infra container, with a command that changes no credential, runs as root.
     assert proc_status(control, "Uid") == ["0"] * 4
@@ -258,12 +367,14 @@ def test_pod_infra_drops_root_then_adopts_and_reaps_orphans_and_a_non_reaper_doe
 
 
 @pytest.mark.parametrize("enabled_by", ["flag", "image env"])
-def test_pod_infra_serves_metrics_in_the_pod_network_namespace(pods, image, metrics_image,
-                                                               enabled_by):
+def test_pod_infra_serves_metrics_in_the_pod_network_namespace(
+    pods, image, metrics_image, enabled_by
+):
     if enabled_by == "flag":
         port = 9100
-        infra = start_pod(pods, "pp-metrics", image,
-                          infra_command="pypause --metrics-addr %d" % port)
+        infra = start_pod(
+            pods, "pp-metrics", image, infra_command="pypause --metrics-addr %d" % port
+        )
     else:  # as a CRI runtime runs a sandbox: the image's entrypoint and env, no arguments
         with open(METRICS_DOCKERFILE) as f:
             port = int(re.search(r"^ENV PYPAUSE_METRICS_ADDR=(\d+)$", f.read(), re.M).group(1))
@@ -275,8 +386,11 @@ def test_pod_infra_serves_metrics_in_the_pod_network_namespace(pods, image, metr
     adopt_then_kill_orphans(infra, ORPHANS)
     wait_until_reaped(infra, held=HELD)
 
-    responses = wait_for(lambda: fetch_in_netns(infra, port, "/metrics", "/healthz"), 10,
-                         "the metrics endpoint in the pod's network namespace")
+    responses = wait_for(
+        lambda: fetch_in_netns(infra, port, "/metrics", "/healthz"),
+        10,
+        "the metrics endpoint in the pod's network namespace",
+    )
     status, content_type, body = responses["/metrics"]
     assert (status, content_type) == (200, "text/plain")
     reaped = 'pypause_zombies_reaped_by_comm_total{comm="%s"} %d.0' % (ORPHAN_COMM, ORPHANS)
@@ -286,10 +400,12 @@ def test_pod_infra_serves_metrics_in_the_pod_network_namespace(pods, image, metr
     # orphans' read from each zombie's unified line before the reap, the
     # holder's from its live process's.
     assert series(body, "pypause_zombies_reaped_by_container_total", "container_id") == {
-        (worker_id,): ORPHANS}
+        (worker_id,): ORPHANS
+    }
     assert proc_stat(holder)[0] == HOLDER_COMM
     assert series(body, "pypause_zombies_held_by_parent", "parent_comm", "container_id") == {
-        (HOLDER_COMM, holder_id): HELD}
+        (HOLDER_COMM, holder_id): HELD
+    }
     assert responses["/healthz"][0] == 200
     # Started as root (podman's infra container), pypause became the pause
     # user once the port was bound: every thread, the one serving included...
@@ -306,24 +422,54 @@ def test_pod_infra_serves_metrics_in_the_pod_network_namespace(pods, image, metr
 
 @pytest.mark.parametrize("entrypoint", ["pypause", "/pause"])  # the image's; CRI-O's
 def test_image_is_immune_to_the_python_environment_it_is_run_with(pods, image, entrypoint):
-    environment = [arg for name, value in PYTHON_ENVIRONMENT.items()
-                   for arg in ("--env", "%s=%s" % (name, value))]
+    environment = [
+        arg
+        for name, value in PYTHON_ENVIRONMENT.items()
+        for arg in ("--env", "%s=%s" % (name, value))
+    ]
     # Control: the image's interpreter, run plainly with these variables, dies.
-    r = pods("run", "--rm", "--network", "none", *environment, "--entrypoint", "python3",
-             image, "-c", "pass", check=False)
+    r = pods(
+        "run",
+        "--rm",
+        "--network",
+        "none",
+        *environment,
+        "--entrypoint",
+        "python3",
+        image,
+        "-c",
+        "pass",
+        check=False,
+    )
     assert (r.returncode, "Fatal Python error" in r.stderr) == (1, True), r.stderr
 
     # pypause, with metrics: its packages come from site-packages, which
     # `site` did not add to sys.path (-S); pypause's command did.
     port = 9100
-    pods("run", "-d", "--name", "pp-env", "--network", "none", "--read-only", *environment,
-         "--entrypoint", entrypoint, image, "--metrics-addr", str(port))
+    pods(
+        "run",
+        "-d",
+        "--name",
+        "pp-env",
+        "--network",
+        "none",
+        "--read-only",
+        *environment,
+        "--entrypoint",
+        entrypoint,
+        image,
+        "--metrics-addr",
+        str(port),
+    )
     env = json.loads(pods.inspect("pp-env", "{{json .Config.Env}}"))
     assert {"%s=%s" % item for item in PYTHON_ENVIRONMENT.items()} <= set(env)
     pid = wait_for_title(pods, "pp-env", ["pypause", "--metrics-addr", str(port)])
     wait_until_waiting_for_signals(pid)
-    responses = wait_for(lambda: fetch_in_netns(pid, port, "/metrics"), 10,
-                         "the metrics endpoint in the container's network namespace")
+    responses = wait_for(
+        lambda: fetch_in_netns(pid, port, "/metrics"),
+        10,
+        "the metrics endpoint in the container's network namespace",
+    )
     assert responses["/metrics"][0] == 200
     assert len(os.listdir("/proc/%d/task" % pid)) == 2, "the loop and the metrics server"
 
@@ -342,12 +488,24 @@ def test_init_mode_in_a_container_forwards_sigterm_and_passes_exit_codes(pods, i
     r = pods("run", "--rm", "--network", "none", *init, "raise SystemExit(3)", check=False)
     assert r.returncode == 3, r.stderr
 
-    pods("run", "-d", "--name", "pp-app", "--network", "none", *init,
-         "import _signal; _signal.pause()")
+    pods(
+        "run",
+        "-d",
+        "--name",
+        "pp-app",
+        "--network",
+        "none",
+        *init,
+        "import _signal; _signal.pause()",
+    )
     pid = int(pods.inspect("pp-app", "{{.State.Pid}}"))
-    wait_for(lambda: any(ppid == pid and comm == "python3"
-                         for comm, _, ppid in pidns_members(pid).values()),
-             10, "pypause to start its child")
+    wait_for(
+        lambda: any(
+            ppid == pid and comm == "python3" for comm, _, ppid in pidns_members(pid).values()
+        ),
+        10,
+        "pypause to start its child",
+    )
     wait_until_waiting_for_signals(pid)
     pods("stop", "--time", "10", "pp-app")
     # The app died of the forwarded SIGTERM: 128 + 15, reported by pypause.

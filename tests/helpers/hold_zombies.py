@@ -5,6 +5,7 @@ usage: hold_zombies.py COMM N
 Prints "holding" once all N have exited (seen with WNOWAIT, so none is
 reaped); exits when stdin closes, which hands its zombies to the init.
 """
+
 import os
 import sys
 

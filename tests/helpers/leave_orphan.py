@@ -6,6 +6,7 @@ parent is no longer the middle one (it was adopted by the nearest subreaper
 or PID 1), then exits: a zombie for its new parent to reap. Prints
 "orphan PID" once the middle process is gone, then execs COMMAND.
 """
+
 import os
 import sys
 import time

@@ -7,6 +7,7 @@ every other type with no record (NOERROR). Each query is appended to the
 file LOG as "NAME TYPE" (one line) when it arrives. Prints "ready" once it
 listens; runs until killed. Meant to run in a network namespace of its own.
 """
+
 import select
 import socket
 import struct
@@ -22,9 +23,9 @@ def question(packet):
     """(name, type, end of the question section) of the first question."""
     labels, at = [], 12
     while packet[at]:
-        labels.append(packet[at + 1:at + 1 + packet[at]].decode("ascii", "replace"))
+        labels.append(packet[at + 1 : at + 1 + packet[at]].decode("ascii", "replace"))
         at += 1 + packet[at]
-    qtype = struct.unpack("!H", packet[at + 1:at + 3])[0]
+    qtype = struct.unpack("!H", packet[at + 1 : at + 3])[0]
     return ".".join(labels), qtype, at + 5
 
 
@@ -36,8 +37,11 @@ def answer(packet):
         records = struct.pack("!HHHIH", 0xC00C, 1, 1, 60, 4) + socket.inet_aton("127.0.0.1")
     # QR, the query's RD, RA, and the response code
     reply_flags = 0x8000 | (flags & 0x0100) | 0x0080 | RCODES[mode]
-    return (struct.pack("!HHHHHH", ident, reply_flags, 1, 1 if records else 0, 0, 0)
-            + packet[12:end] + records)
+    return (
+        struct.pack("!HHHHHH", ident, reply_flags, 1, 1 if records else 0, 0, 0)
+        + packet[12:end]
+        + records
+    )
 
 
 sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)

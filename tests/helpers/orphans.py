@@ -5,6 +5,7 @@ Each orphan runs `sleep HOLD` (HOLD 0: exits at once, a storm of zombies).
 Prints "orphaned" when the middle process is gone; with --stay, then waits
 for stdin to close and exits 0.
 """
+
 import os
 import sys
 

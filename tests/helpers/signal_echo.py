@@ -4,6 +4,7 @@
 With ECHO_WAIT=sleep in the environment it does not read stdin (a background
 job's stdin is /dev/null) and exits 0 after echoing SIGTERM.
 """
+
 import os
 import signal
 import sys
@@ -16,9 +17,14 @@ sleep_mode = os.environ.get("ECHO_WAIT") == "sleep"
 
 
 def echo(signum, frame):
-    os.write(1, ("%s\n" % signal.Signals(signum).name
-                 if signum in signal.Signals._value2member_map_
-                 else "SIG%d\n" % signum).encode())
+    os.write(
+        1,
+        (
+            "%s\n" % signal.Signals(signum).name
+            if signum in signal.Signals._value2member_map_
+            else "SIG%d\n" % signum
+        ).encode(),
+    )
     if sleep_mode and signum == signal.SIGTERM:
         sys.exit(0)
 

@@ -14,6 +14,7 @@ Commands on stdin, one per line (read by a thread):
   flags     answer "flags F": the open-file flags of fd 2, in octal
 EOF on stdin: exit with CODE.
 """
+
 import fcntl
 import os
 import signal
@@ -22,8 +23,17 @@ import threading
 
 code = int(sys.argv[1])
 WAITED = set(signal.valid_signals()) - {
-    signal.SIGKILL, signal.SIGSTOP, signal.SIGCHLD, signal.SIGSEGV, signal.SIGBUS,
-    signal.SIGFPE, signal.SIGILL, signal.SIGABRT, signal.SIGTRAP, signal.SIGSYS}
+    signal.SIGKILL,
+    signal.SIGSTOP,
+    signal.SIGCHLD,
+    signal.SIGSEGV,
+    signal.SIGBUS,
+    signal.SIGFPE,
+    signal.SIGILL,
+    signal.SIGABRT,
+    signal.SIGTRAP,
+    signal.SIGSYS,
+}
 signal.pthread_sigmask(signal.SIG_BLOCK, WAITED)  # before the thread: it inherits it
 
 

@@ -7,6 +7,7 @@ the init. Even-numbered ones handle SIGTERM by writing "T" to FD and exiting;
 odd ones ignore SIGTERM. Each holds FD open, so EOF on its read end means all
 N are gone. Prints "ready" once all N are set up, then exits with CODE.
 """
+
 import os
 import signal
 import sys

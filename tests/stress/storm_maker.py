@@ -17,6 +17,7 @@ for them to go could wait forever) and the next middle goes on. Prints one
 JSON line when done, {"orphans": N, "eagain": K}, and exits with CODE (0).
 With --go it waits for a line on stdin before it starts.
 """
+
 import json
 import os
 import shutil

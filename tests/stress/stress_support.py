@@ -16,11 +16,11 @@ import sys
 import threading
 import time
 
-from support import (PYPAUSE, PidNamespace, children, free_port, port_from, stop,  # noqa: F401
-                     wait_for)  # (re-exported to the stress tests)
-from support import http_get as get  # noqa: F401  (re-exported: (status, headers, body))
-from support import metric_samples as samples  # noqa: F401
-from support import metric_value as value  # noqa: F401
+# Re-exported to the stress tests (F401 is off for this file in pyproject.toml).
+from support import PYPAUSE, PidNamespace, children, free_port, port_from, stop, wait_for
+from support import http_get as get  # (status, headers, body)
+from support import metric_samples as samples
+from support import metric_value as value
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 STRESS = os.environ.get("PYPAUSE_STRESS", "").strip().lower() not in ("", "0", "no", "false", "off")
@@ -43,6 +43,7 @@ def measured(key, figure):
 
 
 # -- /proc readings of one process --------------------------------------------
+
 
 def status_kib(pid, key):
     """A "kB" field of /proc/PID/status (VmRSS, VmHWM...), in KiB."""
@@ -93,6 +94,7 @@ def listen_overflows():
 
 # -- storms in a namespace ------------------------------------------------------
 
+
 def storm(ns, total, makers, batch=100, late=True, timeout=600):
     """`makers` storm makers entered into `ns` at once, `total` orphans between them.
 
@@ -100,9 +102,14 @@ def storm(ns, total, makers, batch=100, late=True, timeout=600):
     """
     share = [total // makers + (1 if i < total % makers else 0) for i in range(makers)]
     t0 = time.monotonic()
-    started = [ns.enter([sys.executable, STORM_MAKER, str(n), "--batch", str(batch)]
-                          + (["--late"] if late else []), stdout=subprocess.PIPE)
-               for n in share]
+    started = [
+        ns.enter(
+            [sys.executable, STORM_MAKER, str(n), "--batch", str(batch)]
+            + (["--late"] if late else []),
+            stdout=subprocess.PIPE,
+        )
+        for n in share
+    ]
     made = eagain = 0
     try:
         for p in started:
@@ -146,8 +153,10 @@ def pids_cgroup_parent():
         # Only where pids is already delegated: enabling it would change the host.
         if "pids" in enabled and _writable_dir(root):
             return root, 2
-    return None, ("no writable pids cgroup: neither cgroup v1 %s nor a cgroup v2 root "
-                  "with pids in cgroup.subtree_control" % PIDS_V1)
+    return None, (
+        "no writable pids cgroup: neither cgroup v1 %s nor a cgroup v2 root "
+        "with pids in cgroup.subtree_control" % PIDS_V1
+    )
 
 
 class PidsCgroup:
@@ -208,10 +217,12 @@ class PidsCgroup:
             except OSError:
                 return False
             return True
+
         wait_for(removed, timeout=10, what="cgroup %s to be removed" % self.path)
 
 
 # -- reading a child's output as it comes -------------------------------------
+
 
 class Lines:
     """Collects the lines of a stream in a thread; wait() for a condition on them."""
@@ -236,8 +247,9 @@ class Lines:
         with self._cond:
             result = self._cond.wait_for(lambda: predicate(self.lines), timeout)
         if not result:
-            raise AssertionError("timed out waiting for %s; last lines: %r"
-                                 % (what, self.lines[-5:]))
+            raise AssertionError(
+                "timed out waiting for %s; last lines: %r" % (what, self.lines[-5:])
+            )
         return result
 
     def count(self, text):

@@ -31,13 +31,74 @@ SHORT = "hVvsgrepw" + "xZ9-"  # every short option, and some that are not
 LONG = [o.long for o in cli.OPTIONS] + ["nope", "verbos", "help=1", ""]
 ENV = [o.env for o in cli.OPTIONS if o.env]
 _VALUES = [
-    "TERM", "SIGTERM", "sigterm", "15", "0", "-1", "256", "255", "RTMIN+2", "rtmax-1",
-    "SIGRTMIN+99", "RTMIN+", "RTMIN-0", "KILL", "STOP", "SEGV", "TERM:QUIT", "USR1:0",
-    "TERM: 0", "TERM:", ":TERM", "TERM:QUIT:HUP", "15:9", "1.5", "nan", "inf", "-0", "1e9",
-    "1e400", "0x10", "1_000", " 3 ", "json", "text", "JSON", "xml", "127.0.0.1:0", "[::1]:0",
-    "0", "[::]", "[::]:", "host:", ":80", "65536", "1:2:3", "\u0663", "\u00b2", "", " ",
-    "\t", "\u00df", "\u00e9t\u00e9", "\udcff\udcfe", "a" * 5000, "9" * 5000, "--", "-",
-    "-v", "-vv", "--help", "-V", "yes", "no", "on", "off", "maybe", "TERM,QUIT", "1 2 3",
+    "TERM",
+    "SIGTERM",
+    "sigterm",
+    "15",
+    "0",
+    "-1",
+    "256",
+    "255",
+    "RTMIN+2",
+    "rtmax-1",
+    "SIGRTMIN+99",
+    "RTMIN+",
+    "RTMIN-0",
+    "KILL",
+    "STOP",
+    "SEGV",
+    "TERM:QUIT",
+    "USR1:0",
+    "TERM: 0",
+    "TERM:",
+    ":TERM",
+    "TERM:QUIT:HUP",
+    "15:9",
+    "1.5",
+    "nan",
+    "inf",
+    "-0",
+    "1e9",
+    "1e400",
+    "0x10",
+    "1_000",
+    " 3 ",
+    "json",
+    "text",
+    "JSON",
+    "xml",
+    "127.0.0.1:0",
+    "[::1]:0",
+    "0",
+    "[::]",
+    "[::]:",
+    "host:",
+    ":80",
+    "65536",
+    "1:2:3",
+    "\u0663",
+    "\u00b2",
+    "",
+    " ",
+    "\t",
+    "\u00df",
+    "\u00e9t\u00e9",
+    "\udcff\udcfe",
+    "a" * 5000,
+    "9" * 5000,
+    "--",
+    "-",
+    "-v",
+    "-vv",
+    "--help",
+    "-V",
+    "yes",
+    "no",
+    "on",
+    "off",
+    "maybe",
+    "TERM,QUIT",
+    "1 2 3",
 ]
 _ALPHABET = "abcXYZ019-_=:+,. /\\\t\n\x1b\x7f\u00e9\u0663\u00b2\u200b\U0001f600\udcff"
 
@@ -158,8 +219,13 @@ def _expected(config, known):
 
 def _black_box(case):
     i, argv, env, expected, pause = case
-    p = subprocess.Popen([PYPAUSE, *argv], stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                         stderr=subprocess.PIPE, env={**os.environ, **env})
+    p = subprocess.Popen(
+        [PYPAUSE, *argv],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env={**os.environ, **env},
+    )
     try:
         if pause:
             wait_until_idle(p.pid)
@@ -178,10 +244,20 @@ def test_black_box_every_run_ends_with_a_predicted_status(tmp_path):
     not_executable.write_text("#!/bin/sh\n")
     not_executable.chmod(stat.S_IRUSR | stat.S_IWUSR)
     rng = random.Random(SEED + 2)
-    known = {("true",): 0, ("false",): 1, ("/nonexistent/pypause-fuzz",): 127,
-             (str(not_executable),): 126}
-    tails = [[], ["true"], ["false"], ["/nonexistent/pypause-fuzz"], [str(not_executable)],
-             ["--", "true"]]
+    known = {
+        ("true",): 0,
+        ("false",): 1,
+        ("/nonexistent/pypause-fuzz",): 127,
+        (str(not_executable),): 126,
+    }
+    tails = [
+        [],
+        ["true"],
+        ["false"],
+        ["/nonexistent/pypause-fuzz"],
+        [str(not_executable)],
+        ["--", "true"],
+    ]
     for code in (0, 3, 42, 126, 127, 255):
         known[("sh", "-c", "exit %d" % code)] = code
         tails += [["sh", "-c", "exit %d" % code], ["--", "sh", "-c", "exit %d" % code]]
@@ -203,19 +279,25 @@ def test_black_box_every_run_ends_with_a_predicted_status(tmp_path):
             where = "vector %d (seed %d): pypause %r with %r" % (i, SEED + 2, argv, env)
             assert status != "hang", "%s did not end" % where
             assert status in expected, "%s: status %d, expected %s; stderr %r" % (
-                where, status, expected, err[-500:])
+                where,
+                status,
+                expected,
+                err[-500:],
+            )
             assert b"Traceback" not in err, "%s: %r" % (where, err[-2000:])
             if status == 2:
                 assert err.count(b"\n") == 1 and err.startswith(b"pypause: "), (where, err)
             statuses[status] = statuses.get(status, 0) + 1
     assert {0, 2, 127} <= set(statuses)  # the vectors reach the main outcomes
-    measured("fuzz, black box", "%d runs, exit statuses %s" % (
-        BLACK_BOX, dict(sorted(statuses.items()))))
+    measured(
+        "fuzz, black box", "%d runs, exit statuses %s" % (BLACK_BOX, dict(sorted(statuses.items())))
+    )
 
 
 @pytest.mark.timeout(30)
 def test_an_argument_that_is_not_utf8_does_not_kill_pid1():
-    r = subprocess.run([PYPAUSE, "--", "sh", "-c", "exit 3", "sh", b"caf\xe9"],
-                       capture_output=True, timeout=20)
+    r = subprocess.run(
+        [PYPAUSE, "--", "sh", "-c", "exit 3", "sh", b"caf\xe9"], capture_output=True, timeout=20
+    )
     assert b"Traceback" not in r.stderr
     assert r.returncode == 3

@@ -30,8 +30,19 @@ import time
 
 import pytest
 
-from stress_support import (ECHO_CHILD, PYPAUSE, Lines, fd_count, get, measured, port_from,
-                            samples, scaled, value, wait_for)
+from stress_support import (
+    ECHO_CHILD,
+    PYPAUSE,
+    Lines,
+    fd_count,
+    get,
+    measured,
+    port_from,
+    samples,
+    scaled,
+    value,
+    wait_for,
+)
 
 SEEDS = scaled([19001, 19002, 19003], [19001 + i for i in range(12)])
 CLIENTS = scaled(100, 600)  # per round
@@ -46,14 +57,23 @@ MAX = 8192  # httpd.MAX_REQUEST
 REJECTED = "pypause_metrics_connections_rejected_total"
 ERRORS = "pypause_metrics_errors_total"
 #: stderr lines that say the server caught a bug (or the thread ended).
-FAILURE_LINES = re.compile(r"Traceback|server failed|serving a connection failed|"
-                           r"thread ended|metrics ended|unexpected error")
-REASONS = {200: "OK", 400: "Bad Request", 404: "Not Found", 405: "Method Not Allowed",
-           431: "Request Header Fields Too Large", 500: "Internal Server Error",
-           503: "Service Unavailable"}
+FAILURE_LINES = re.compile(
+    r"Traceback|server failed|serving a connection failed|"
+    r"thread ended|metrics ended|unexpected error"
+)
+REASONS = {
+    200: "OK",
+    400: "Bad Request",
+    404: "Not Found",
+    405: "Method Not Allowed",
+    431: "Request Header Fields Too Large",
+    500: "Internal Server Error",
+    503: "Service Unavailable",
+}
 
 
 # -- requests -----------------------------------------------------------------------
+
 
 def draw_request(rng):
     """(bytes, statuses it may get or None: none due, HEAD?): random, valid or not."""
@@ -61,28 +81,57 @@ def draw_request(rng):
     path = rng.choice([b"/metrics", b"/healthz", b"/", b"/nope", b"/metrics?x=1"])
     status = {b"/nope": 404}.get(path, 200)
     headers = [b"Host: 127.0.0.1"] + rng.sample(
-        [b"Accept: */*", b"Accept: application/openmetrics-text; version=1.0.0",
-         b"User-Agent: fuzz", b"X-Odd:  v  ", b"Connection: keep-alive"], rng.randint(0, 3))
-    kind = rng.choice(["valid"] * 4 + ["method", "malformed", "oversize", "probe", "incomplete",
-                                      "garbage", "tokens"])
+        [
+            b"Accept: */*",
+            b"Accept: application/openmetrics-text; version=1.0.0",
+            b"User-Agent: fuzz",
+            b"X-Odd:  v  ",
+            b"Connection: keep-alive",
+        ],
+        rng.randint(0, 3),
+    )
+    kind = rng.choice(
+        ["valid"] * 4
+        + ["method", "malformed", "oversize", "probe", "incomplete", "garbage", "tokens"]
+    )
     if kind == "probe":
         return rng.choice([b"\r\n\r\n", b"\n\n", b"\r\n\n", b" \r\n\r\n"]), {400}, False
     if kind == "garbage":
         data = bytes(rng.getrandbits(8) for _ in range(rng.randint(0, 600)))
         return data, _any_if_due(data), None
     if kind == "tokens":
-        parts = [b"GET", b"HEAD", b" ", b"/metrics", b"/healthz", b"HTTP/1.1", b"\r\n", b"\n",
-                 b"\x85", b":", b"\x00", b"?", b"\xff", b"Host: a"]
+        parts = [
+            b"GET",
+            b"HEAD",
+            b" ",
+            b"/metrics",
+            b"/healthz",
+            b"HTTP/1.1",
+            b"\r\n",
+            b"\n",
+            b"\x85",
+            b":",
+            b"\x00",
+            b"?",
+            b"\xff",
+            b"Host: a",
+        ]
         data = b"".join(rng.choice(parts) for _ in range(rng.randint(0, 30)))
         return data, _any_if_due(data), None
     method = rng.choice([b"GET", b"HEAD"])
     line = b"%s %s HTTP/1.1" % (method, path)
     if kind == "method":
-        line, status = b"%s %s HTTP/1.1" % (rng.choice([b"POST", b"PUT", b"get", b"BREW"]),
-                                            path), 405
+        line, status = (
+            b"%s %s HTTP/1.1" % (rng.choice([b"POST", b"PUT", b"get", b"BREW"]), path),
+            405,
+        )
     elif kind == "malformed":
-        line, status = rng.choice([b"GET", b"GET %s" % path, b"GET  %s HTTP/1.1" % path,
-                                   b"GET %s FTP/1" % path, b""]), 400
+        line, status = (
+            rng.choice(
+                [b"GET", b"GET %s" % path, b"GET  %s HTTP/1.1" % path, b"GET %s FTP/1" % path, b""]
+            ),
+            400,
+        )
     head = eol.join([line, *headers])
     if kind == "oversize":  # at MAX's edge (a head of MAX bytes is served), and past it
         size = rng.choice([rng.randint(MAX - 3, MAX + 3), rng.randint(MAX + 10, 2 * MAX)])
@@ -115,10 +164,8 @@ class Client:
             # No answer due: the server would hold it to its deadline; short
             # rounds leave instead (long ones have "hold" clients for that).
             self.ending = rng.choice(["close", "rst", "half"])
-        cuts = sorted(rng.randint(1, max(1, len(self.data) - 1))
-                      for _ in range(rng.randint(0, 3)))
-        self.chunks = [self.data[a:b] for a, b in zip([0, *cuts], [*cuts, len(self.data)])
-                       if b > a]
+        cuts = sorted(rng.randint(1, max(1, len(self.data) - 1)) for _ in range(rng.randint(0, 3)))
+        self.chunks = [self.data[a:b] for a, b in zip([0, *cuts], [*cuts, len(self.data)]) if b > a]
         self.times = sorted(start + rng.uniform(0, span) for _ in self.chunks)
         self.start = start
         self.sock = None
@@ -205,8 +252,9 @@ class Client:
         self.received += chunk
 
     def finished(self):
-        return self.closed_here() or self.eof or self.reset or (
-            self.ended and self.ending == "noread")
+        return (
+            self.closed_here() or self.eof or self.reset or (self.ended and self.ending == "noread")
+        )
 
     def finish(self):
         """The end of the round: what a non-reader has got, then close."""
@@ -243,6 +291,7 @@ def run_clients(clients, port, limit):
 
 # -- what a client got -------------------------------------------------------------------
 
+
 def parse_answer(raw, head_only):
     """(status, complete, body) of `raw` read as one response; AssertionError if it is not."""
     head, sep, rest = raw.partition(b"\r\n\r\n")
@@ -251,8 +300,9 @@ def parse_answer(raw, head_only):
     version, code, reason = lines[0].split(" ", 2)
     status = int(code)
     assert version == "HTTP/1.1" and reason == REASONS[status], lines[0]
-    headers = dict((k.strip().lower(), v.strip()) for k, _, v in
-                   (line.partition(":") for line in lines[1:]))
+    headers = dict(
+        (k.strip().lower(), v.strip()) for k, _, v in (line.partition(":") for line in lines[1:])
+    )
     assert headers.get("connection") == "close", headers
     length = int(headers["content-length"])
     want = 0 if head_only else length
@@ -278,8 +328,11 @@ def check_client(c, where):
 
 def counted_errors_seen(clients):
     """Answers the clients saw that pypause counts as errors (bad requests, 500s)."""
-    return sum(int(c.received.split(b" ", 2)[1]) in (400, 431, 500)
-               for c in clients if c.reads and c.received)
+    return sum(
+        int(c.received.split(b" ", 2)[1]) in (400, 431, 500)
+        for c in clients
+        if c.reads and c.received
+    )
 
 
 def threads(pid):
@@ -290,11 +343,15 @@ def threads(pid):
 
 # -- pypause --------------------------------------------------------------------------------
 
+
 class Pypause:
     def __init__(self, procs):
-        self.p = procs([PYPAUSE, "--metrics-addr", "127.0.0.1:0", "--", sys.executable,
-                        ECHO_CHILD, str(CODE)],
-                       stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        self.p = procs(
+            [PYPAUSE, "--metrics-addr", "127.0.0.1:0", "--", sys.executable, ECHO_CHILD, str(CODE)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        )
         self.pid = self.p.pid
         self.port = port_from(self.p.stderr)
         self.out = Lines(self.p.stdout)
@@ -313,19 +370,24 @@ class Pypause:
             healthz = get(self.port, "/healthz")[::2]
             status, _, text = get(self.port, "/metrics")
         except OSError as e:  # (the HTTP thread died: nobody accepts)
-            raise AssertionError("%s: no answer (%s); pypause's stderr ends %r"
-                                 % (where, e, self.err.lines[-12:])) from None
+            raise AssertionError(
+                "%s: no answer (%s); pypause's stderr ends %r" % (where, e, self.err.lines[-12:])
+            ) from None
         assert healthz == (200, "ok\n"), where
         assert status == 200 and "pypause_info" in text, where
         assert threads(self.pid) == 2, "%s: %d threads" % (where, threads(self.pid))
         # The HTTP thread closes a connection just after its client has the answer.
-        wait_for(lambda: fd_count(self.pid) == fds0, timeout=DEADLINE + 3,
-                 what="%s: pypause's fds back to %d (has %d)" % (where, fds0,
-                                                               fd_count(self.pid)))
+        wait_for(
+            lambda: fd_count(self.pid) == fds0,
+            timeout=DEADLINE + 3,
+            what="%s: pypause's fds back to %d (has %d)" % (where, fds0, fd_count(self.pid)),
+        )
         os.kill(self.pid, signal.SIGUSR1)
         self.usr1 += 1
-        self.out.wait(lambda lines: lines.count(str(int(signal.SIGUSR1))) == self.usr1,
-                      what="%s: SIGUSR1 %d echoed by the child" % (where, self.usr1))
+        self.out.wait(
+            lambda lines: lines.count(str(int(signal.SIGUSR1))) == self.usr1,
+            what="%s: SIGUSR1 %d echoed by the child" % (where, self.usr1),
+        )
         failures = [line for line in self.err.lines if line and FAILURE_LINES.search(line)]
         assert not failures, "%s: %r" % (where, failures[:5])
 
@@ -348,13 +410,13 @@ def test_fuzzed_clients_never_stop_the_metrics_server(procs):
         where = "seed %d" % seed
         # -- a round of random clients ----------------------------------------------
         t0 = time.monotonic()
-        clients = [Client(rng, t0 + rng.uniform(0, ROUND), ROUND / 2, HOLD)
-                   for _ in range(CLIENTS)]
+        clients = [Client(rng, t0 + rng.uniform(0, ROUND), ROUND / 2, HOLD) for _ in range(CLIENTS)]
         run_clients(clients, pp.port, t0 + ROUND * 1.5 + DEADLINE + 3)
         silent = 0
         for i, c in enumerate(clients):
-            silent += check_client(c, "%s, client %d (%s, %r...)" % (where, i, c.ending,
-                                                                     c.data[:60]))
+            silent += check_client(
+                c, "%s, client %d (%s, %r...)" % (where, i, c.ending, c.data[:60])
+            )
             if c.received:
                 code = int(c.received.split(b" ", 2)[1])
                 statuses[code] = statuses.get(code, 0) + 1
@@ -375,11 +437,14 @@ def test_fuzzed_clients_never_stop_the_metrics_server(procs):
         for _ in range(BURST):
             c = Client(rng, 0, 0, False)
             # (the unfinished one half-closes: else the server holds it to its deadline)
-            c.data, c.statuses, c.ending = rng.choice([
-                (b"GET /healthz HTTP/1.1\r\n\r\n", {200}, "read"),
-                (b"GET /metrics HTTP/1.1\r\n\r\n", {200}, "read"),
-                (b"\r\n\r\n", {400}, "read"),
-                (b"GET /metrics HTTP/1.1\r\n", set(), "half")])
+            c.data, c.statuses, c.ending = rng.choice(
+                [
+                    (b"GET /healthz HTTP/1.1\r\n\r\n", {200}, "read"),
+                    (b"GET /metrics HTTP/1.1\r\n\r\n", {200}, "read"),
+                    (b"\r\n\r\n", {400}, "read"),
+                    (b"GET /metrics HTTP/1.1\r\n", set(), "half"),
+                ]
+            )
             c.head_only, c.chunks, c.times = False, [c.data], [0]
             c.open(pp.port)
             burst.append(c)
@@ -411,8 +476,17 @@ def test_fuzzed_clients_never_stop_the_metrics_server(procs):
     pp.err.wait(lambda lines: lines and lines[-1] is None, what="pypause's stderr to end")
     assert not [line for line in pp.err.lines if line and "Traceback" in line]
     assert {200, 400, 405, 431} <= set(statuses), statuses  # the fuzz reaches them
-    measured("HTTP fuzz, black box", "%d seeds, %d clients in %.1f s: statuses %s, "
-             "%d left without a word (rejected %d, errors %d)" % (
-                 len(SEEDS), total, time.monotonic() - t_start, dict(sorted(statuses.items())),
-                 silent_total, rejected0, errors0))
-
+    measured(
+        "HTTP fuzz, black box",
+        "%d seeds, %d clients in %.1f s: statuses %s, "
+        "%d left without a word (rejected %d, errors %d)"
+        % (
+            len(SEEDS),
+            total,
+            time.monotonic() - t_start,
+            dict(sorted(statuses.items())),
+            silent_total,
+            rejected0,
+            errors0,
+        ),
+    )

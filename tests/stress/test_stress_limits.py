@@ -11,8 +11,18 @@ import time
 
 import pytest
 
-from stress_support import (PYPAUSE, STORM_MAKER, Lines, get, measured, port_from, samples,
-                            scaled, value, wait_for)
+from stress_support import (
+    PYPAUSE,
+    STORM_MAKER,
+    Lines,
+    get,
+    measured,
+    port_from,
+    samples,
+    scaled,
+    value,
+    wait_for,
+)
 from support import needs_pidns
 
 ORPHANS = scaled(1000, 5000)
@@ -26,10 +36,28 @@ CODE = 3
 @needs_pidns
 @pytest.mark.timeout(scaled(120, 600))
 def test_under_a_pids_limit_pypause_keeps_reaping_and_exits_right(pids_cgroup, pidns):
-    ns = pidns([PYPAUSE, "-v", "--metrics-addr", "127.0.0.1:0", "--", sys.executable,
-                 STORM_MAKER, str(ORPHANS), "--batch", "50", "--late", "--code", str(CODE),
-                 "--go"], before=pids_cgroup.enter_argv, stdin=subprocess.PIPE,
-                stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    ns = pidns(
+        [
+            PYPAUSE,
+            "-v",
+            "--metrics-addr",
+            "127.0.0.1:0",
+            "--",
+            sys.executable,
+            STORM_MAKER,
+            str(ORPHANS),
+            "--batch",
+            "50",
+            "--late",
+            "--code",
+            str(CODE),
+            "--go",
+        ],
+        before=pids_cgroup.enter_argv,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
     port = port_from(ns.unshare.stderr)
     err = Lines(ns.unshare.stderr)
     # The limit comes once the metrics server runs (a thread that cannot start
@@ -52,6 +80,7 @@ def test_under_a_pids_limit_pypause_keeps_reaping_and_exits_right(pids_cgroup, p
             except OSError:
                 scrapes["failed"] += 1
             done.wait(0.05)
+
     scraper = threading.Thread(target=scrape)
     scraper.start()
     try:
@@ -73,11 +102,23 @@ def test_under_a_pids_limit_pypause_keeps_reaping_and_exits_right(pids_cgroup, p
     assert sum("reaped zombie" in line for line in err.lines if line) == ORPHANS
     assert not any("unexpected error" in line for line in err.lines if line)
     wait_for(lambda: pids_cgroup.current() == 0, what="every pid of the cgroup to be freed")
-    measured("fork limit", "pids.max %d: %d orphans made and reaped in %.1f s (%.0f/s) "
-             "through %d failed forks (pids.events max %d); scrapes meanwhile: %d ok, "
-             "%d failed; exit %d" % (LIMIT, ORPHANS, took, ORPHANS / took, report["eagain"],
-                                      pids_cgroup.max_events(), scrapes["ok"],
-                                      scrapes["failed"], ns.unshare.returncode))
+    measured(
+        "fork limit",
+        "pids.max %d: %d orphans made and reaped in %.1f s (%.0f/s) "
+        "through %d failed forks (pids.events max %d); scrapes meanwhile: %d ok, "
+        "%d failed; exit %d"
+        % (
+            LIMIT,
+            ORPHANS,
+            took,
+            ORPHANS / took,
+            report["eagain"],
+            pids_cgroup.max_events(),
+            scrapes["ok"],
+            scrapes["failed"],
+            ns.unshare.returncode,
+        ),
+    )
 
 
 @needs_pidns
@@ -86,8 +127,11 @@ def test_scrapes_need_no_pid_at_the_pids_limit(pids_cgroup, pidns):
     """The metrics server serves every connection from its one thread: with not
     one pid to spare, scrapes still answer, and no thread comes or goes."""
     pids_cgroup.set_max(100)
-    ns = pidns([PYPAUSE, "--metrics-addr", "127.0.0.1:0"], before=pids_cgroup.enter_argv,
-                stderr=subprocess.PIPE)
+    ns = pidns(
+        [PYPAUSE, "--metrics-addr", "127.0.0.1:0"],
+        before=pids_cgroup.enter_argv,
+        stderr=subprocess.PIPE,
+    )
     port = port_from(ns.unshare.stderr)
     assert get(port, "/healthz")[0] == 200
     pids_cgroup.set_max(pids_cgroup.current())  # not one more thread
@@ -105,10 +149,16 @@ def test_scrapes_need_no_pid_at_the_pids_limit(pids_cgroup, pidns):
 def test_pid1_outlives_a_metrics_thread_that_cannot_start(pids_cgroup, pidns):
     # unshare, pypause and its child fit; the metrics server's thread does not.
     pids_cgroup.set_max(3)
-    ns = pidns([PYPAUSE, "--metrics-addr", "127.0.0.1:0", "--", "sh", "-c", "read x; exit 4"],
-                before=pids_cgroup.enter_argv, stdin=subprocess.PIPE, stderr=subprocess.PIPE)
-    wait_for(lambda: pids_cgroup.max_events() > 0 or ns.unshare.poll() is not None,
-             what="the thread's start to fail")
+    ns = pidns(
+        [PYPAUSE, "--metrics-addr", "127.0.0.1:0", "--", "sh", "-c", "read x; exit 4"],
+        before=pids_cgroup.enter_argv,
+        stdin=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    wait_for(
+        lambda: pids_cgroup.max_events() > 0 or ns.unshare.poll() is not None,
+        what="the thread's start to fail",
+    )
     ns.unshare.stdin.close()  # the child exits 4
     assert ns.unshare.wait(10) == 4
     err = ns.unshare.stderr.read().decode()
@@ -119,8 +169,9 @@ def test_pid1_outlives_a_metrics_thread_that_cannot_start(pids_cgroup, pidns):
 @pytest.mark.timeout(30)
 def test_child_that_cannot_be_forked_is_one_error_line_not_a_traceback(pids_cgroup):
     pids_cgroup.set_max(1)  # pypause itself, and no room for its child
-    r = subprocess.run(pids_cgroup.enter_argv([PYPAUSE, "--", "true"]), capture_output=True,
-                       text=True, timeout=20)
+    r = subprocess.run(
+        pids_cgroup.enter_argv([PYPAUSE, "--", "true"]), capture_output=True, text=True, timeout=20
+    )
     assert pids_cgroup.max_events() > 0  # the fork did fail
     assert r.returncode not in (0, 2, 126, 127)  # not mistaken for the child's or a usage error
     assert "Traceback" not in r.stderr

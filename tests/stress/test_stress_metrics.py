@@ -13,8 +13,22 @@ import time
 
 import pytest
 
-from stress_support import (PYPAUSE, all_threads_asleep, children, fd_count, get, listen_overflows, measured,
-                            port_from, samples, scaled, storm, thread_count, value, wait_for)
+from stress_support import (
+    PYPAUSE,
+    all_threads_asleep,
+    children,
+    fd_count,
+    get,
+    listen_overflows,
+    measured,
+    port_from,
+    samples,
+    scaled,
+    storm,
+    thread_count,
+    value,
+    wait_for,
+)
 from support import needs_pidns, wait_until_idle
 
 ORPHANS = scaled(3000, 20000)
@@ -56,8 +70,7 @@ def test_scrapers_and_idle_connections_during_an_orphan_storm(pidns):
     try:
         # More idle connections than the server keeps: it closes the oldest to
         # make room for each scraper, and the rest at their deadline.
-        idle.extend(socket.create_connection(("127.0.0.1", port), timeout=30)
-                    for _ in range(IDLE))
+        idle.extend(socket.create_connection(("127.0.0.1", port), timeout=30) for _ in range(IDLE))
         overflows0 = listen_overflows()
         for t in scrapers:
             t.start()
@@ -65,8 +78,12 @@ def test_scrapers_and_idle_connections_during_an_orphan_storm(pidns):
         made, _, made_in = storm(ns, ORPHANS, 4)
         assert made == ORPHANS
         # Reaping keeps pace: the last orphans go within seconds of the last made.
-        wait_for(lambda: not children(ns.pid), timeout=scaled(20, 60), interval=0.005,
-                 what="every orphan reaped")
+        wait_for(
+            lambda: not children(ns.pid),
+            timeout=scaled(20, 60),
+            interval=0.005,
+            what="every orphan reaped",
+        )
         reaped_in = time.monotonic() - t0
         behind = reaped_in - made_in
     finally:
@@ -81,31 +98,53 @@ def test_scrapers_and_idle_connections_during_an_orphan_storm(pidns):
     assert ns.zombies() == []
     assert set(scrapes) == {200}, scrapes  # every scrape answered, every /healthz 200
     got = samples(port)
-    assert value(got, "pypause_zombies_reaped_by_comm_total", comm="true") + \
-        value(got, "pypause_zombies_reaped_by_comm_total", comm="cat") == ORPHANS
+    assert (
+        value(got, "pypause_zombies_reaped_by_comm_total", comm="true")
+        + value(got, "pypause_zombies_reaped_by_comm_total", comm="cat")
+        == ORPHANS
+    )
     assert value(got, "pypause_zombies_reaped_total") == ORPHANS
     assert value(got, "pypause_zombies") == 0
     # No thread or fd left behind by 200 closed idle connections and the scrapes.
-    wait_for(lambda: thread_count(ns.pid) == threads0, timeout=30,
-             what="pypause's threads to come back to %d" % threads0)
-    wait_for(lambda: fd_count(ns.pid) == fds0, timeout=10,
-             what="pypause's fds to come back to %d" % fds0)
+    wait_for(
+        lambda: thread_count(ns.pid) == threads0,
+        timeout=30,
+        what="pypause's threads to come back to %d" % threads0,
+    )
+    wait_for(
+        lambda: fd_count(ns.pid) == fds0, timeout=10, what="pypause's fds to come back to %d" % fds0
+    )
     os.kill(ns.pid, signal.SIGTERM)
     assert ns.unshare.wait(10) == 0
     assert b"Traceback" not in ns.unshare.stderr.read()
     latencies.sort()
-    measured("metrics under load", "%d orphans reaped in %.1f s (%.0f/s; %.2f s after the "
-             "makers were done) with %d scrapers and %d idle connections; %d scrapes, "
-             "latency median %.0f ms, p99 %.0f ms (%d SYNs dropped on the full listen backlog); "
-             "threads %d and fds %d before and after"
-             % (ORPHANS, reaped_in, ORPHANS / reaped_in, behind, SCRAPERS, IDLE,
-                scrapes[200], latencies[len(latencies) // 2] * 1000,
-                latencies[int(len(latencies) * 0.99)] * 1000, overflows, threads0, fds0))
+    measured(
+        "metrics under load",
+        "%d orphans reaped in %.1f s (%.0f/s; %.2f s after the "
+        "makers were done) with %d scrapers and %d idle connections; %d scrapes, "
+        "latency median %.0f ms, p99 %.0f ms (%d SYNs dropped on the full listen backlog); "
+        "threads %d and fds %d before and after"
+        % (
+            ORPHANS,
+            reaped_in,
+            ORPHANS / reaped_in,
+            behind,
+            SCRAPERS,
+            IDLE,
+            scrapes[200],
+            latencies[len(latencies) // 2] * 1000,
+            latencies[int(len(latencies) * 0.99)] * 1000,
+            overflows,
+            threads0,
+            fds0,
+        ),
+    )
 
 
 @pytest.mark.timeout(30)
 def test_a_burst_of_50_connections_is_accepted_at_once(procs):
     import select
+
     p = procs([PYPAUSE, "--metrics-addr", "127.0.0.1:0"], stderr=subprocess.PIPE)
     port = port_from(p.stderr)
     socks = []

@@ -9,8 +9,17 @@ import time
 
 import pytest
 
-from stress_support import (LEFTOVERS, PYPAUSE, children, cpu_seconds, measured, rss_kib,
-                            scaled, storm, wait_for)
+from stress_support import (
+    LEFTOVERS,
+    PYPAUSE,
+    children,
+    cpu_seconds,
+    measured,
+    rss_kib,
+    scaled,
+    storm,
+    wait_for,
+)
 from support import needs_pidns, wait_until_idle
 
 TOTAL = scaled(3000, 20000)
@@ -28,8 +37,11 @@ def test_orphan_storm_from_several_processes_leaves_no_zombie_and_flat_memory(pi
     # as growth. What must stay flat is the cost of the *next* storm.
     made, _, _ = storm(ns, 500, MAKERS)
     assert made == 500
-    wait_for(lambda: not ns.zombies() and not _children_left(ns), timeout=30,
-             what="the warm-up storm to be reaped")
+    wait_for(
+        lambda: not ns.zombies() and not _children_left(ns),
+        timeout=30,
+        what="the warm-up storm to be reaped",
+    )
     wait_until_idle(ns.pid)
     before = rss_kib(ns.pid)
     cpu0 = cpu_seconds(ns.pid)
@@ -37,8 +49,12 @@ def test_orphan_storm_from_several_processes_leaves_no_zombie_and_flat_memory(pi
     t0 = time.monotonic()
     made, _, made_in = storm(ns, TOTAL, MAKERS)
     assert made == TOTAL
-    wait_for(lambda: not _children_left(ns), timeout=scaled(30, 120), interval=0.005,
-             what="every orphan to be reaped")
+    wait_for(
+        lambda: not _children_left(ns),
+        timeout=scaled(30, 120),
+        interval=0.005,
+        what="every orphan to be reaped",
+    )
     reaped_in = time.monotonic() - t0
     wait_until_idle(ns.pid)
     after = rss_kib(ns.pid)
@@ -46,10 +62,13 @@ def test_orphan_storm_from_several_processes_leaves_no_zombie_and_flat_memory(pi
     assert ns.zombies() == []
     assert after <= before + 1024, "RSS grew from %d to %d KiB" % (before, after)
     cpu = cpu_seconds(ns.pid) - cpu0
-    measured("orphan storm", "%d orphans from %d makers at once, all reaped in %.1f s "
-             "(%.0f orphans/s; makers done in %.1f s), pypause CPU %.0f us/orphan, "
-             "RSS %d -> %d KiB" % (TOTAL, MAKERS, reaped_in, TOTAL / reaped_in, made_in,
-                                   cpu / TOTAL * 1e6, before, after))
+    measured(
+        "orphan storm",
+        "%d orphans from %d makers at once, all reaped in %.1f s "
+        "(%.0f orphans/s; makers done in %.1f s), pypause CPU %.0f us/orphan, "
+        "RSS %d -> %d KiB"
+        % (TOTAL, MAKERS, reaped_in, TOTAL / reaped_in, made_in, cpu / TOTAL * 1e6, before, after),
+    )
     os.kill(ns.pid, signal.SIGTERM)
     assert ns.unshare.wait(10) == 0
 
@@ -67,8 +86,12 @@ def _leftovers_run(pidns, *pypause_args):
     """pypause -v [args] -- leftovers.py; return (exit status, seconds from the
     child's exit to pypause's, SIGTERM handlers that ran, stderr)."""
     r, w = os.pipe()
-    ns = pidns([PYPAUSE, "-v", *pypause_args, "--", sys.executable, LEFTOVERS, str(LEFT), "5",
-                 str(w)], pass_fds=(w,), stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    ns = pidns(
+        [PYPAUSE, "-v", *pypause_args, "--", sys.executable, LEFTOVERS, str(LEFT), "5", str(w)],
+        pass_fds=(w,),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
     os.close(w)
     try:
         assert ns.unshare.stdout.readline() == b"ready\n"
@@ -95,8 +118,10 @@ def test_pid1_exits_with_the_childs_code_and_the_kernel_takes_200_leftovers(pidn
     assert handled == 0  # SIGKILLed by the kernel: no handler ran
     assert took < 5
     assert "Traceback" not in err
-    measured("leftovers, no grace period", "exit 5 %.2f s after the child, %d leftovers "
-             "killed by the kernel" % (took, LEFT))
+    measured(
+        "leftovers, no grace period",
+        "exit 5 %.2f s after the child, %d leftovers killed by the kernel" % (took, LEFT),
+    )
 
 
 @needs_pidns
@@ -112,6 +137,9 @@ def test_grace_period_terms_then_kills_200_leftovers_half_ignoring_sigterm(pidns
     # pypause reaped every leftover itself before exiting: none was left to the kernel.
     assert err.count("reaped zombie") == LEFT
     assert "Traceback" not in err
-    measured("leftovers, --grace-period 2", "exit 5 %.2f s after the child; %d ran their "
-             "SIGTERM handler, %d SIGKILLed, all %d reaped by pypause"
-             % (took, handled, LEFT - handled, LEFT))
+    measured(
+        "leftovers, --grace-period 2",
+        "exit 5 %.2f s after the child; %d ran their "
+        "SIGTERM handler, %d SIGKILLed, all %d reaped by pypause"
+        % (took, handled, LEFT - handled, LEFT),
+    )

@@ -17,8 +17,14 @@ from support import UNSHARE_PROBLEM
 ITERATIONS = scaled(200, 1000)
 SEED = 1234
 # Default action: terminate, without a core dump (a core file would litter).
-KILLING = [signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGUSR1, signal.SIGUSR2,
-           signal.SIGALRM]
+KILLING = [
+    signal.SIGTERM,
+    signal.SIGINT,
+    signal.SIGHUP,
+    signal.SIGUSR1,
+    signal.SIGUSR2,
+    signal.SIGALRM,
+]
 # Default action: ignore; SIGCHLD is not forwarded at all (pypause reaps on it).
 HARMLESS = [signal.SIGURG, signal.SIGWINCH, signal.SIGCONT, signal.SIGCHLD]
 CODES = [0, 3, 42, 77]  # none of them 128+N for a signal above
@@ -35,8 +41,9 @@ def _case(i):
     rng = random.Random(SEED * 100003 + i)
     code = rng.choice(CODES)
     signum = rng.choice(KILLING + HARMLESS)
-    options = rng.choice([[], ["-g"], ["-e", str(code)], ["-r", "TERM:HUP"],
-                          ["--grace-period", "0.5"], ["-v"]])
+    options = rng.choice(
+        [[], ["-g"], ["-e", str(code)], ["-r", "TERM:HUP"], ["--grace-period", "0.5"], ["-v"]]
+    )
     order = rng.choice(["signal first", "exit first"])
     delay = rng.uniform(0, 0.002)
     as_pid1 = UNSHARE_PROBLEM is None and i % 4 == 0
@@ -97,8 +104,18 @@ def test_child_exit_racing_a_forwarded_signal_never_gives_a_wrong_code():
             expected = _expected(options, code, sent)
             assert status in expected, (
                 "iteration %d: %s%s, child exits %d, %s, %s by %.2f ms: status %d not in %s"
-                % (i, "as PID 1, " if as_pid1 else "", options, code,
-                   signal.Signals(signum).name, order, delay * 1000, status, expected))
+                % (
+                    i,
+                    "as PID 1, " if as_pid1 else "",
+                    options,
+                    code,
+                    signal.Signals(signum).name,
+                    order,
+                    delay * 1000,
+                    status,
+                    expected,
+                )
+            )
             assert "Traceback" not in err and "unexpected error" not in err, err
             if sent is None:
                 outcomes["signal too late"] += 1
@@ -109,8 +126,17 @@ def test_child_exit_racing_a_forwarded_signal_never_gives_a_wrong_code():
     took = time.monotonic() - t0
     # Both sides of the race were hit: some signals came in time, some too late.
     assert outcomes["killed"] and outcomes["exited"], outcomes
-    measured("exit races", "%d races in %.1f s (a quarter as PID 1): killing signal won %d, "
-             "exit won %d, harmless signal %d, PID 1 gone before the signal %d; "
-             "no wrong code, no traceback"
-             % (ITERATIONS, took, outcomes["killed"], outcomes["exited"],
-                outcomes["harmless signal"], outcomes["signal too late"]))
+    measured(
+        "exit races",
+        "%d races in %.1f s (a quarter as PID 1): killing signal won %d, "
+        "exit won %d, harmless signal %d, PID 1 gone before the signal %d; "
+        "no wrong code, no traceback"
+        % (
+            ITERATIONS,
+            took,
+            outcomes["killed"],
+            outcomes["exited"],
+            outcomes["harmless signal"],
+            outcomes["signal too late"],
+        ),
+    )

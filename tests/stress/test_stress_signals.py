@@ -12,8 +12,17 @@ import time
 import pytest
 
 from pypause import signals
-from stress_support import (ECHO_CHILD, PYPAUSE, Lines, get, measured, port_from, samples,
-                            scaled, value)
+from stress_support import (
+    ECHO_CHILD,
+    PYPAUSE,
+    Lines,
+    get,
+    measured,
+    port_from,
+    samples,
+    scaled,
+    value,
+)
 
 TOTAL = scaled(2000, 10000)
 SEED = 7
@@ -22,18 +31,40 @@ MARKER = signal.SIGRTMAX  # queued, and dequeued after every standard signal
 REALTIME = [signal.SIGRTMIN + i for i in range(5)]
 # Everything pypause forwards (SIGTERM is kept for the end), plus SIGCHLD,
 # which pypause takes as a cue to reap and does not forward.
-MIX = [signal.SIGUSR1, signal.SIGUSR2, signal.SIGHUP, signal.SIGINT, signal.SIGQUIT,
-       signal.SIGALRM, signal.SIGWINCH, signal.SIGURG, signal.SIGCONT, signal.SIGPIPE,
-       signal.SIGIO, signal.SIGPROF, signal.SIGVTALRM, signal.SIGXCPU, signal.SIGXFSZ,
-       signal.SIGPWR, signal.SIGTSTP, signal.SIGTTIN, signal.SIGTTOU, signal.SIGSTKFLT,
-       signal.SIGCHLD] + REALTIME
+MIX = [
+    signal.SIGUSR1,
+    signal.SIGUSR2,
+    signal.SIGHUP,
+    signal.SIGINT,
+    signal.SIGQUIT,
+    signal.SIGALRM,
+    signal.SIGWINCH,
+    signal.SIGURG,
+    signal.SIGCONT,
+    signal.SIGPIPE,
+    signal.SIGIO,
+    signal.SIGPROF,
+    signal.SIGVTALRM,
+    signal.SIGXCPU,
+    signal.SIGXFSZ,
+    signal.SIGPWR,
+    signal.SIGTSTP,
+    signal.SIGTTIN,
+    signal.SIGTTOU,
+    signal.SIGSTKFLT,
+    signal.SIGCHLD,
+] + REALTIME
 
 
 @pytest.mark.timeout(scaled(120, 600))
 def test_signal_storm_is_survived_forwarded_and_sigterm_still_ends_it(procs):
     rng = random.Random(SEED)
-    p = procs([PYPAUSE, "--metrics-addr", "127.0.0.1:0", "--", sys.executable, ECHO_CHILD,
-               str(CODE)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    p = procs(
+        [PYPAUSE, "--metrics-addr", "127.0.0.1:0", "--", sys.executable, ECHO_CHILD, str(CODE)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
     port = port_from(p.stderr)
     out = Lines(p.stdout)
     out.wait(lambda lines: "ready" in lines, what="the child to be ready")
@@ -85,9 +116,20 @@ def test_signal_storm_is_survived_forwarded_and_sigterm_still_ends_it(procs):
     assert p.wait(10) == CODE
     err = p.stderr.read().decode()
     assert "Traceback" not in err and "unexpected error" not in err
-    measured("signal storm", "%d signals of %d kinds in %d bursts in %.3f s (%.0f signals/s, "
-             "each burst confirmed); child got %d, of them %d SIGUSR1 of %d sent; "
-             "real-time signals all %d delivered exactly once"
-             % (sum(sent.values()), len(MIX) + 1, bursts, took, sum(sent.values()) / took,
-                len(lines), got[signal.SIGUSR1], sent[signal.SIGUSR1],
-                sum(sent[s] for s in REALTIME + [MARKER])))
+    measured(
+        "signal storm",
+        "%d signals of %d kinds in %d bursts in %.3f s (%.0f signals/s, "
+        "each burst confirmed); child got %d, of them %d SIGUSR1 of %d sent; "
+        "real-time signals all %d delivered exactly once"
+        % (
+            sum(sent.values()),
+            len(MIX) + 1,
+            bursts,
+            took,
+            sum(sent.values()) / took,
+            len(lines),
+            got[signal.SIGUSR1],
+            sent[signal.SIGUSR1],
+            sum(sent[s] for s in REALTIME + [MARKER]),
+        ),
+    )

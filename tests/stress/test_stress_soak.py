@@ -10,15 +10,30 @@ import time
 
 import pytest
 
-from stress_support import (PYPAUSE, TRICKLE, Lines, all_threads_asleep, children, fd_count, measured, port_from,
-                            rss_kib, samples, scaled, stop, thread_count, value, wait_for)
+from stress_support import (
+    PYPAUSE,
+    TRICKLE,
+    Lines,
+    all_threads_asleep,
+    children,
+    fd_count,
+    measured,
+    port_from,
+    rss_kib,
+    samples,
+    scaled,
+    stop,
+    thread_count,
+    value,
+    wait_for,
+)
 from support import context_switches, needs_pidns, wait_until_idle
 
 DURATION = scaled(30, 600)  # seconds of trickle and scrapes
-WARM_UP = scaled(5, 60)     # RSS is compared with its value at this point
-INTERVAL = 0.05             # an orphan every 50 ms
+WARM_UP = scaled(5, 60)  # RSS is compared with its value at this point
+INTERVAL = 0.05  # an orphan every 50 ms
 SCRAPE_EVERY = 0.5
-QUIET = scaled(3, 10)       # seconds of a window with nothing happening
+QUIET = scaled(3, 10)  # seconds of a window with nothing happening
 
 
 @needs_pidns
@@ -26,8 +41,9 @@ QUIET = scaled(3, 10)       # seconds of a window with nothing happening
 def test_soak_with_a_trickle_of_orphans_and_scrapes(pidns):
     ns = pidns([PYPAUSE, "--metrics-addr", "127.0.0.1:0"], stderr=subprocess.PIPE)
     port = port_from(ns.unshare.stderr)
-    trickle = ns.enter([sys.executable, TRICKLE, str(INTERVAL)], stdin=subprocess.PIPE,
-                         stdout=subprocess.PIPE)
+    trickle = ns.enter(
+        [sys.executable, TRICKLE, str(INTERVAL)], stdin=subprocess.PIPE, stdout=subprocess.PIPE
+    )
     try:
         _soak(ns, port, trickle)
     finally:
@@ -43,18 +59,25 @@ def _soak(ns, port, trickle):
         trickle.stdin.write(b"pause\n")
         trickle.stdin.flush()
         windows.append(None)
-        paused = out.wait(lambda lines: [l for l in lines if l and l.startswith("paused")][
-            len(windows) - 1:], what="the trickle to pause")
+        paused = out.wait(
+            lambda lines: [l for l in lines if l and l.startswith("paused")][len(windows) - 1 :],
+            what="the trickle to pause",
+        )
         made = int(paused[0].split()[1])
-        wait_for(lambda: not children(ns.pid) and _reaped(port) == made, timeout=30,
-                 what="all %d orphans reaped" % made)
-        wait_for(lambda: thread_count(ns.pid) == 2, timeout=10,
-                 what="the scrapes' threads to end")
+        wait_for(
+            lambda: not children(ns.pid) and _reaped(port) == made,
+            timeout=30,
+            what="all %d orphans reaped" % made,
+        )
+        wait_for(lambda: thread_count(ns.pid) == 2, timeout=10, what="the scrapes' threads to end")
         wait_until_idle(ns.pid)
         # The HTTP thread too: it closes the last scrape's connection after the
         # client has its answer, and only then goes back to sleep.
-        wait_for(lambda: all_threads_asleep(ns.pid), timeout=10,
-                 what="every thread of pypause to sleep in a system call")
+        wait_for(
+            lambda: all_threads_asleep(ns.pid),
+            timeout=10,
+            what="every thread of pypause to sleep in a system call",
+        )
         before = context_switches(ns.pid)
         time.sleep(QUIET)  # nothing to poll: this is the window being measured
         woke = context_switches(ns.pid) - before
@@ -96,17 +119,33 @@ def _soak(ns, port, trickle):
     assert ns.zombies() == []
     assert wakeups == [0] * len(wakeups), "pypause woke up while idle: %r" % wakeups
     assert after_fds == baseline_fds
-    assert after_rss <= baseline_rss + 1024, "RSS grew from %d to %d KiB" % (baseline_rss,
-                                                                            after_rss)
+    assert after_rss <= baseline_rss + 1024, "RSS grew from %d to %d KiB" % (
+        baseline_rss,
+        after_rss,
+    )
     assert max(rss) <= baseline_rss + 1024, "RSS peaked at %d KiB" % max(rss)
     os.kill(ns.pid, signal.SIGTERM)
     assert ns.unshare.wait(10) == 0
     assert b"Traceback" not in ns.unshare.stderr.read()
-    measured("soak", "%d s: %d orphans (all reaped), %d scrapes; RSS %d KiB after warm-up, "
-             "%d KiB at the end (peak %d); fds %d -> %d; context switches in %d quiet "
-             "windows of %d s: %r" % (DURATION, made, scrapes, baseline_rss, after_rss,
-                                      max(rss), baseline_fds, after_fds, len(wakeups),
-                                      QUIET, wakeups))
+    measured(
+        "soak",
+        "%d s: %d orphans (all reaped), %d scrapes; RSS %d KiB after warm-up, "
+        "%d KiB at the end (peak %d); fds %d -> %d; context switches in %d quiet "
+        "windows of %d s: %r"
+        % (
+            DURATION,
+            made,
+            scrapes,
+            baseline_rss,
+            after_rss,
+            max(rss),
+            baseline_fds,
+            after_fds,
+            len(wakeups),
+            QUIET,
+            wakeups,
+        ),
+    )
 
 
 def _reaped(port):

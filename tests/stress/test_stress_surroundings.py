@@ -15,15 +15,39 @@ import time
 
 import pytest
 
-from stress_support import (ECHO_CHILD, PYPAUSE, STORM_MAKER, Lines, children,
-                            fd_flags, free_port, get, measured, port_from, samples, scaled,
-                            storm, thread_count, value, wait_for)
+from stress_support import (
+    ECHO_CHILD,
+    PYPAUSE,
+    STORM_MAKER,
+    Lines,
+    children,
+    fd_flags,
+    free_port,
+    get,
+    measured,
+    port_from,
+    samples,
+    scaled,
+    storm,
+    thread_count,
+    value,
+    wait_for,
+)
 from support import HELPERS, needs_pidns, wait_until_idle
 
 SIGNALS = scaled(2000, 10000)
 MARKER = signal.SIGRTMAX
-MIX = [signal.SIGUSR1, signal.SIGUSR2, signal.SIGHUP, signal.SIGWINCH, signal.SIGURG,
-       signal.SIGALRM, signal.SIGCONT, signal.SIGRTMIN, signal.SIGRTMIN + 1]
+MIX = [
+    signal.SIGUSR1,
+    signal.SIGUSR2,
+    signal.SIGHUP,
+    signal.SIGWINCH,
+    signal.SIGURG,
+    signal.SIGALRM,
+    signal.SIGCONT,
+    signal.SIGRTMIN,
+    signal.SIGRTMIN + 1,
+]
 
 
 def _healthy(port):
@@ -45,12 +69,16 @@ def _signal_bursts(pid, out, total, seed=3):
         os.kill(pid, MARKER)
         sent += len(burst) + 1
         bursts += 1
-        out.wait(lambda lines: lines.count(str(MARKER)) == bursts, timeout=10,
-                 what="burst %d to get through" % bursts)
+        out.wait(
+            lambda lines: lines.count(str(MARKER)) == bursts,
+            timeout=10,
+            what="burst %d to get through" % bursts,
+        )
     return bursts
 
 
 # -- stdin, stdout and stderr closed -----------------------------------------
+
 
 @pytest.mark.timeout(60)
 def test_closed_stdio_neither_kills_pypause_nor_leaks_into_the_child(procs, tmp_path):
@@ -59,12 +87,28 @@ def test_closed_stdio_neither_kills_pypause_nor_leaks_into_the_child(procs, tmp_
     os.mkfifo(fifo)
     report = tmp_path / "report.json"
     orphans = 300
-    script = ('"$0" "$1" && "$0" "$2" %d --late && read x < "$3"; exit 6'
-              % orphans)
-    p = procs(["sh", "-c", 'exec "$@" <&- >&- 2>&-', "sh",
-               PYPAUSE, "-vv", "--metrics-addr", "127.0.0.1:%d" % port, "--",
-               "sh", "-c", script, sys.executable, os.path.join(HELPERS, "report.py"),
-               STORM_MAKER, str(fifo)], env={**os.environ, "REPORT_TO": str(report)})
+    script = '"$0" "$1" && "$0" "$2" %d --late && read x < "$3"; exit 6' % orphans
+    p = procs(
+        [
+            "sh",
+            "-c",
+            'exec "$@" <&- >&- 2>&-',
+            "sh",
+            PYPAUSE,
+            "-vv",
+            "--metrics-addr",
+            "127.0.0.1:%d" % port,
+            "--",
+            "sh",
+            "-c",
+            script,
+            sys.executable,
+            os.path.join(HELPERS, "report.py"),
+            STORM_MAKER,
+            str(fifo),
+        ],
+        env={**os.environ, "REPORT_TO": str(report)},
+    )
     wait_for(lambda: _healthy(port), what="metrics to be served")
     # -vv: a log line per signal and per orphan, all to a closed stderr.
     for i in range(SIGNALS):
@@ -83,6 +127,7 @@ def _reaped(port):
 
 
 # -- stderr that does not take what is written --------------------------------
+
 
 def _fill(fd):
     """Write to `fd` until it would block; leave it blocking."""
@@ -119,9 +164,21 @@ def test_stderr_that_takes_nothing_never_blocks_pypause(procs, kind):
         _fill(w)
     port = free_port()
     try:
-        p = procs([PYPAUSE, "-vv", "--metrics-addr", "127.0.0.1:%d" % port, "--",
-                   sys.executable, ECHO_CHILD, "9"],
-                  stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=w)
+        p = procs(
+            [
+                PYPAUSE,
+                "-vv",
+                "--metrics-addr",
+                "127.0.0.1:%d" % port,
+                "--",
+                sys.executable,
+                ECHO_CHILD,
+                "9",
+            ],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=w,
+        )
     finally:
         os.close(w)
     out = Lines(p.stdout)
@@ -144,31 +201,44 @@ def test_stderr_that_takes_nothing_never_blocks_pypause(procs, kind):
     assert not fd_flags(child, 2) & os.O_NONBLOCK
     p.stdin.write(b"flags\n")
     p.stdin.flush()
-    flags = out.wait(lambda lines: [l for l in lines if l and l.startswith("flags ")],
-                     what="the child's flags")[0]
+    flags = out.wait(
+        lambda lines: [l for l in lines if l and l.startswith("flags ")], what="the child's flags"
+    )[0]
     assert not int(flags.split()[1], 8) & os.O_NONBLOCK
 
     if kind == "full pipe":
         # Once someone reads, the child's own writes to the shared stderr go
         # through (blocking, never EAGAIN), and pypause's lines come back.
         drained = []
-        drain = threading.Thread(target=lambda: drained.extend(iter(lambda: os.read(reader, 65536), b"")))
+        drain = threading.Thread(
+            target=lambda: drained.extend(iter(lambda: os.read(reader, 65536), b""))
+        )
         drain.start()
         p.stdin.write(b"write 262144\n")
         p.stdin.flush()
-        assert out.wait(lambda lines: [l for l in lines if l and l.startswith(("wrote", "error"))],
-                        what="the child's write")[0] == "wrote 262144"
+        assert (
+            out.wait(
+                lambda lines: [l for l in lines if l and l.startswith(("wrote", "error"))],
+                what="the child's write",
+            )[0]
+            == "wrote 262144"
+        )
         # Once the pipe is empty again, pypause's next line goes through.
         wait_for(lambda: b"".join(drained).count(b"e") >= 262144, what="the pipe to be drained")
         os.kill(p.pid, signal.SIGUSR2)
-        wait_for(lambda: b"forwarded signal signal=SIGUSR2" in b"".join(drained),
-                 what="pypause to log again")
+        wait_for(
+            lambda: b"forwarded signal signal=SIGUSR2" in b"".join(drained),
+            what="pypause to log again",
+        )
     os.kill(p.pid, signal.SIGTERM)
     assert p.wait(10) == 9
     if reader is not None:
         (os.close if isinstance(reader, int) else socket.socket.close)(reader)
-    measured("stderr: " + kind, "%d signals in %d confirmed bursts in %.2f s with -vv; "
-             "%d log lines dropped, %d forwards" % (SIGNALS, bursts, took, dropped, forwarded))
+    measured(
+        "stderr: " + kind,
+        "%d signals in %d confirmed bursts in %.2f s with -vv; "
+        "%d log lines dropped, %d forwards" % (SIGNALS, bursts, took, dropped, forwarded),
+    )
 
 
 @pytest.mark.timeout(60)
@@ -185,8 +255,11 @@ def test_metrics_connections_reset_with_a_full_stderr_leak_no_thread(procs):
         for _ in range(20):
             _reset_mid_request(port)
         assert _healthy(port)
-        wait_for(lambda: thread_count(p.pid) == 2, timeout=10,
-                 what="the threads of 20 reset connections to end")
+        wait_for(
+            lambda: thread_count(p.pid) == 2,
+            timeout=10,
+            what="the threads of 20 reset connections to end",
+        )
     finally:
         os.close(r)
 
@@ -227,19 +300,35 @@ def test_idle_metrics_connection_timing_out_prints_no_traceback(procs):
 
 # -- no /proc -------------------------------------------------------------------
 
+
 @needs_pidns
 @pytest.mark.timeout(scaled(90, 300))
 def test_without_proc_reaping_works_and_metrics_report_what_they_can(pidns):
     orphans = scaled(1000, 5000)
     # A private mount namespace whose /proc is an empty read-only tmpfs.
-    ns = pidns(["sh", "-c", 'mount -t tmpfs -o ro none /proc && exec "$@"', "sh",
-                 PYPAUSE, "-v", "--metrics-addr", "127.0.0.1:0"],
-                unshare_args=("--mount", "--propagation", "private"), stderr=subprocess.PIPE)
+    ns = pidns(
+        [
+            "sh",
+            "-c",
+            'mount -t tmpfs -o ro none /proc && exec "$@"',
+            "sh",
+            PYPAUSE,
+            "-v",
+            "--metrics-addr",
+            "127.0.0.1:0",
+        ],
+        unshare_args=("--mount", "--propagation", "private"),
+        stderr=subprocess.PIPE,
+    )
     port = port_from(ns.unshare.stderr)
     err = Lines(ns.unshare.stderr)
     wait_until_idle(ns.pid)
-    assert ns.enter(["sh", "-c", "ls -A /proc | wc -l"], stdout=subprocess.PIPE
-                      ).communicate(timeout=10)[0] == b"0\n"
+    assert (
+        ns.enter(["sh", "-c", "ls -A /proc | wc -l"], stdout=subprocess.PIPE).communicate(
+            timeout=10
+        )[0]
+        == b"0\n"
+    )
     made, _, _ = storm(ns, orphans, 2)
     assert made == orphans
     wait_for(lambda: not children(ns.pid), timeout=60, what="every orphan to be reaped")
@@ -249,8 +338,10 @@ def test_without_proc_reaping_works_and_metrics_report_what_they_can(pidns):
     assert value(got, "pypause_zombies_reaped_by_comm_total", comm="unknown") == orphans
     # Logging needs no /proc either: each line is written or counted as dropped.
     written = lambda: sum("reaped zombie" in line for line in err.lines if line)
-    wait_for(lambda: written() + value(samples(port), "pypause_log_lines_dropped_total")
-             == orphans, what="a log line per orphan, written or dropped")
+    wait_for(
+        lambda: written() + value(samples(port), "pypause_log_lines_dropped_total") == orphans,
+        what="a log line per orphan, written or dropped",
+    )
     for needs_proc in ("pypause_zombies", "pypause_processes", "process_resident_memory_bytes"):
         assert value(got, needs_proc) is None, needs_proc
     assert _healthy(port)
@@ -262,7 +353,7 @@ def test_without_proc_reaping_works_and_metrics_report_what_they_can(pidns):
 
 # -- read-only root, no writable /tmp -----------------------------------------
 
-READ_ONLY = r'''
+READ_ONLY = r"""
 set -e
 mount -o remount,ro,bind /
 for d in /tmp /var/tmp /dev/shm /run; do
@@ -274,16 +365,34 @@ for d in / /tmp /var/tmp /dev/shm; do
     fi
 done
 exec "$@"
-'''
+"""
 
 
 @needs_pidns
 @pytest.mark.timeout(60)
 def test_read_only_root_and_no_writable_tmp(pidns):
-    ns = pidns(["sh", "-c", READ_ONLY, "sh", PYPAUSE, "-v", "--metrics-addr", "127.0.0.1:0",
-                 "--", sys.executable, STORM_MAKER, "200", "--late", "--code", "4"],
-                unshare_args=("--mount", "--propagation", "private", "--mount-proc"),
-                stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    ns = pidns(
+        [
+            "sh",
+            "-c",
+            READ_ONLY,
+            "sh",
+            PYPAUSE,
+            "-v",
+            "--metrics-addr",
+            "127.0.0.1:0",
+            "--",
+            sys.executable,
+            STORM_MAKER,
+            "200",
+            "--late",
+            "--code",
+            "4",
+        ],
+        unshare_args=("--mount", "--propagation", "private", "--mount-proc"),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
     try:
         port = port_from(ns.unshare.stderr)
         assert _healthy(port)
@@ -300,7 +409,7 @@ def test_read_only_root_and_no_writable_tmp(pidns):
 
 # -- a log write racing another writer of the same stderr -----------------------
 
-RACED_WRITE = r'''
+RACED_WRITE = r"""
 import os, socket, sys, threading
 from pypause import log
 
@@ -325,7 +434,7 @@ done = threading.Event()
 threading.Thread(target=lambda: (log.error("a line"), done.set()), daemon=True).start()
 os.write(1, b"returned, dropped %d" % log.dropped if done.wait(2) else b"blocked in write()")
 os._exit(0)
-'''
+"""
 
 
 @pytest.mark.parametrize("kind, no_proc", [("socket", False), ("pipe", True)])
@@ -337,20 +446,31 @@ def test_a_log_line_racing_the_child_for_stderr_never_blocks(kind, no_proc):
             pytest.skip("unshare --mount not permitted")
         # Without /proc: log.py once relied on /proc/self/fd/2 for a
         # non-blocking twin of a pipe, and fell back to poll-then-write.
-        argv = ["unshare", "--mount", "--propagation", "private", "sh", "-c",
-                'mount -t tmpfs -o ro none /proc && exec "$@"', "sh"] + argv
+        argv = [
+            "unshare",
+            "--mount",
+            "--propagation",
+            "private",
+            "sh",
+            "-c",
+            'mount -t tmpfs -o ro none /proc && exec "$@"',
+            "sh",
+        ] + argv
     root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-    r = subprocess.run(argv, capture_output=True, timeout=20, cwd=root,
-                       env={**os.environ, "PYTHONPATH": root})
+    r = subprocess.run(
+        argv, capture_output=True, timeout=20, cwd=root, env={**os.environ, "PYTHONPATH": root}
+    )
     assert r.stdout == b"returned, dropped 1", (r.stdout, r.stderr[-2000:])
 
 
 # write, writev, pwritev2 by machine: the calls a log line may be written with
 _WRITE_SYSCALLS = {"x86_64": {"1", "20", "328"}, "aarch64": {"64", "66", "287"}}
 CHATTY_CHILD = "import os\nwhile True:\n    os.write(2, b'c' * 65536)\n"
-SLOW_READER = ("import os, time\nwhile os.read(0, 4096):\n"
-               "    end = time.perf_counter() + 0.0002\n"
-               "    while time.perf_counter() < end:\n        pass\n")
+SLOW_READER = (
+    "import os, time\nwhile os.read(0, 4096):\n"
+    "    end = time.perf_counter() + 0.0002\n"
+    "    while time.perf_counter() < end:\n        pass\n"
+)
 
 
 def _writing_to_stderr(pid, calls):
@@ -384,9 +504,11 @@ def test_a_chatty_child_and_a_stalling_collector_never_block_pypause(pidns, proc
         if kind == "socket":
             pypause = procs(argv, stderr=w).pid
         else:
-            pypause = pidns(["sh", "-c", 'mount -t tmpfs -o ro none /proc && exec "$@"', "sh",
-                              *argv], unshare_args=("--mount", "--propagation", "private"),
-                             stderr=w).pid
+            pypause = pidns(
+                ["sh", "-c", 'mount -t tmpfs -o ro none /proc && exec "$@"', "sh", *argv],
+                unshare_args=("--mount", "--propagation", "private"),
+                stderr=w,
+            ).pid
     finally:
         os.close(r)
         os.close(w)
@@ -401,6 +523,7 @@ def test_a_chatty_child_and_a_stalling_collector_never_block_pypause(pidns, proc
                 os.kill(pypause, signal.SIGWINCH)
             except ProcessLookupError:
                 return
+
     blaster = threading.Thread(target=blast)
     blaster.start()
     seen_writing = 0
@@ -422,8 +545,10 @@ def test_a_chatty_child_and_a_stalling_collector_never_block_pypause(pidns, proc
         blaster.join()
         os.kill(reader.pid, signal.SIGCONT)
     assert stat_fields_state(pypause) != "Z"
-    measured("chatty child, stalling collector: " + kind,
-             "pypause seen writing to stderr %d times, never stuck" % seen_writing)
+    measured(
+        "chatty child, stalling collector: " + kind,
+        "pypause seen writing to stderr %d times, never stuck" % seen_writing,
+    )
 
 
 def stat_fields_state(pid):

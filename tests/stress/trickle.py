@@ -8,6 +8,7 @@ Every INTERVAL seconds a middle process starts `true` and exits at once, so
   resume   go on
 EOF on stdin: answers "done N" and exits.
 """
+
 import os
 import select
 import shutil
