@@ -43,6 +43,7 @@ from runtimes import (
     PYTHON_STYLE_IMAGE,
     REPO,
     Podman,
+    offline_build,
     podman_problem,
     run,
 )
@@ -292,13 +293,7 @@ def build_pause_image(podman, base_image, wheel_context, name, *options, timeout
     run(
         [
             os.path.join(REPO, "deploy", "image", "build.sh"),
-            "--pull=never",
-            "--network",
-            "none",
-            "--build-context",
-            "wheels=" + wheel_context,
-            "--build-arg",
-            "BASE_IMAGE=" + base_image,
+            *offline_build(base_image, wheel_context),
             *options,
             "-t",
             name,

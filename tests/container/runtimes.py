@@ -124,6 +124,20 @@ def root_is_read_only(pid):
     return "ro" in root_options
 
 
+def offline_build(base_image, wheel_context):
+    """The options of every pause-image build here: no registry, no network, the
+    wheels handed in as the `wheels` build context, on `base_image`."""
+    return [
+        "--pull=never",
+        "--network",
+        "none",
+        "--build-context",
+        "wheels=" + wheel_context,
+        "--build-arg",
+        "BASE_IMAGE=" + base_image,
+    ]
+
+
 # A client for one request to pypause's metrics port, run with the image's
 # python3 inside a container (the pause image has no curl): argv path [accept].
 IN_CONTAINER_GET = """\

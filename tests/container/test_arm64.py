@@ -118,6 +118,26 @@ def test_image_is_arm64(podman, arm64_podman, arm64_image, arm64_base_image):
     assert version.startswith("pypause ")
 
 
+def _init_mode(containers, image, code, *args, timeout):
+    """`pypause -- python3 -c CODE ARGS...` in a container of `image`, to its end."""
+    return containers(
+        "run",
+        "--rm",
+        "--network",
+        "none",
+        "--entrypoint",
+        "pypause",
+        image,
+        "--",
+        "python3",
+        "-c",
+        code,
+        *args,
+        check=False,
+        timeout=timeout,
+    )
+
+
 def test_pause_mode_stops_on_sigterm(containers, arm64_image):
     container, _ = _start(containers, arm64_image)
     containers("stop", "--time", "20", container, timeout=60)
@@ -127,21 +147,7 @@ def test_pause_mode_stops_on_sigterm(containers, arm64_image):
 
 
 def test_init_mode_exit_status(containers, arm64_image):
-    r = containers(
-        "run",
-        "--rm",
-        "--network",
-        "none",
-        "--entrypoint",
-        "pypause",
-        arm64_image,
-        "--",
-        "python3",
-        "-c",
-        "raise SystemExit(3)",
-        check=False,
-        timeout=60,
-    )
+    r = _init_mode(containers, arm64_image, "raise SystemExit(3)", timeout=60)
     assert r.returncode == 3, r.stderr
 
 
@@ -167,22 +173,7 @@ def test_init_mode_forwards_sigterm(containers, arm64_image):
 
 
 def test_orphans_are_reaped(containers, arm64_image):
-    r = containers(
-        "run",
-        "--rm",
-        "--network",
-        "none",
-        "--entrypoint",
-        "pypause",
-        arm64_image,
-        "--",
-        "python3",
-        "-c",
-        REAPED_ORPHANS,
-        str(ORPHANS),
-        check=False,
-        timeout=120,
-    )
+    r = _init_mode(containers, arm64_image, REAPED_ORPHANS, str(ORPHANS), timeout=120)
     assert r.returncode == 0, r.stdout + r.stderr
     assert r.stdout.split() == ["reaped", str(ORPHANS), "orphans"]
 

@@ -12,7 +12,7 @@ import subprocess
 import pytest
 
 import pypause
-from runtimes import REPO, run
+from runtimes import REPO, offline_build, run
 
 # The first test to run also builds the bases, the wheels and the pause image.
 pytestmark = pytest.mark.timeout(300)
@@ -57,15 +57,7 @@ def test_rebuilt_images_carry_their_own_labels_and_a_plain_build_none(
 ):
     # `image` was built by build.sh in this storage already (no SOURCE, created
     # now): the builds below are rebuilds, which the layer cache serves.
-    offline = [
-        "--pull=never",
-        "--network",
-        "none",
-        "--build-context",
-        "wheels=" + wheel_context,
-        "--build-arg",
-        "BASE_IMAGE=" + base_image,
-    ]
+    offline = offline_build(base_image, wheel_context)
     expected = {}
     for name, source, epoch, created in (
         ("a", "https://example.invalid/pypause-a", "1000000000", "2001-09-09T01:46:40Z"),
