@@ -12,7 +12,7 @@ import subprocess
 
 import pytest
 
-from support import PYPAUSE, port_from, python_with, stop, wait_until_idle
+from support import PYPAUSE, children, port_from, python_with, stop, wait_for, wait_until_idle
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -45,12 +45,27 @@ def test_a_sitecustomize_thread_cannot_take_pid_1s_signals(init, sitecustomize):
     assert r.returncode == 3  # before: the thread took SIGCHLD, pypause never exited
 
 
+def _ignores(pid, signum):
+    """True if process `pid` ignores `signum` (its SigIgn mask in /proc)."""
+    try:
+        with open("/proc/%d/status" % pid) as f:
+            mask = next(line for line in f if line.startswith("SigIgn:")).split()[1]
+    except (OSError, StopIteration):
+        return False
+    return bool(int(mask, 16) >> (signum - 1) & 1)
+
+
 def test_a_storm_of_signals_reaches_the_loop_and_only_the_loop(init, sitecustomize):
     p = init.start(
         [PYPAUSE, "--", "sh", "-c", 'trap "" USR1; while :; do sleep 1; done'], env=sitecustomize
     )
     wait_until_idle(p.pid)
     assert threads(p.pid) == 1  # the interpreter that runs pypause started none
+    # sh must have run its trap before the storm: a USR1 forwarded earlier kills it.
+    wait_for(
+        lambda: any(_ignores(kid, signal.SIGUSR1) for kid in children(p.pid)),
+        what="sh to ignore SIGUSR1",
+    )
     for _ in range(300):
         os.kill(p.pid, signal.SIGUSR1)  # before: a USR1 taken by the thread killed pypause (138)
     assert p.poll() is None
