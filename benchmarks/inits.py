@@ -65,7 +65,7 @@ NO_SITE_FLOOR_NAME = "python floor -IS"
 NO_SITE_FLOOR = FLOOR.replace("import os, sys\n", "import posix as os, sys\n", 1)
 if NO_SITE_FLOOR == FLOOR:
     raise ImportError("FLOOR no longer starts with `import os, sys`: update NO_SITE_FLOOR")
-METRICS_ADDR = "127.0.0.1:0"  # port 0: the kernel picks a free port; procfs finds it
+METRICS_ADDR = "127.0.0.1:0"  # port 0: the kernel picks a free port; /proc tells which
 
 PYPAUSE_NAME = "pypause"  # pip's command (its #! line, no flags), the environment PATH alone
 # The same command with one harmless PYTHON* variable set, as in an app image

@@ -15,7 +15,19 @@ import statistics
 import threading
 import time
 
-from benchmarks import inits, pidns, procevents, procfs
+from benchmarks import inits, pidns, procevents
+from tests.support.proc import (
+    accept_queue,
+    children,
+    context_switches,
+    cpu_ns,
+    listening_tcp_ports,
+    pss_kib,
+    rss_kib,
+    thread_count,
+    uss_kib,
+    zombies_of,
+)
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 STORM_CHILD = os.path.join(HERE, "storm_child.py")
@@ -71,7 +83,7 @@ def _wait_for_port(proc, timeout):
     """The TCP port the init listens on, or None if none within `timeout`."""
     deadline = time.monotonic() + timeout
     while proc.alive():
-        ports = procfs.listening_tcp_ports(proc.pid)
+        ports = listening_tcp_ports(proc.pid)
         if ports:
             return ports[0]
         if time.monotonic() > deadline:
@@ -82,7 +94,7 @@ def _wait_for_port(proc, timeout):
 
 def _wait_for_child(proc, timeout):
     deadline = time.monotonic() + timeout
-    while not procfs.children(proc.pid):
+    while not children(proc.pid):
         if not proc.alive() or time.monotonic() > deadline:
             raise RuntimeError("%s did not start its child" % " ".join(proc.argv))
         time.sleep(0.01)
@@ -161,10 +173,7 @@ def idle(all_inits, seconds, settle, log_fd, results):
                 if _wait_for_port(proc, timeout=10) is None:
                     raise RuntimeError("%s --metrics-addr stopped serving" % init.name)
         time.sleep(settle)
-        before = {
-            id(p): (procfs.context_switches(p.pid), procfs.thread_count(p.pid))
-            for _, _, p in running
-        }
+        before = {id(p): (context_switches(p.pid), thread_count(p.pid)) for _, _, p in running}
         time.sleep(seconds)
         for mode, init, proc in running:
             name = init.name
@@ -173,14 +182,14 @@ def idle(all_inits, seconds, settle, log_fd, results):
                     "%s exited while idle (code %s)" % (" ".join(proc.argv[:3]), proc.exit_code)
                 )
             switches, threads = before[id(proc)]
-            if procfs.thread_count(proc.pid) != threads:
+            if thread_count(proc.pid) != threads:
                 results.notes.append(
                     "%s (%s mode) started or ended threads while idle: "
                     "its wake-ups may be undercounted" % (name, mode)
                 )
-            results.set("wakeups_" + mode, name, procfs.context_switches(proc.pid) - switches)
-            results.set("rss_" + mode, name, procfs.rss_kib(proc.pid) / 1024)
-            results.set("uss_" + mode, name, procfs.uss_kib(proc.pid) / 1024)
+            results.set("wakeups_" + mode, name, context_switches(proc.pid) - switches)
+            results.set("rss_" + mode, name, rss_kib(proc.pid) / 1024)
+            results.set("uss_" + mode, name, uss_kib(proc.pid) / 1024)
     # pypause serving metrics next to the floor serving none: how much its
     # metrics cost in all, prometheus_client included (a target of its own);
     # launched without site, next to the floor without site.
@@ -212,8 +221,8 @@ def pods(pause_inits, count, settle, log_fd, results):
                         "%s exited in pause mode (code %s)"
                         % (" ".join(proc.argv[:3]), proc.exit_code)
                     )
-                pss.append(procfs.pss_kib(proc.pid))
-                uss.append(procfs.uss_kib(proc.pid))
+                pss.append(pss_kib(proc.pid))
+                uss.append(uss_kib(proc.pid))
         results.set("pss_pods", init.name, statistics.mean(pss) / 1024)
         results.set("uss_pods", init.name, statistics.mean(uss) / 1024)
 
@@ -281,17 +290,17 @@ def _storm_once(session, argv, orphans, grace, scrape_interval=None, env=None):
             if port is None:
                 raise RuntimeError("pypause --metrics-addr served nothing in init mode")
             scraper = _Scraper(port, scrape_interval)
-        cpu_before = procfs.cpu_ns(proc.pid)
-        switches_before = procfs.context_switches(proc.pid)
+        cpu_before = cpu_ns(proc.pid)
+        switches_before = context_switches(proc.pid)
         if scraper:
             scraper.start()
         proc.send("go")
         if proc.readline(timeout=120) != "exited":
             raise RuntimeError("storm child did not see its orphans exit")
         time.sleep(grace)
-        zombies = procfs.zombie_children(proc.pid)
-        cpu = procfs.cpu_ns(proc.pid) - cpu_before
-        switches = procfs.context_switches(proc.pid) - switches_before
+        zombies = len(zombies_of(proc.pid))
+        cpu = cpu_ns(proc.pid) - cpu_before
+        switches = context_switches(proc.pid) - switches_before
         if scraper:
             scraper.stop()
             if scraper.failed or not scraper.done:
@@ -362,7 +371,7 @@ def signal_latency(all_inits, python, samples, warmup, log_fd, results):
         cpu_before = {}
         for round_no in range(warmup + samples):
             if round_no == warmup:
-                cpu_before = {name: procfs.cpu_ns(proc.pid) for name, proc in subjects}
+                cpu_before = {name: cpu_ns(proc.pid) for name, proc in subjects}
             random.shuffle(subjects)
             for name, proc in subjects:
                 sent = time.monotonic_ns()
@@ -372,7 +381,7 @@ def signal_latency(all_inits, python, samples, warmup, log_fd, results):
                     latencies[name].append(received - sent)
         for name, proc in subjects:
             if name != NO_INIT:  # there, the "init" is the child itself
-                cpu = procfs.cpu_ns(proc.pid) - cpu_before[name]
+                cpu = cpu_ns(proc.pid) - cpu_before[name]
                 results.set("signal_cpu_us", name, cpu / samples / 1e3)
     for name, values in latencies.items():
         results.set("signal_median_us", name, statistics.median(values) / 1e3)
@@ -474,7 +483,7 @@ def idle_connections(script, connections, settle, log_fd, results):
         if port is None:
             raise RuntimeError("pypause --metrics-addr stopped serving")
         time.sleep(settle)
-        idle_rss = procfs.rss_kib(proc.pid)
+        idle_rss = rss_kib(proc.pid)
         limits = resource.getrlimit(resource.RLIMIT_NOFILE)
         resource.setrlimit(resource.RLIMIT_NOFILE, (limits[1], limits[1]))
         clients = []
@@ -482,14 +491,13 @@ def idle_connections(script, connections, settle, log_fd, results):
             for _ in range(connections):
                 clients.append(socket.create_connection(("127.0.0.1", port), timeout=10))
             deadline = time.monotonic() + 2
-            while procfs.accept_queue(proc.pid):
+            while accept_queue(proc.pid):
                 if time.monotonic() > deadline:
                     raise RuntimeError(
-                        "pypause left %d metrics connections unaccepted"
-                        % procfs.accept_queue(proc.pid)
+                        "pypause left %d metrics connections unaccepted" % accept_queue(proc.pid)
                     )
                 time.sleep(0.01)
-            threads, rss = procfs.thread_count(proc.pid), procfs.rss_kib(proc.pid)
+            threads, rss = thread_count(proc.pid), rss_kib(proc.pid)
         finally:
             for client in clients:
                 client.close()

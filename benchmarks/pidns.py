@@ -27,7 +27,7 @@ import select
 import signal
 import time
 
-from benchmarks import procfs
+from tests.support.proc import children
 
 CLONE_NEWNS = 0x00020000
 CLONE_NEWPID = 0x20000000
@@ -287,7 +287,7 @@ def time_as_pid1(argv, log_fd, env=None):
         line = None
         # posix_spawn cannot give the init a parent-death signal: end it
         # first (which ends its namespace), then the helper.
-        for pid in procfs.children(helper) + [helper]:
+        for pid in children(helper) + [helper]:
             os.kill(pid, signal.SIGKILL)
     finally:
         os.close(report_r)

@@ -7,7 +7,7 @@ import tempfile
 
 import pytest
 
-from support import Init, PidNamespace, needs_pidns, stop, unprivileged_pypause
+from tests.support.running import Init, PidNamespace, needs_pidns, stop, unprivileged_pypause
 
 # A developer's exported PYPAUSE_METRICS_ADDR or PYPAUSE_GRACE_PERIOD would
 # change what every test observes: gone before any test module reads

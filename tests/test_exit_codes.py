@@ -5,7 +5,7 @@ import subprocess
 
 import pytest
 
-from support import PYPAUSE, python_with
+from tests.support.running import PYPAUSE, python_with
 
 pytestmark = pytest.mark.timeout(30)
 

@@ -11,7 +11,8 @@ import time
 
 import pytest
 
-from support import PYPAUSE, needs_pidns, stat_fields, stop, wait_for, wait_until_idle
+from tests.support.proc import stat
+from tests.support.running import PYPAUSE, needs_pidns, stop, wait_for, wait_until_idle
 
 pytestmark = pytest.mark.timeout(30)
 ENV = dict(os.environ)
@@ -40,7 +41,7 @@ def test_without_grace_period_pypause_exits_at_once(init, tmp_path):
         return  # and the kernel SIGKILLed it with PID 1: nothing is left to check
     # Not PID 1, pypause leaves the rest running (init fixture ends it).
     child, left = map(int, pidfile.read_text().split())
-    assert stat_fields(left) is not None and os.getpgid(left) == child
+    assert stat(left) is not None and os.getpgid(left) == child
 
 
 # The rest pypause signals in its grace period: every process of the
@@ -154,7 +155,7 @@ def test_grace_period_skips_a_process_it_may_not_signal(unprivileged, init, proc
     if init.pid1:
         p.ns.nsenter(["sh", "-c", "sleep 60 & exit 0"], check=True, timeout=10)
         wait_for(
-            lambda: any(c == "sleep" and ppid == p.pid for c, _, ppid in p.members().values()),
+            lambda: any(s.comm == "sleep" and s.ppid == p.pid for s in p.members().values()),
             what="the root orphan to be adopted",
         )
     else:

@@ -59,7 +59,7 @@ from hypothesis.stateful import (
 from pypause import httpd, metrics
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "stress"))
-from stress_support import STRESS, scaled  # noqa: E402
+from tests.stress.stress_support import STRESS, scaled
 
 # -- Hypothesis profiles ----------------------------------------------------------
 # database=None always: a failure is reproduced from what it prints (the blob,

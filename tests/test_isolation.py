@@ -12,7 +12,9 @@ import subprocess
 
 import pytest
 
-from support import PYPAUSE, children, port_from, python_with, stop, wait_for, wait_until_idle
+from tests.support.http import port_from
+from tests.support.proc import children
+from tests.support.running import PYPAUSE, python_with, stop, wait_for, wait_until_idle
 
 pytestmark = pytest.mark.timeout(30)
 

@@ -9,7 +9,7 @@ import subprocess
 
 import pytest
 
-from support import PYPAUSE
+from tests.support.running import PYPAUSE
 
 pytestmark = pytest.mark.timeout(30)
 ENV = dict(os.environ)

@@ -12,9 +12,10 @@ import urllib.request
 
 import pytest
 
-from support import PYPAUSE, free_port, helper, needs_pidns, port_from, wait_for, wait_until_idle
-from support import http_get as get
-from support import metric_samples as samples
+from tests.support.http import free_port, port_from
+from tests.support.http import http_get as get
+from tests.support.http import metric_samples as samples
+from tests.support.running import PYPAUSE, helper, needs_pidns, wait_for, wait_until_idle
 
 pytestmark = pytest.mark.timeout(60)
 

@@ -24,14 +24,13 @@ import uuid
 
 import pytest
 
-from support import (
+from tests.support.http import metric_samples, port_from
+from tests.support.proc import cgroup_mounts
+from tests.support.running import (
     PYPAUSE,
-    cgroup_mounts,
     entering_cgroups,
     helper,
-    metric_samples,
     needs_pidns,
-    port_from,
     read_line,
     wait_for,
     wait_until_idle,

@@ -21,7 +21,8 @@ import time
 
 import pytest
 
-from support import PYPAUSE, helper, port_from, read_line, wait_for
+from tests.support.http import port_from
+from tests.support.running import PYPAUSE, helper, read_line, wait_for
 
 pytestmark = [
     pytest.mark.timeout(60),

@@ -11,7 +11,7 @@ import urllib.request
 import pytest
 
 from pypause import metrics
-from support import wait_for
+from tests.support.running import wait_for
 
 pytestmark = pytest.mark.timeout(30)
 

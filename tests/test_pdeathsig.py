@@ -10,7 +10,8 @@ import subprocess
 
 import pytest
 
-from support import PYPAUSE, helper, lines, needs_pidns, stat_fields, wait_for, wait_until_idle
+from tests.support.proc import stat
+from tests.support.running import PYPAUSE, helper, lines, needs_pidns, wait_for, wait_until_idle
 
 pytestmark = pytest.mark.timeout(30)
 ENV = dict(os.environ)
@@ -52,7 +53,7 @@ def test_pdeathsig_arrives_when_the_parent_dies(args, env):
         assert lines(parent.stdout, 1) == ["SIGUSR1"]
     finally:
         os.kill(pypause, signal.SIGTERM)  # the child echoes it and exits 0
-    wait_for(lambda: stat_fields(pypause) is None, what="pypause to exit")
+    wait_for(lambda: stat(pypause) is None, what="pypause to exit")
 
 
 def _uid(pid):
@@ -69,7 +70,7 @@ def test_the_parent_death_signal_unshare_asked_for_survives_the_drop_of_root(pid
     assert _uid(ns.pid) == 65535  # the drop happened
     os.kill(ns.unshare.pid, signal.SIGKILL)
     ns.unshare.wait(10)
-    wait_for(lambda: stat_fields(ns.pid) is None, what="pypause to die with unshare")
+    wait_for(lambda: stat(ns.pid) is None, what="pypause to die with unshare")
 
 
 def test_pdeathsig_survives_the_drop_of_root_in_pause_mode():
@@ -84,7 +85,7 @@ def test_pdeathsig_survives_the_drop_of_root_in_pause_mode():
         assert _uid(pypause) == 65535
         parent.stdin.close()
         assert parent.wait(10) == 0
-        wait_for(lambda: stat_fields(pypause) is None, what="pypause to end on its SIGTERM")
+        wait_for(lambda: stat(pypause) is None, what="pypause to end on its SIGTERM")
     finally:
-        if stat_fields(pypause) is not None:
+        if stat(pypause) is not None:
             os.kill(pypause, signal.SIGKILL)

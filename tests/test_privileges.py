@@ -17,17 +17,9 @@ import time
 
 import pytest
 
-from support import (
-    PYPAUSE,
-    helper,
-    metric_samples,
-    needs_pidns,
-    port_from,
-    read_line,
-    stat_fields,
-    wait_for,
-    wait_until_idle,
-)
+from tests.support.http import metric_samples, port_from
+from tests.support.proc import stat
+from tests.support.running import PYPAUSE, helper, needs_pidns, read_line, wait_for, wait_until_idle
 
 pytestmark = [
     pytest.mark.timeout(60),
@@ -340,7 +332,8 @@ def test_pdeathsig_holds_whoever_pypause_becomes(procs, user, uid):
 
 def ended(pid):
     """True if `pid` is gone or a zombie (exited)."""
-    return (stat_fields(pid) or ("", "Z"))[1] == "Z"
+    fields = stat(pid)
+    return fields is None or fields.state == "Z"
 
 
 @needs_pidns

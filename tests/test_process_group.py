@@ -11,7 +11,7 @@ import subprocess
 
 import pytest
 
-from support import PYPAUSE, helper, lines, wait_until_idle
+from tests.support.running import PYPAUSE, helper, lines, wait_until_idle
 
 pytestmark = pytest.mark.timeout(30)
 ENV = dict(os.environ)

@@ -11,7 +11,8 @@ import sys
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from support import PYPAUSE, PYPAUSE_PYTHON, http_get, port_from, python_with
+from tests.support.http import http_get, port_from
+from tests.support.running import PYPAUSE, PYPAUSE_PYTHON, python_with
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 #: What pypause must not load: prometheus_client's HTTP machinery.

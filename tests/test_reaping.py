@@ -7,15 +7,8 @@ import sys
 
 import pytest
 
-from support import (
-    PYPAUSE,
-    children_of,
-    context_switches,
-    helper,
-    needs_pidns,
-    wait_for,
-    wait_until_idle,
-)
+from tests.support.proc import children_of, context_switches
+from tests.support.running import PYPAUSE, helper, needs_pidns, wait_for, wait_until_idle
 
 pytestmark = pytest.mark.timeout(60)
 

@@ -91,7 +91,7 @@ def test_the_sdist_carries_licence_metadata_and_tests_which_pass_from_it(dist, t
         "CHANGELOG.md",
         "Dockerfile",
         "tests/conftest.py",
-        "tests/support.py",
+        "tests/support/proc.py",
         "tests/helpers/orphans.py",
         "tests/stress/stress_support.py",
         "tests/container/runtimes.py",

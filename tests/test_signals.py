@@ -9,7 +9,8 @@ import time
 
 import pytest
 
-from support import PYPAUSE, children, helper, wait_until_idle
+from tests.support.proc import children
+from tests.support.running import PYPAUSE, helper, wait_until_idle
 
 pytestmark = pytest.mark.timeout(30)
 

@@ -16,7 +16,8 @@ import time
 import pytest
 
 from pypause import signals
-from support import PYPAUSE, blocked_signals, in_sigwait, needs_pidns, wait_until_idle
+from tests.support.proc import blocked_signals, waiting_for_signals
+from tests.support.running import PYPAUSE, needs_pidns, wait_until_idle
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -128,7 +129,7 @@ def _masked(pid):
     that came too late to see the mask sees that instead.
     """
     deadline = time.monotonic() + 10
-    while signal.SIGTERM not in (blocked_signals(pid) or ()) and not in_sigwait(pid):
+    while signal.SIGTERM not in (blocked_signals(pid) or ()) and not waiting_for_signals(pid):
         assert time.monotonic() < deadline, "pypause never blocked SIGTERM"
     return time.monotonic()
 

@@ -13,7 +13,7 @@ import sys
 import pytest
 
 import pypause
-from support import PYPAUSE, helper, wait_until_idle
+from tests.support.running import PYPAUSE, helper, wait_until_idle
 
 pytestmark = pytest.mark.timeout(30)
 

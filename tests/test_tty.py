@@ -7,7 +7,8 @@ import termios
 
 import pytest
 
-from support import PYPAUSE
+from tests.support.proc import parse_stat
+from tests.support.running import PYPAUSE
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -50,11 +51,9 @@ def terminal(procs):
 def test_child_becomes_the_foreground_process_group(terminal):
     start, read_until, _ = terminal
     p = start([PYPAUSE, "--", "cat", "/proc/self/stat"])
-    out = read_until("\n").decode()
-    pid = out.split()[0]
-    _, _, pgrp, _, _, tpgid = out[out.rindex(")") + 2 :].split()[:6]
-    assert pid == pgrp == tpgid
-    assert int(pgrp) != p.pid  # not pypause's group
+    cat = parse_stat(read_until("\n").decode())
+    assert cat.pid == cat.pgrp == cat.tpgid
+    assert cat.pgrp != p.pid  # not pypause's group
     assert p.wait(10) == 0
 
 

@@ -11,7 +11,7 @@ import subprocess
 
 import pytest
 
-from support import PYPAUSE, helper, lines, wait_for, wait_until_idle
+from tests.support.running import PYPAUSE, helper, lines, wait_for, wait_until_idle
 
 pytestmark = pytest.mark.timeout(30)
 ENV = dict(os.environ)
@@ -113,7 +113,7 @@ def test_options_together(init):
     os.kill(p.pid, signal.SIGTERM)  # rewritten to SIGUSR2, sent to the whole group
     assert lines(p.stdout, 1) == ["SIGUSR2"]
     wait_for(
-        lambda: "sleep" not in [comm for comm, _, _ in p.members().values()],
+        lambda: "sleep" not in [s.comm for s in p.members().values()],
         what="the orphaned sleep to be reaped",
     )
     os.kill(p.pid, signal.SIGINT)  # rewritten to SIGTERM: the echo child exits,

@@ -10,7 +10,7 @@ import subprocess
 
 import pytest
 
-from support import PYPAUSE, helper, lines
+from tests.support.running import PYPAUSE, helper, lines
 
 pytestmark = pytest.mark.timeout(30)
 ENV = dict(os.environ)

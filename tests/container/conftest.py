@@ -32,7 +32,7 @@ import time
 
 import pytest
 
-from runtimes import (
+from tests.container.runtimes import (
     ARM64_BASE_IMAGE,
     ARM64_IMAGE,
     BASE_IMAGE,

@@ -24,7 +24,9 @@ import threading
 import time
 import uuid
 
-from runtimes import REPO, cgroup_hierarchies, command_lines, run, shims_of, wait_for
+from tests.container.runtimes import REPO, run, shims_of
+from tests.support.proc import cgroup_hierarchies, command_lines
+from tests.support.running import wait_for
 
 CNI_BIN_DIR = "/usr/lib/cni"
 CNI_PLUGINS = ("bridge", "host-local", "loopback")

@@ -9,7 +9,8 @@ import signal
 import subprocess
 import sys
 
-from support import wait_for  # noqa: F401 (re-exported to the container tests)
+from tests.support.proc import cgroup_hierarchies, command_lines, pidns_members
+from tests.support.running import wait_for
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 BASE_IMAGE = "localhost/pypause-test-base:bookworm"
@@ -43,85 +44,6 @@ def run(argv, env=None, cwd=None, timeout=120, check=True):
             % (" ".join(argv), r.returncode, r.stdout, r.stderr)
         )
     return r
-
-
-# ---------------------------------------------------------------- /proc
-
-
-def proc_stat(pid):
-    """(comm, state, ppid) of `pid` as the host sees it, or None if it is gone."""
-    try:
-        with open("/proc/%d/stat" % pid) as f:
-            text = f.read()
-    except OSError:
-        return None
-    comm = text[text.index("(") + 1 : text.rindex(")")]
-    state, ppid = text[text.rindex(")") + 2 :].split()[:2]
-    return comm, state, int(ppid)
-
-
-def pidns_members(init_pid):
-    """{host pid: (comm, state, ppid)} of every process in the PID namespace of `init_pid`."""
-    try:
-        ns = os.readlink("/proc/%d/ns/pid" % init_pid)
-    except OSError:
-        return {}
-    members = {}
-    for name in os.listdir("/proc"):
-        if not name.isdigit():
-            continue
-        try:
-            if os.readlink("/proc/%s/ns/pid" % name) != ns:
-                continue
-        except OSError:
-            continue
-        fields = proc_stat(int(name))
-        if fields:
-            members[int(name)] = fields
-    return members
-
-
-def proc_status(pid, key):
-    with open("/proc/%d/status" % pid) as f:
-        for line in f:
-            if line.startswith(key + ":"):
-                return line.split()[1:]
-    raise KeyError(key)
-
-
-def title(pid):
-    """The words of the process title (setproctitle pads /proc/PID/cmdline with NULs)."""
-    try:
-        with open("/proc/%d/cmdline" % pid, "rb") as f:
-            return f.read().split(b"\0")[0].decode().split()
-    except OSError:
-        return None
-
-
-def wait_until_waiting_for_signals(pid, timeout=10.0):
-    """Wait until `pid` sleeps in sigwaitinfo(): pypause's start-up is over.
-
-    /proc/PID/wchan names the kernel function a process sleeps in, on any
-    architecture (the syscall number in /proc/PID/syscall differs by one).
-    """
-
-    def waiting():
-        try:
-            with open("/proc/%d/wchan" % pid) as f:
-                return "sigtimedwait" in f.read()
-        except OSError:
-            return False
-
-    wait_for(waiting, timeout, "pid %d to wait for signals" % pid)
-
-
-def root_is_read_only(pid):
-    with open("/proc/%d/mountinfo" % pid) as f:
-        for line in f:
-            fields = line.split()
-            if fields[4] == "/":
-                root_options = fields[5].split(",")
-    return "ro" in root_options
 
 
 def offline_build(base_image, wheel_context):
@@ -179,9 +101,7 @@ ORPHANS = 50
 
 
 def orphans_of(init_pid):
-    return {
-        pid: fields for pid, fields in pidns_members(init_pid).items() if fields[0] == ORPHAN_COMM
-    }
+    return {pid: s for pid, s in pidns_members(init_pid).items() if s.comm == ORPHAN_COMM}
 
 
 def wait_until_adopted(init_pid, count):
@@ -190,13 +110,13 @@ def wait_until_adopted(init_pid, count):
     def adopted():
         orphans = orphans_of(init_pid)
         return len(orphans) == count and all(
-            ppid == init_pid and state != "Z" for _, state, ppid in orphans.values()
+            s.ppid == init_pid and s.state != "Z" for s in orphans.values()
         )
 
     try:
         wait_for(adopted, 20, "%d orphans adopted by pid %d" % (count, init_pid))
     except AssertionError:
-        found = sorted((ppid, state) for _, state, ppid in orphans_of(init_pid).values())
+        found = sorted((s.ppid, s.state) for s in orphans_of(init_pid).values())
         raise AssertionError(
             "expected %d orphans with parent %d; found (ppid, state): %s" % (count, init_pid, found)
         ) from None
@@ -213,7 +133,7 @@ def adopt_then_kill_orphans(init_pid, count):
 
 
 def zombies(init_pid):
-    return [pid for pid, (_, state, _) in pidns_members(init_pid).items() if state == "Z"]
+    return [pid for pid, s in pidns_members(init_pid).items() if s.state == "Z"]
 
 
 def wait_until_reaped(init_pid, held=0):
@@ -223,9 +143,9 @@ def wait_until_reaped(init_pid, held=0):
 
     def reaped():
         members = pidns_members(init_pid)
-        parents = [ppid for _, state, ppid in members.values() if state == "Z"]
+        parents = [s.ppid for s in members.values() if s.state == "Z"]
         return (
-            not any(comm == ORPHAN_COMM for comm, _, _ in members.values())
+            not any(s.comm == ORPHAN_COMM for s in members.values())
             and len(parents) == held
             and init_pid not in parents
         )
@@ -254,9 +174,7 @@ def wait_until_holding(holder_pid, count):
     """Wait until `count` zombies, and no live child, have `holder_pid` as their parent."""
 
     def children():
-        return sorted(
-            state for _, state, ppid in pidns_members(holder_pid).values() if ppid == holder_pid
-        )
+        return sorted(s.state for s in pidns_members(holder_pid).values() if s.ppid == holder_pid)
 
     wait_for(
         lambda: children() == ["Z"] * count, 10, "pid %d to hold %d zombies" % (holder_pid, count)
@@ -358,13 +276,6 @@ def _hard_nofile():
     return 1048576 if hard == resource.RLIM_INFINITY else hard
 
 
-def cgroup_hierarchies():
-    """Mount points of the cgroup file systems (v1 controllers and v2)."""
-    with open("/proc/self/mountinfo") as f:
-        rows = [line.split() for line in f]
-    return [row[4] for row in rows if row[row.index("-") + 1] in ("cgroup", "cgroup2")]
-
-
 # ---------------------------------------------------------------- network namespaces
 
 # Run by `nsenter --net=...` with this interpreter: GET paths from 127.0.0.1,
@@ -392,19 +303,6 @@ def fetch_in_netns(pid, port, *paths):
 
 
 # ---------------------------------------------------------------- the host's processes
-
-
-def command_lines():
-    """{pid: argv as bytes} of every process the host's /proc shows."""
-    found = {}
-    for name in os.listdir("/proc"):
-        if name.isdigit():
-            try:
-                with open("/proc/%s/cmdline" % name, "rb") as f:
-                    found[int(name)] = f.read().split(b"\0")
-            except OSError:
-                pass
-    return found
 
 
 def shims_of(socket):

@@ -19,7 +19,9 @@ import json
 
 import pytest
 
-from runtimes import IN_CONTAINER_GET, pidns_members, wait_for, wait_until_waiting_for_signals
+from tests.container.runtimes import IN_CONTAINER_GET
+from tests.support.proc import pidns_members
+from tests.support.running import wait_for, wait_until_idle
 
 # The first test builds the base and the image under emulation.
 pytestmark = pytest.mark.timeout(300)
@@ -85,7 +87,7 @@ def _start(podman, *args):
     container = podman("run", "-d", "--network", "none", *args).stdout.strip()
     pid = int(podman.inspect(container, "{{.State.Pid}}"))
     assert pid, podman("logs", container, check=False).stderr
-    wait_until_waiting_for_signals(pid, timeout=30)
+    wait_until_idle(pid, timeout=30)
     return container, pid
 
 
@@ -163,7 +165,7 @@ def test_init_mode_forwards_sigterm(containers, arm64_image):
         "import _signal; _signal.pause()",
     )
     wait_for(
-        lambda: any(ppid == pid for _, _, ppid in pidns_members(pid).values()),
+        lambda: any(s.ppid == pid for s in pidns_members(pid).values()),
         30,
         "the app to start",
     )

@@ -16,21 +16,18 @@ import time
 
 import pytest
 
-from runtimes import (
+from tests.container.runtimes import (
     MEASURED,
     ORPHAN_MAKER,
     ORPHANS,
     REPO,
     adopt_then_kill_orphans,
-    pidns_members,
-    proc_status,
-    root_is_read_only,
     run,
     shims_of,
-    wait_for,
     wait_until_reaped,
-    wait_until_waiting_for_signals,
 )
+from tests.support.proc import pidns_members, root_is_read_only, status_field
+from tests.support.running import wait_for, wait_until_idle
 
 pytestmark = pytest.mark.timeout(300)
 
@@ -202,7 +199,7 @@ def start_sandbox(containerd, ctr_run, image, cid):
         return pid if status == "RUNNING" else None
 
     pid = wait_for(running_pid, 30, "sandbox task %s to run" % cid)
-    wait_until_waiting_for_signals(pid)
+    wait_until_idle(pid)
     return proc, pid
 
 
@@ -212,7 +209,7 @@ def test_sandbox_reaps_orphans_of_a_container_in_its_pid_namespace(
 ):
     sandbox_id = "pp-sandbox-" + stop_signal.lower()
     sandbox, pid = start_sandbox(containerd, ctr_run, image, sandbox_id)
-    assert proc_status(pid, "Uid") == ["65535"] * 4, "the image's USER"
+    assert status_field(pid, "Uid") == ["65535"] * 4, "the image's USER"
     assert root_is_read_only(pid)
     with open("/proc/%d/cmdline" % pid, "rb") as f:
         assert f.read().split(b"\0")[0].split() == [b"pypause"], "no arguments: pause mode"

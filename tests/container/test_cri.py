@@ -25,10 +25,9 @@ import time
 
 import pytest
 
-from containerd_cri import (
+from tests.container.containerd_cri import (
     CNI_CACHE,
     CriNode,
-    cgroup_hierarchies,
     cni_cache_entries,
     container_config,
     cri_problem,
@@ -38,7 +37,7 @@ from containerd_cri import (
     pod_config,
     processes_mentioning,
 )
-from runtimes import (
+from tests.container.runtimes import (
     HELD,
     HOLDER_COMM,
     MEASURED,
@@ -49,19 +48,21 @@ from runtimes import (
     ZOMBIE_HOLDER,
     adopt_then_kill_orphans,
     fetch_in_netns,
-    pidns_members,
-    proc_stat,
-    proc_status,
-    root_is_read_only,
     series,
-    title,
-    wait_for,
     wait_until_adopted,
     wait_until_holding,
     wait_until_reaped,
-    wait_until_waiting_for_signals,
     zombies,
 )
+from tests.support.proc import (
+    cgroup_hierarchies,
+    pidns_members,
+    root_is_read_only,
+    stat,
+    status_field,
+    title,
+)
+from tests.support.running import wait_for, wait_until_idle
 
 grpc = pytest.importorskip(
     "grpc", reason="grpcio (the CRI client's transport) is not installed: pip install '.[test]'"
@@ -168,7 +169,7 @@ def run_sandbox(node, pod):
     returned = time.monotonic() - start
     # RunPodSandbox returns once the task runs, before Python has started.
     wait_for(lambda: title(pid) == ["pypause"], 10, "pid %d to show pypause's title" % pid)
-    wait_until_waiting_for_signals(pid)
+    wait_until_idle(pid)
     node.start_times.append((returned, time.monotonic() - start))
     return sandbox_id, pid
 
@@ -223,14 +224,14 @@ def test_restricted_sandbox_runs_pypause_as_pid_1_of_the_pod(cri_node, image):
     pod = pod_config(cri, node, "restricted")
     sandbox_id, pid = run_sandbox(node, pod)
     assert node.sandbox_status(sandbox_id).state == cri.SANDBOX_READY
-    assert proc_status(pid, "NSpid")[-1] == "1", "PID 1 of the pod's PID namespace"
-    assert proc_stat(pid)[0] == "pypause" and title(pid) == ["pypause"], "pause mode"
-    assert proc_status(pid, "Uid") == ["65535"] * 4
-    assert proc_status(pid, "Gid") == ["65535"] * 4
-    assert proc_status(pid, "Seccomp") == ["2"], "seccomp RuntimeDefault: a filter"
-    assert proc_status(pid, "NoNewPrivs") == ["1"]
+    assert status_field(pid, "NSpid")[-1] == "1", "PID 1 of the pod's PID namespace"
+    assert stat(pid).comm == "pypause" and title(pid) == ["pypause"], "pause mode"
+    assert status_field(pid, "Uid") == ["65535"] * 4
+    assert status_field(pid, "Gid") == ["65535"] * 4
+    assert status_field(pid, "Seccomp") == ["2"], "seccomp RuntimeDefault: a filter"
+    assert status_field(pid, "NoNewPrivs") == ["1"]
     for capabilities in ("CapInh", "CapPrm", "CapEff", "CapAmb"):
-        assert proc_status(pid, capabilities) == ["0" * 16], capabilities
+        assert status_field(pid, capabilities) == ["0" * 16], capabilities
     assert root_is_read_only(pid)
     # The pod's own network namespace, which the CNI bridge gave an eth0.
     assert namespace(pid, "net") != namespace(node.proc.pid, "net")
@@ -244,11 +245,11 @@ def test_restricted_sandbox_runs_pypause_as_pid_1_of_the_pod(cri_node, image):
     assert node.container_status(container_id).state == cri.CONTAINER_RUNNING
     assert namespace(app, "net") == namespace(pid, "net")
     assert namespace(app, "pid") != namespace(pid, "pid"), "no shareProcessNamespace"
-    assert proc_status(app, "CapBnd") == ["0" * 16], "capabilities: drop ALL"
-    assert proc_status(app, "NoNewPrivs") == ["1"], "allowPrivilegeEscalation: false"
+    assert status_field(app, "CapBnd") == ["0" * 16], "capabilities: drop ALL"
+    assert status_field(app, "NoNewPrivs") == ["1"], "allowPrivilegeEscalation: false"
     assert root_is_read_only(app)
     assert node.sandbox_status(sandbox_id).state == cri.SANDBOX_READY
-    assert proc_stat(pid)[0] == "pypause"
+    assert stat(pid).comm == "pypause"
 
 
 # ---------------------------------------------------------------- 2. shareProcessNamespace
@@ -282,7 +283,7 @@ def test_shared_pid_namespace_orphans_are_adopted_and_reaped_by_the_sandbox(
             10,
             "%d zombies under the non-reaping sandbox" % ORPHANS,
         )
-        assert all(proc_stat(z)[2] == pid for z in zombies(pid))
+        assert all(stat(z).ppid == pid for z in zombies(pid))
     assert node.sandbox_status(sandbox_id).state == cri.SANDBOX_READY
 
 
@@ -293,8 +294,7 @@ def test_container_restarted_in_the_same_sandbox_both_attempts_reaped(cri_node, 
     node = cri_node(image)
     pod = pod_config(cri, node, "restart", share_pid=True)
     sandbox_id, pid = run_sandbox(node, pod)
-    with open("/proc/%d/stat" % pid) as f:
-        started = f.read().rsplit(")", 1)[1].split()[19]  # start time: no PID reuse
+    started = stat(pid).starttime  # not another process with a reused PID
 
     for attempt in (0, 1):
         # The kubelet restarts an exited container as attempt N+1 in the same sandbox.
@@ -314,8 +314,7 @@ def test_container_restarted_in_the_same_sandbox_both_attempts_reaped(cri_node, 
         assert set(pidns_members(pid)) == {pid}, "only the sandbox is left"
         assert node.sandbox_status(sandbox_id).state == cri.SANDBOX_READY
         assert node.sandbox_info(sandbox_id)["pid"] == pid
-        with open("/proc/%d/stat" % pid) as f:
-            assert f.read().rsplit(")", 1)[1].split()[19] == started, "the same PID 1"
+        assert stat(pid).starttime == started, "the same PID 1"
 
     containers = node.call(
         "ListContainers", filter=cri.ContainerFilter(pod_sandbox_id=sandbox_id)
@@ -359,7 +358,7 @@ def test_metrics_sandbox_counts_the_pods_orphans_in_its_network_namespace(cri_no
     assert series(body, "pypause_zombies_reaped_by_container_total", "container_id") == {
         (app_id,): ORPHANS
     }
-    assert proc_stat(holder)[0] == HOLDER_COMM
+    assert stat(holder).comm == HOLDER_COMM
     assert series(body, "pypause_zombies_held_by_parent", "parent_comm", "container_id") == {
         (HOLDER_COMM, holder_id): HELD
     }
@@ -466,7 +465,7 @@ def test_stop_kills_the_sandbox_and_remove_leaves_nothing_behind(cri_node, image
     # containerd kills a sandbox: no SIGTERM, nothing for pypause to handle.
     assert (exited["pid"], exited["exit_status"]) == (pid, 128 + signal.SIGKILL)
     assert elapsed < STOP_BOUND
-    assert proc_stat(pid) is None, "gone when StopPodSandbox returns"
+    assert stat(pid) is None, "gone when StopPodSandbox returns"
     assert node.sandbox_status(sandbox_id).state == cri.SANDBOX_NOTREADY
 
     node.remove_pod(sandbox_id)

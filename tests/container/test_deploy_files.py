@@ -12,7 +12,7 @@ import subprocess
 
 import pytest
 
-from runtimes import METRICS_DOCKERFILE, REPO
+from tests.container.runtimes import METRICS_DOCKERFILE, REPO
 
 yaml = pytest.importorskip("yaml", reason="PyYAML is needed to parse deploy/*.yaml")
 tomllib = pytest.importorskip("tomllib", reason="tomllib comes with Python 3.11+")

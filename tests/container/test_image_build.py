@@ -12,7 +12,7 @@ import subprocess
 import pytest
 
 import pypause
-from runtimes import REPO, offline_build, run
+from tests.container.runtimes import REPO, offline_build, run
 
 # The first test to run also builds the bases, the wheels and the pause image.
 pytestmark = pytest.mark.timeout(300)

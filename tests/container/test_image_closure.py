@@ -10,7 +10,8 @@ import time
 
 import pytest
 
-from runtimes import IN_CONTAINER_GET, wait_for
+from tests.container.runtimes import IN_CONTAINER_GET
+from tests.support.running import wait_for
 
 pytestmark = pytest.mark.timeout(300)
 

@@ -10,7 +10,7 @@ import time
 import pytest
 
 import pypause
-from runtimes import (
+from tests.container.runtimes import (
     HELD,
     HOLDER_COMM,
     MEASURED,
@@ -23,19 +23,14 @@ from runtimes import (
     adopt_then_kill_orphans,
     fetch_in_netns,
     orphans_of,
-    pidns_members,
-    proc_stat,
-    proc_status,
-    root_is_read_only,
     series,
-    title,
-    wait_for,
     wait_until_adopted,
     wait_until_holding,
     wait_until_reaped,
-    wait_until_waiting_for_signals,
     zombies,
 )
+from tests.support.proc import pidns_members, root_is_read_only, stat, status_field, title
+from tests.support.running import wait_for, wait_until_idle
 
 # The first test to run also builds the base and the image (under a minute here).
 pytestmark = pytest.mark.timeout(300)
@@ -194,7 +189,7 @@ def wait_for_title(podman, name, words):
 
 def credentials(pid):
     """Who `pid` (a process or a thread) runs as, in the terms of PAUSE_USER."""
-    return {key: proc_status(pid, key) for key in PAUSE_USER}
+    return {key: status_field(pid, key) for key in PAUSE_USER}
 
 
 def test_image_config_and_contents(podman, image, base_image):
@@ -309,9 +304,9 @@ def test_pause_mode_read_only_as_65535_stops_on_sigterm(pods, image):
         image,
     )
     pid = int(pods.inspect("pp-single", "{{.State.Pid}}"))
-    wait_until_waiting_for_signals(pid)
+    wait_until_idle(pid)
     assert pods.inspect("pp-single", "{{.State.Status}}") == "running"
-    assert proc_status(pid, "Uid") == ["65535"] * 4
+    assert status_field(pid, "Uid") == ["65535"] * 4
     assert root_is_read_only(pid)
 
     start = time.monotonic()
@@ -327,7 +322,7 @@ def test_pause_mode_read_only_as_65535_stops_on_sigterm(pods, image):
 
 def test_pod_infra_drops_root_then_adopts_and_reaps_orphans_and_a_non_reaper_does_not(pods, image):
     infra = start_pod(pods, "pp-pod", image)
-    wait_until_waiting_for_signals(infra)
+    wait_until_idle(infra)
     # podman starts the infra container as root (the control below shows it):
     # pypause gave that up before it began to wait for signals.
     assert credentials(infra) == PAUSE_USER
@@ -335,7 +330,7 @@ def test_pod_infra_drops_root_then_adopts_and_reaps_orphans_and_a_non_reaper_doe
     # adopted by, and reaped by, a PID 1 that no longer is.
     start_orphan_maker(pods, "pp-pod", image, user="0:0")
     wait_until_adopted(infra, ORPHANS)
-    assert all(proc_status(pid, "Uid") == ["0"] * 4 for pid in orphans_of(infra))
+    assert all(status_field(pid, "Uid") == ["0"] * 4 for pid in orphans_of(infra))
     adopt_then_kill_orphans(infra, ORPHANS)
     wait_until_reaped(infra)
     assert credentials(infra) == PAUSE_USER
@@ -360,10 +355,10 @@ def test_pod_infra_drops_root_then_adopts_and_reaps_orphans_and_a_non_reaper_doe
         10,
         "%d zombies under the non-reaping infra" % ORPHANS,
     )
-    assert all(proc_stat(pid)[2] == control for pid in zombies(control))
+    assert all(stat(pid).ppid == control for pid in zombies(control))
     # The same infra container, with a command that changes no credential, runs as root.
-    assert proc_status(control, "Uid") == ["0"] * 4
-    assert proc_status(control, "CapEff") != ["0" * 16]
+    assert status_field(control, "Uid") == ["0"] * 4
+    assert status_field(control, "CapEff") != ["0" * 16]
 
 
 @pytest.mark.parametrize("enabled_by", ["flag", "image env"])
@@ -402,7 +397,7 @@ def test_pod_infra_serves_metrics_in_the_pod_network_namespace(
     assert series(body, "pypause_zombies_reaped_by_container_total", "container_id") == {
         (worker_id,): ORPHANS
     }
-    assert proc_stat(holder)[0] == HOLDER_COMM
+    assert stat(holder).comm == HOLDER_COMM
     assert series(body, "pypause_zombies_held_by_parent", "parent_comm", "container_id") == {
         (HOLDER_COMM, holder_id): HELD
     }
@@ -464,7 +459,7 @@ def test_image_is_immune_to_the_python_environment_it_is_run_with(pods, image, e
     env = json.loads(pods.inspect("pp-env", "{{json .Config.Env}}"))
     assert {"%s=%s" % item for item in PYTHON_ENVIRONMENT.items()} <= set(env)
     pid = wait_for_title(pods, "pp-env", ["pypause", "--metrics-addr", str(port)])
-    wait_until_waiting_for_signals(pid)
+    wait_until_idle(pid)
     responses = wait_for(
         lambda: fetch_in_netns(pid, port, "/metrics"),
         10,
@@ -500,13 +495,11 @@ def test_init_mode_in_a_container_forwards_sigterm_and_passes_exit_codes(pods, i
     )
     pid = int(pods.inspect("pp-app", "{{.State.Pid}}"))
     wait_for(
-        lambda: any(
-            ppid == pid and comm == "python3" for comm, _, ppid in pidns_members(pid).values()
-        ),
+        lambda: any(s.ppid == pid and s.comm == "python3" for s in pidns_members(pid).values()),
         10,
         "pypause to start its child",
     )
-    wait_until_waiting_for_signals(pid)
+    wait_until_idle(pid)
     pods("stop", "--time", "10", "pp-app")
     # The app died of the forwarded SIGTERM: 128 + 15, reported by pypause.
     assert pods.inspect("pp-app", "{{.State.ExitCode}}") == "143"

@@ -7,7 +7,7 @@ import os
 
 import pytest
 
-from stress_support import MEASURED, STRESS, PidsCgroup, pids_cgroup_parent
+from tests.stress.stress_support import MEASURED, STRESS, PidsCgroup, pids_cgroup_parent
 
 
 @pytest.fixture

@@ -16,11 +16,7 @@ import sys
 import threading
 import time
 
-# Re-exported to the stress tests (F401 is off for this file in pyproject.toml).
-from support import PYPAUSE, PidNamespace, children, free_port, port_from, stop, wait_for
-from support import http_get as get  # (status, headers, body)
-from support import metric_samples as samples
-from support import metric_value as value
+from tests.support.running import stop, wait_for
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 STRESS = os.environ.get("PYPAUSE_STRESS", "").strip().lower() not in ("", "0", "no", "false", "off")
@@ -40,56 +36,6 @@ def scaled(short, long):
 
 def measured(key, figure):
     MEASURED["%s (%s)" % (key, "long" if STRESS else "short")] = figure
-
-
-# -- /proc readings of one process --------------------------------------------
-
-
-def status_kib(pid, key):
-    """A "kB" field of /proc/PID/status (VmRSS, VmHWM...), in KiB."""
-    with open("/proc/%d/status" % pid) as f:
-        for line in f:
-            if line.startswith(key + ":"):
-                return int(line.split()[1])
-    raise KeyError(key)
-
-
-def rss_kib(pid):
-    return status_kib(pid, "VmRSS")
-
-
-def fd_count(pid):
-    return len(os.listdir("/proc/%d/fd" % pid))
-
-
-def thread_count(pid):
-    return len(os.listdir("/proc/%d/task" % pid))
-
-
-def cpu_seconds(pid):
-    """User + system CPU time of `pid`, all threads."""
-    with open("/proc/%d/stat" % pid) as f:
-        fields = f.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def fd_flags(pid, fd):
-    """The open-file flags of `pid`'s `fd` (octal "flags:" of /proc/PID/fdinfo/FD)."""
-    with open("/proc/%d/fdinfo/%d" % (pid, fd)) as f:
-        for line in f:
-            if line.startswith("flags:"):
-                return int(line.split()[1], 8)
-    raise KeyError("flags")
-
-
-def listen_overflows():
-    """TcpExt ListenOverflows of this network namespace: SYNs dropped on a full backlog."""
-    with open("/proc/net/netstat") as f:
-        lines = f.read().splitlines()
-    for names, values in zip(lines[::2], lines[1::2]):
-        if names.startswith("TcpExt:"):
-            return int(dict(zip(names.split(), values.split()))["ListenOverflows"])
-    return 0
 
 
 # -- storms in a namespace ------------------------------------------------------
@@ -255,16 +201,3 @@ class Lines:
     def count(self, text):
         with self._cond:
             return self.lines.count(text)
-
-
-def all_threads_asleep(pid):
-    """True if every thread of `pid` sleeps in a system call (its syscall file
-    shows a number, not "running")."""
-    for tid in os.listdir("/proc/%d/task" % pid):
-        try:
-            with open("/proc/%d/task/%s/syscall" % (pid, tid)) as f:
-                if f.read().split()[0] == "running":
-                    return False
-        except (OSError, IndexError):
-            return False
-    return True

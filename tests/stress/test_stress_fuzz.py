@@ -20,8 +20,8 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 
 from pypause import cli
-from stress_support import PYPAUSE, measured, scaled
-from support import wait_until_idle
+from tests.stress.stress_support import measured, scaled
+from tests.support.running import PYPAUSE, wait_until_idle
 
 SEED = 20240607
 IN_PROCESS = scaled(5000, 50000)

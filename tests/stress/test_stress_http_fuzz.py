@@ -30,19 +30,13 @@ import time
 
 import pytest
 
-from stress_support import (
-    ECHO_CHILD,
-    PYPAUSE,
-    Lines,
-    fd_count,
-    get,
-    measured,
-    port_from,
-    samples,
-    scaled,
-    value,
-    wait_for,
-)
+from tests.stress.stress_support import ECHO_CHILD, Lines, measured, scaled
+from tests.support.http import http_get as get
+from tests.support.http import metric_samples as samples
+from tests.support.http import metric_value as value
+from tests.support.http import port_from
+from tests.support.proc import fd_count, stat
+from tests.support.running import PYPAUSE, wait_for
 
 SEEDS = scaled([19001, 19002, 19003], [19001 + i for i in range(12)])
 CLIENTS = scaled(100, 600)  # per round
@@ -393,8 +387,7 @@ class Pypause:
 
 
 def stopped(pid):
-    with open("/proc/%d/stat" % pid) as f:
-        return f.read().rsplit(")", 1)[1].split()[0] == "T"
+    return stat(pid).state == "T"
 
 
 @pytest.mark.timeout(scaled(90, 1800))

@@ -11,19 +11,12 @@ import time
 
 import pytest
 
-from stress_support import (
-    PYPAUSE,
-    STORM_MAKER,
-    Lines,
-    get,
-    measured,
-    port_from,
-    samples,
-    scaled,
-    value,
-    wait_for,
-)
-from support import needs_pidns
+from tests.stress.stress_support import STORM_MAKER, Lines, measured, scaled
+from tests.support.http import http_get as get
+from tests.support.http import metric_samples as samples
+from tests.support.http import metric_value as value
+from tests.support.http import port_from
+from tests.support.running import PYPAUSE, needs_pidns, wait_for
 
 ORPHANS = scaled(1000, 5000)
 # unshare + pypause (2 threads: main, metrics server) + the storm maker + its

@@ -13,23 +13,19 @@ import time
 
 import pytest
 
-from stress_support import (
-    PYPAUSE,
+from tests.stress.stress_support import measured, scaled, storm
+from tests.support.http import http_get as get
+from tests.support.http import metric_samples as samples
+from tests.support.http import metric_value as value
+from tests.support.http import port_from
+from tests.support.proc import (
     all_threads_asleep,
     children,
     fd_count,
-    get,
     listen_overflows,
-    measured,
-    port_from,
-    samples,
-    scaled,
-    storm,
     thread_count,
-    value,
-    wait_for,
 )
-from support import needs_pidns, wait_until_idle
+from tests.support.running import PYPAUSE, needs_pidns, wait_for, wait_until_idle
 
 ORPHANS = scaled(3000, 20000)
 SCRAPERS = 50

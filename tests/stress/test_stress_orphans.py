@@ -9,18 +9,9 @@ import time
 
 import pytest
 
-from stress_support import (
-    LEFTOVERS,
-    PYPAUSE,
-    children,
-    cpu_seconds,
-    measured,
-    rss_kib,
-    scaled,
-    storm,
-    wait_for,
-)
-from support import needs_pidns, wait_until_idle
+from tests.stress.stress_support import LEFTOVERS, measured, scaled, storm
+from tests.support.proc import children, cpu_ns, rss_kib
+from tests.support.running import PYPAUSE, needs_pidns, wait_for, wait_until_idle
 
 TOTAL = scaled(3000, 20000)
 MAKERS = 4
@@ -44,7 +35,7 @@ def test_orphan_storm_from_several_processes_leaves_no_zombie_and_flat_memory(pi
     )
     wait_until_idle(ns.pid)
     before = rss_kib(ns.pid)
-    cpu0 = cpu_seconds(ns.pid)
+    cpu0 = cpu_ns(ns.pid) / 1e9
 
     t0 = time.monotonic()
     made, _, made_in = storm(ns, TOTAL, MAKERS)
@@ -61,7 +52,7 @@ def test_orphan_storm_from_several_processes_leaves_no_zombie_and_flat_memory(pi
 
     assert ns.zombies() == []
     assert after <= before + 1024, "RSS grew from %d to %d KiB" % (before, after)
-    cpu = cpu_seconds(ns.pid) - cpu0
+    cpu = cpu_ns(ns.pid) / 1e9 - cpu0
     measured(
         "orphan storm",
         "%d orphans from %d makers at once, all reaped in %.1f s "

@@ -11,8 +11,8 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from stress_support import PYPAUSE, PidNamespace, measured, scaled, stop
-from support import UNSHARE_PROBLEM
+from tests.stress.stress_support import measured, scaled
+from tests.support.running import PYPAUSE, UNSHARE_PROBLEM, PidNamespace, stop
 
 ITERATIONS = scaled(200, 1000)
 SEED = 1234

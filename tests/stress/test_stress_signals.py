@@ -12,17 +12,12 @@ import time
 import pytest
 
 from pypause import signals
-from stress_support import (
-    ECHO_CHILD,
-    PYPAUSE,
-    Lines,
-    get,
-    measured,
-    port_from,
-    samples,
-    scaled,
-    value,
-)
+from tests.stress.stress_support import ECHO_CHILD, Lines, measured, scaled
+from tests.support.http import http_get as get
+from tests.support.http import metric_samples as samples
+from tests.support.http import metric_value as value
+from tests.support.http import port_from
+from tests.support.running import PYPAUSE
 
 TOTAL = scaled(2000, 10000)
 SEED = 7

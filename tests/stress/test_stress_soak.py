@@ -10,24 +10,19 @@ import time
 
 import pytest
 
-from stress_support import (
-    PYPAUSE,
-    TRICKLE,
-    Lines,
+from tests.stress.stress_support import TRICKLE, Lines, measured, scaled
+from tests.support.http import metric_samples as samples
+from tests.support.http import metric_value as value
+from tests.support.http import port_from
+from tests.support.proc import (
     all_threads_asleep,
     children,
+    context_switches,
     fd_count,
-    measured,
-    port_from,
     rss_kib,
-    samples,
-    scaled,
-    stop,
     thread_count,
-    value,
-    wait_for,
 )
-from support import context_switches, needs_pidns, wait_until_idle
+from tests.support.running import PYPAUSE, needs_pidns, stop, wait_for, wait_until_idle
 
 DURATION = scaled(30, 600)  # seconds of trickle and scrapes
 WARM_UP = scaled(5, 60)  # RSS is compared with its value at this point

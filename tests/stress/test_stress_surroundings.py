@@ -15,25 +15,13 @@ import time
 
 import pytest
 
-from stress_support import (
-    ECHO_CHILD,
-    PYPAUSE,
-    STORM_MAKER,
-    Lines,
-    children,
-    fd_flags,
-    free_port,
-    get,
-    measured,
-    port_from,
-    samples,
-    scaled,
-    storm,
-    thread_count,
-    value,
-    wait_for,
-)
-from support import HELPERS, needs_pidns, wait_until_idle
+from tests.stress.stress_support import ECHO_CHILD, STORM_MAKER, Lines, measured, scaled, storm
+from tests.support.http import free_port, port_from
+from tests.support.http import http_get as get
+from tests.support.http import metric_samples as samples
+from tests.support.http import metric_value as value
+from tests.support.proc import children, fd_flags, stat, thread_count
+from tests.support.running import HELPERS, PYPAUSE, needs_pidns, wait_for, wait_until_idle
 
 SIGNALS = scaled(2000, 10000)
 MARKER = signal.SIGRTMAX
@@ -544,13 +532,8 @@ def test_a_chatty_child_and_a_stalling_collector_never_block_pypause(pidns, proc
         go.set()
         blaster.join()
         os.kill(reader.pid, signal.SIGCONT)
-    assert stat_fields_state(pypause) != "Z"
+    assert stat(pypause).state != "Z"
     measured(
         "chatty child, stalling collector: " + kind,
         "pypause seen writing to stderr %d times, never stuck" % seen_writing,
     )
-
-
-def stat_fields_state(pid):
-    with open("/proc/%d/stat" % pid) as f:
-        return f.read().rsplit(")", 1)[1].split()[0]

@@ -1,7 +1,8 @@
-"""Black-box helpers: find the installed pypause, observe processes through /proc."""
+"""Running pypause and the test programs: the installed command, waits, PID
+namespaces, and an Init that starts pypause either way it runs and ends all
+it left."""
 
 import os
-import re
 import select
 import shutil
 import signal
@@ -12,7 +13,17 @@ import uuid
 
 import pytest
 
-HELPERS = os.path.join(os.path.dirname(__file__), "helpers")
+from tests.support.proc import (
+    children,
+    descendants,
+    environ_holds,
+    pidns_members,
+    processes,
+    waiting_for_signals,
+    zombies_of,
+)
+
+HELPERS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "helpers")
 
 
 def _installed_pypause():
@@ -63,108 +74,9 @@ def wait_for(condition, timeout=10.0, what="condition", interval=0.01):
         time.sleep(interval)
 
 
-def blocked_signals(pid):
-    """The set of signals `pid` blocks (SigBlk of its main thread), or None if gone."""
-    try:
-        with open("/proc/%d/status" % pid) as f:
-            for line in f:
-                if line.startswith("SigBlk:"):
-                    mask = int(line.split()[1], 16)
-                    return {n + 1 for n in range(64) if mask >> n & 1}
-    except OSError:
-        return None
-    return None
-
-
-def port_from(stderr):
-    """Read pypause's stderr up to the line that says where metrics are served."""
-    while True:
-        line = stderr.readline().decode()
-        assert line, "pypause ended before serving metrics"
-        m = re.search(r"serving metrics on http://\S+:(\d+)/metrics", line)
-        if m:
-            return int(m.group(1))
-
-
-def stat_fields(pid):
-    """(comm, state, ppid) of `pid` from /proc, or None if it is gone."""
-    try:
-        with open("/proc/%d/stat" % pid) as f:
-            text = f.read()
-    except (FileNotFoundError, ProcessLookupError):
-        return None
-    comm = text[text.index("(") + 1 : text.rindex(")")]
-    state, ppid = text[text.rindex(")") + 2 :].split()[:2]
-    return comm, state, int(ppid)
-
-
-def children(pid):
-    """PIDs of the children of `pid`, zombies included (from every thread's list)."""
-    kids = []
-    try:
-        tids = os.listdir("/proc/%d/task" % pid)
-    except OSError:
-        return kids
-    for tid in tids:
-        try:
-            with open("/proc/%d/task/%s/children" % (pid, tid)) as f:
-                kids.extend(int(k) for k in f.read().split())
-        except OSError:
-            pass
-    return kids
-
-
-def processes():
-    """{pid: (comm, state, ppid)} of every process visible in our /proc."""
-    result = {}
-    for name in os.listdir("/proc"):
-        if name.isdigit():
-            fields = stat_fields(int(name))
-            if fields:
-                result[int(name)] = fields
-    return result
-
-
-def children_of(pid, comm=None):
-    return [
-        p for p, (c, _, ppid) in processes().items() if ppid == pid and (comm is None or c == comm)
-    ]
-
-
-def zombies_of(pid):
-    return [p for p, (_, state, ppid) in processes().items() if ppid == pid and state == "Z"]
-
-
-def context_switches(pid):
-    """Voluntary + involuntary context switches of every thread of `pid`."""
-    total = 0
-    for tid in os.listdir("/proc/%d/task" % pid):
-        with open("/proc/%d/task/%s/status" % (pid, tid)) as f:
-            for line in f:
-                if line.startswith(("voluntary_ctxt_switches", "nonvoluntary_ctxt_switches")):
-                    total += int(line.split()[1])
-    return total
-
-
-# rt_sigtimedwait, which sigwaitinfo() uses, by machine
-_SIGWAIT_SYSCALL = {"x86_64": "128", "aarch64": "137"}
-
-
-def in_sigwait(pid):
-    """True if `pid` sleeps in sigwaitinfo() (where /proc shows its waited
-    signals as unblocked: the kernel lets them through to the wait)."""
-    number = _SIGWAIT_SYSCALL.get(os.uname().machine)
-    try:
-        with open("/proc/%d/syscall" % pid) as f:
-            fields = f.read().split()
-    except OSError:
-        return False
-    return bool(fields) and (fields[0] == number if number else fields[0] != "running")
-
-
 def wait_until_idle(pid, timeout=10.0):
-    """Wait until `pid` sleeps in sigwaitinfo(), i.e. its start-up is over."""
-    wait_for(lambda: in_sigwait(pid), timeout, what="pypause %d to wait for signals" % pid)
+    """Wait until `pid` sleeps in sigwaitinfo(): pypause's start-up is over."""
+    wait_for(lambda: waiting_for_signals(pid), timeout, what="pypause %d to wait for signals" % pid)
 
 
 def python_with(directory, files):
@@ -231,80 +143,10 @@ def pid1_of(unshare_proc):
     """Host PID of the PID 1 that `unshare --fork` started."""
 
     def child():
-        try:
-            with open("/proc/%d/task/%d/children" % (unshare_proc.pid, unshare_proc.pid)) as f:
-                pids = f.read().split()
-        except OSError:
-            return None
-        return int(pids[0]) if pids else None
+        pids = children(unshare_proc.pid)
+        return pids[0] if pids else None
 
     return wait_for(child, what="unshare to fork PID 1")
-
-
-# -- HTTP, as a scraper of pypause's metrics sees it ---------------------------
-
-
-def url(host, port, path):
-    return "http://%s:%d%s" % ("[%s]" % host if ":" in host else host, port, path)
-
-
-def http_get(port, path="/metrics", host="127.0.0.1", headers=None, timeout=10):
-    """(status, headers, body) of one GET through urllib; an HTTP error status too."""
-    import urllib.error
-    import urllib.request
-
-    req = urllib.request.Request(url(host, port, path), headers=headers or {})
-    try:
-        with urllib.request.urlopen(req, timeout=timeout) as r:
-            return r.status, r.headers, r.read().decode()
-    except urllib.error.HTTPError as e:
-        return e.code, e.headers, e.read().decode()
-
-
-def parse_samples(text):
-    """{(name, frozenset(labels)): value} of a scrape in the text format."""
-    from prometheus_client.parser import text_string_to_metric_families
-
-    return {
-        (s.name, frozenset(s.labels.items())): s.value
-        for family in text_string_to_metric_families(text)
-        for s in family.samples
-    }
-
-
-def metric_samples(port, timeout=10):
-    """parse_samples() of one scrape of pypause's /metrics, which must answer 200."""
-    status, _, text = http_get(port, timeout=timeout)
-    assert status == 200, (status, text)
-    return parse_samples(text)
-
-
-def metric_value(got, name, **labels):
-    """The value of series `name{labels}` in metric_samples() `got`, or None."""
-    return got.get((name, frozenset(labels.items())))
-
-
-def free_port():
-    """A TCP port of 127.0.0.1 that nothing listens on just now."""
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def cgroup_mounts():
-    """{"unified": the cgroup v2 mount, "pids": the cgroup v1 pids mount}, those there are."""
-    found = {}
-    with open("/proc/self/mountinfo") as f:
-        for line in f:
-            fields = line.split()
-            kind = fields[fields.index("-") + 1]
-            if kind == "cgroup2":
-                found.setdefault("unified", fields[4])
-            elif kind == "cgroup" and "pids" in fields[-1].split(","):
-                found.setdefault("pids", fields[4])
-    return found
 
 
 def entering_cgroups(directories, argv):
@@ -343,9 +185,8 @@ class PidNamespace:
     ):
         command = ["unshare", "--pid", "--fork", "--kill-child", *unshare_args] + list(argv)
         self.unshare = subprocess.Popen(before(command) if before else command, **kwargs)
-        self._pid = None
-        if await_pid1:  # otherwise on first use of .pid: a PID 1 may be gone by then
-            self.pid
+        # Otherwise on first use of .pid: a PID 1 may be gone by then.
+        self._pid = pid1_of(self.unshare) if await_pid1 else None
 
     @property
     def pid(self):
@@ -365,50 +206,15 @@ class PidNamespace:
         return ["nsenter", "--target", str(self.pid), "--pid", "--mount"] + list(argv)
 
     def members(self):
-        """{pid: (comm, state, ppid)} of the processes in the namespace (host PIDs)."""
-        try:
-            ns = os.readlink("/proc/%d/ns/pid" % self.pid)
-        except OSError:
-            return {}
-        result = {}
-        for pid, fields in processes().items():
-            try:
-                if os.readlink("/proc/%d/ns/pid" % pid) == ns:
-                    result[pid] = fields
-            except OSError:
-                pass
-        return result
+        """{pid: Stat} of the processes in the namespace (host PIDs)."""
+        return pidns_members(self.pid)
 
     def zombies(self):
         """Zombies left for PID 1 to reap: its children in state Z."""
-        return [pid for pid in children(self.pid) if (stat_fields(pid) or ("", ""))[1] == "Z"]
+        return zombies_of(self.pid)
 
     def close(self):
         stop(self.unshare)
-
-
-def descendants(pid):
-    """{pid: (comm, state, ppid)} of `pid` and of every process below it, zombies included."""
-    table = processes()
-    found = {pid: table[pid]} if pid in table else {}
-    below = {}
-    for p, fields in table.items():
-        below.setdefault(fields[2], []).append(p)
-    frontier = [pid]
-    while frontier:
-        for p in below.get(frontier.pop(), ()):
-            if p not in found:
-                found[p] = table[p]
-                frontier.append(p)
-    return found
-
-
-def _environ_holds(pid, entry):
-    try:
-        with open("/proc/%d/environ" % pid, "rb") as f:
-            return entry in f.read().split(b"\0")
-    except OSError:  # gone, a zombie (empty), or not ours to read
-        return False
 
 
 #: The variable that marks every process an Init started (see Init.close).
@@ -436,8 +242,8 @@ class InitProcess:
         return self.proc.poll()
 
     def members(self):
-        """{pid: (comm, state, ppid)} of pypause and of what is in its care: every
-        process of the namespace (pid1), pypause's descendants (subreaper)."""
+        """{pid: Stat} of pypause and of what is in its care: every process of
+        the namespace (pid1), pypause's descendants (subreaper)."""
         return self.ns.members() if self.ns else descendants(self.proc.pid)
 
     def zombies(self):
@@ -508,9 +314,7 @@ class Init:
                         pass
         mark = self._mark.encode()
         for _ in range(200):  # again until none is left: one may fork meanwhile
-            marked = [
-                pid for pid in processes() if pid != os.getpid() and _environ_holds(pid, mark)
-            ]
+            marked = [pid for pid in processes() if pid != os.getpid() and environ_holds(pid, mark)]
             if not marked:
                 break
             for pid in marked:

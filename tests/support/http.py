@@ -1,0 +1,62 @@
+"""pypause's metrics as a scraper sees them: GET, samples, a free port."""
+
+import re
+import socket
+import urllib.error
+import urllib.request
+
+
+def port_from(stderr):
+    """Read pypause's stderr up to the line that says where metrics are served."""
+    while True:
+        line = stderr.readline().decode()
+        assert line, "pypause ended before serving metrics"
+        m = re.search(r"serving metrics on http://\S+:(\d+)/metrics", line)
+        if m:
+            return int(m.group(1))
+
+
+def url(host, port, path):
+    return "http://%s:%d%s" % ("[%s]" % host if ":" in host else host, port, path)
+
+
+def http_get(port, path="/metrics", host="127.0.0.1", headers=None, timeout=10):
+    """(status, headers, body) of one GET through urllib; an HTTP error status too."""
+
+    req = urllib.request.Request(url(host, port, path), headers=headers or {})
+    try:
+        with urllib.request.urlopen(req, timeout=timeout) as r:
+            return r.status, r.headers, r.read().decode()
+    except urllib.error.HTTPError as e:
+        return e.code, e.headers, e.read().decode()
+
+
+def parse_samples(text):
+    """{(name, frozenset(labels)): value} of a scrape in the text format."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    return {
+        (s.name, frozenset(s.labels.items())): s.value
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+    }
+
+
+def metric_samples(port, timeout=10):
+    """parse_samples() of one scrape of pypause's /metrics, which must answer 200."""
+    status, _, text = http_get(port, timeout=timeout)
+    assert status == 200, (status, text)
+    return parse_samples(text)
+
+
+def metric_value(got, name, **labels):
+    """The value of series `name{labels}` in metric_samples() `got`, or None."""
+    return got.get((name, frozenset(labels.items())))
+
+
+def free_port():
+    """A TCP port of 127.0.0.1 that nothing listens on just now."""
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
