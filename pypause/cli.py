@@ -92,68 +92,10 @@ class Option:
         return self.kind in (VALUE, LIST)
 
 
-def parse_metrics_addr(text: str) -> "tuple[str | None, int]":
-    """Parse `[HOST:]PORT` into (host, port); a bare PORT (host None) binds
-    every interface, IPv6 and IPv4.
+def _metrics_addr(text: str) -> "tuple[str | None, int]":
+    from pypause import address  # only when asked for: see address.py
 
-    HOST is an IPv4 address, `[IPv6]` (with an optional `%zone`), or a DNS
-    name of ASCII letters, digits and hyphens: anything else (an IDNA name, an
-    over-long label) is refused here, before the child is started, rather
-    than failing at bind time.
-    """
-    if text.startswith("["):  # IPv6: [::]:PORT
-        host, sep, port = text[1:].partition("]:")
-        if not sep or not _is_ipv6(host):
-            raise ValueError(text)
-    else:
-        host, sep, port = text.rpartition(":")
-        if not sep:
-            host = None  # every interface, IPv6 and IPv4: see httpd.listen()
-        elif not (_is_ipv4(host) or _is_hostname(host)):
-            raise ValueError(text)
-    return host, _number(port, 0, 65535)
-
-
-def _is_ipv4(text: str) -> bool:
-    import _socket  # the C module: `socket` would import enum and selectors
-
-    return _is_address(_socket.AF_INET, text)
-
-
-def _is_ipv6(text: str) -> bool:
-    import _socket
-
-    address, percent, zone = text.partition("%")
-    if percent and not (0 < len(zone) < 16 and _is_name(zone.replace(".", "-"))):
-        return False
-    return _is_address(_socket.AF_INET6, address)
-
-
-def _is_address(family: int, text: str) -> bool:
-    import _socket
-
-    try:
-        _socket.inet_pton(family, text)
-    except (OSError, ValueError):  # ValueError: an embedded NUL
-        return False
-    return True
-
-
-def _is_hostname(text: str) -> bool:
-    """A DNS name (RFC 1123): at most 253 characters, dot-separated labels of
-    1 to 63 ASCII letters, digits and inner hyphens; one final dot allowed."""
-    name = text[:-1] if text.endswith(".") else text
-    return 0 < len(name) <= 253 and all(
-        0 < len(label) <= 63
-        and _is_name(label)
-        and not label.startswith("-")
-        and not label.endswith("-")
-        for label in name.split(".")
-    )
-
-
-def _is_name(text: str) -> bool:
-    return text.isascii() and text.replace("-", "").replace("_", "").isalnum()
+    return address.parse(text)
 
 
 def _number(text: str, low: int, high: int) -> int:
@@ -335,7 +277,7 @@ OPTIONS = [
         VALUE,
         env="PYPAUSE_METRICS_ADDR",
         metavar="[HOST:]PORT",
-        convert=parse_metrics_addr,
+        convert=_metrics_addr,
         help="serve Prometheus metrics on /metrics (PORT alone: every interface, IPv6 and IPv4)",
     ),
 ]

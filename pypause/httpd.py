@@ -38,7 +38,6 @@ from pypause import log
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Callable
-    from typing import Any
 
     #: (status, content type, body)
     Response = tuple[int, str, bytes]
@@ -80,57 +79,6 @@ class Pending:
     def expire(self) -> "Response":
         """The response once `deadline` has passed."""
         raise NotImplementedError
-
-
-def is_address(host: str) -> bool:
-    """True if `host` is an IP address: listening on it asks no name server."""
-    try:
-        socket.getaddrinfo(host, None, flags=socket.AI_NUMERICHOST)
-    except (OSError, UnicodeError):
-        return False
-    return True
-
-
-def listen(host: "str | None", port: int) -> "tuple[socket.socket, str]":
-    """A non-blocking listening socket; return (socket, how to show its address).
-
-    `host` None means every interface, IPv6 and IPv4 alike (`[::]` with
-    IPV6_V6ONLY off), or IPv4 alone (`0.0.0.0`) where the kernel has no IPv6.
-    Raises OSError (and UnicodeError for a name IDNA cannot encode).
-    """
-    if host is None:
-        try:
-            sock = socket.socket(socket.AF_INET6, socket.SOCK_STREAM)
-        except OSError:
-            return listen("0.0.0.0", port)
-        try:
-            sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
-            return _listen(sock, ("::", port)), "[::]"
-        except OSError as e:
-            sock.close()
-            if e.errno not in (errno.EADDRNOTAVAIL, errno.EAFNOSUPPORT):
-                raise
-            return listen("0.0.0.0", port)
-    family, _, _, _, address = socket.getaddrinfo(
-        host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
-    )[0]
-    sock = socket.socket(family, socket.SOCK_STREAM)
-    try:
-        _listen(sock, address)
-    except OSError:
-        sock.close()
-        raise
-    shown: str = address[0]  # type: ignore[assignment]  # AF_INET or AF_INET6: a str
-    return sock, "[%s]" % shown if family == socket.AF_INET6 else shown
-
-
-def _listen(sock: socket.socket, address: "tuple[Any, ...]") -> socket.socket:
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind(address)
-    # A burst of scrapers must not wait for SYN retransmission (a backlog of 5 did).
-    sock.listen(128)
-    sock.setblocking(False)
-    return sock
 
 
 class _Connection:

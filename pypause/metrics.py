@@ -22,7 +22,7 @@ import os
 import threading
 import time
 
-from pypause import __version__, containers, httpd, log, procfs, promclient, signals
+from pypause import __version__, address, containers, httpd, log, procfs, promclient, signals
 from pypause.events import Observer
 from pypause.promclient import CounterMetricFamily, GaugeMetricFamily
 
@@ -285,7 +285,7 @@ def serve(
 ) -> bool:
     """Serve `metrics` on host:port from a daemon thread. False if it cannot.
 
-    `host` None: every interface, IPv6 and IPv4 (see httpd.listen). A host
+    `host` None: every interface, IPv6 and IPv4 (see address.listen). A host
     name is resolved in that thread, not here: a name server that does not
     answer must not hold up the loop. Metrics then appear once it resolves,
     or one error line says why they never will.
@@ -294,7 +294,7 @@ def serve(
     this returns for an address, from the loop (a heartbeat, which the thread
     asks for with a SIGCHLD) for a name. Never raises.
     """
-    if host is None or httpd.is_address(host):
+    if host is None or address.is_numeric(host):
         server = _listen(metrics, host, port)
         started = server is not None and _start(metrics, server.serve_forever)
         if bound:
@@ -319,7 +319,7 @@ def serve(
 def _listen(metrics: Metrics, host: "str | None", port: int) -> "httpd.Server | None":
     """Listen on host:port and say where; None (and an error line) if it cannot."""
     try:
-        listener, shown = httpd.listen(host, port)
+        listener, shown = address.listen(host, port)
     except Exception as e:  # OSError, and UnicodeError from IDNA for odd names
         log.error(
             "metrics disabled: cannot listen on %s:%d: %s"

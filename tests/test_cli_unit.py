@@ -7,7 +7,7 @@ import socket
 
 import pytest
 
-from pypause import cli, log, signals
+from pypause import address, cli, log, signals
 
 pytestmark = pytest.mark.timeout(10)
 
@@ -26,7 +26,7 @@ pytestmark = pytest.mark.timeout(10)
     ],
 )
 def test_metrics_addr(text, addr):
-    assert cli.parse_metrics_addr(text) == addr
+    assert address.parse(text) == addr
 
 
 @pytest.mark.parametrize(
@@ -49,7 +49,7 @@ def test_metrics_addr(text, addr):
 )
 def test_bad_metrics_addr(text):
     with pytest.raises(ValueError):
-        cli.parse_metrics_addr(text)
+        address.parse(text)
 
 
 def test_flags_cluster_and_win_over_environment():
@@ -148,7 +148,7 @@ def test_fuzzed_metrics_addresses_are_refused_or_bindable():
         if rng.random() < 0.5:
             text += ":%d" % rng.choice([0, 1, 9100, 65535, 65536, 10**6])
         try:
-            host, port = cli.parse_metrics_addr(text)
+            host, port = address.parse(text)
         except ValueError:
             continue
         assert 0 <= port <= 65535

@@ -56,7 +56,7 @@ from hypothesis.stateful import (
     run_state_machine_as_test,
 )
 
-from pypause import httpd, metrics
+from pypause import address, httpd, metrics
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "stress"))
 from tests.stress.stress_support import STRESS, scaled
@@ -204,7 +204,7 @@ class Rig:
         # (those of earlier examples that failed live on in their tracebacks)
         self.connections_before = live_connections() if count_connections else None
         # Sockets first, patches last: nothing can fail once httpd is patched.
-        self.listener, _ = httpd.listen("127.0.0.1", 0)
+        self.listener, _ = address.listen("127.0.0.1", 0)
         try:
             if sndbuf:  # inherited by every accepted socket: a large answer takes many sends
                 self.listener.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, sndbuf)

@@ -3,7 +3,7 @@ pause mode's privilege drop (`bound`) happens exactly once."""
 
 import pytest
 
-from pypause import httpd, main
+from pypause import address, main
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -14,7 +14,7 @@ def test_an_unexpected_error_while_starting_the_server_disables_metrics_only(mon
     def no_idna(host):
         raise LookupError("unknown encoding: idna")
 
-    monkeypatch.setattr(httpd, "is_address", no_idna)
+    monkeypatch.setattr(address, "is_numeric", no_idna)
     drops = []
     assert main._start_metrics(("127.0.0.1", 0), "pause", lambda: drops.append(1)) is None
     assert drops == [1]
