@@ -12,7 +12,7 @@ import subprocess
 
 import pytest
 
-from tests.support.http import port_from
+from tests.support.http import http_get, port_from
 from tests.support.proc import children
 from tests.support.running import PYPAUSE, python_with, stop, wait_for, wait_until_idle
 
@@ -102,10 +102,8 @@ def test_the_apps_modules_on_pythonpath_do_not_shadow_pypauses(init, tmp_path):
     )
     port = port_from(p.stderr)
     wait_until_idle(p.pid)
-    import urllib.request
-
-    with urllib.request.urlopen("http://127.0.0.1:%d/metrics" % port, timeout=10) as response:
-        assert b"pypause_zombies_reaped_total" in response.read()
+    status, _, body = http_get(port)
+    assert status == 200 and "pypause_zombies_reaped_total" in body
     assert cmdline(p.pid).startswith(b"pypause --metrics-addr")  # setproctitle: the real one
     assert not list(tmp_path.glob("imported-*"))
     stop(p.proc)

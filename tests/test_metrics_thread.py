@@ -6,11 +6,11 @@ thread. In process: the loop's part is played by calling heartbeat()."""
 
 import signal
 import threading
-import urllib.request
 
 import pytest
 
 from pypause import metrics
+from tests.support.http import http_get
 from tests.support.running import wait_for
 
 pytestmark = pytest.mark.timeout(30)
@@ -18,11 +18,6 @@ pytestmark = pytest.mark.timeout(30)
 
 class _Uncaught(BaseException):
     pass
-
-
-def _status(port, path="/metrics"):
-    with urllib.request.urlopen("http://127.0.0.1:%d%s" % (port, path), timeout=5) as r:
-        return r.status
 
 
 def _metrics_threads():
@@ -43,7 +38,7 @@ def served(monkeypatch):
 
 def test_a_thread_that_ends_is_said_in_one_line_and_started_again(served, monkeypatch, capfd):
     collected, port = served
-    assert _status(port) == 200
+    assert http_get(port)[0] == 200
     server = collected.server
     step = server.step
     failures = []
@@ -62,7 +57,7 @@ def test_a_thread_that_ends_is_said_in_one_line_and_started_again(served, monkey
     collected.heartbeat()  # the loop's next step
     wait_for(_metrics_threads, what="another metrics thread")
     assert len(_metrics_threads()) == 1
-    assert _status(port) == 200 and _status(port, "/") == 200  # the same listener
+    assert http_get(port)[0] == 200 and http_get(port, "/")[0] == 200  # the same listener
     err = capfd.readouterr().err
     assert "Traceback" not in err
     lines = err.splitlines()
