@@ -43,6 +43,7 @@ from tests.container.runtimes import (
     PYTHON_STYLE_IMAGE,
     REPO,
     Podman,
+    mounts_under,
     offline_build,
     podman_problem,
     run,
@@ -75,8 +76,7 @@ def workdir():
     # for conmon's 20 s timeout before it returns.
     path = tempfile.mkdtemp(prefix="pypause-ct-")
     yield path
-    with open("/proc/mounts") as f:
-        mounted = [line.split()[1] for line in f if line.split()[1].startswith(path)]
+    mounted = mounts_under(path)
     assert not mounted, "mounts left under %s: %s" % (path, mounted)
     shutil.rmtree(path, ignore_errors=True)
 
@@ -221,7 +221,7 @@ def python_style_image(podman, debian_python_image, workdir):
             "os.unlink(os.path.join(sysconfig.get_path('stdlib'), 'EXTERNALLY-MANAGED'))\"]\n"
             % debian_python_image
         )
-    podman("build", "--pull=never", "--network", "none", "-t", PYTHON_STYLE_IMAGE, context)
+    podman.build(context, "-t", PYTHON_STYLE_IMAGE)
     return PYTHON_STYLE_IMAGE
 
 
@@ -237,11 +237,7 @@ def make_wheel_context(podman, base_image, workdir, name="wheel-context"):
     """workdir/`name`/wheels: pypause, its dependencies and pip, for the Python of
     `base_image` (its version, glibc and machine, asked of it: under emulation
     for a foreign one)."""
-    version, glibc, machine = podman(
-        "run",
-        "--rm",
-        "--network",
-        "none",
+    version, glibc, machine = podman.run_in(
         base_image,
         "python3",
         "-c",
@@ -313,11 +309,8 @@ def image(podman, base_image, wheel_context):
 
 def build_metrics_image(podman, pause_image, name, *options):
     """deploy/image/metrics.Dockerfile on top of `pause_image`; `options` go to the build."""
-    podman(
-        "build",
-        "--pull=never",
-        "--network",
-        "none",
+    podman.build(
+        os.path.dirname(METRICS_DOCKERFILE),
         "--build-arg",
         "PAUSE_IMAGE=" + pause_image,
         *options,
@@ -325,7 +318,6 @@ def build_metrics_image(podman, pause_image, name, *options):
         name,
         "-f",
         METRICS_DOCKERFILE,
-        os.path.dirname(METRICS_DOCKERFILE),
     )
     return name
 
@@ -350,7 +342,7 @@ def nonreaping_image(podman, base_image, workdir):
             'ENTRYPOINT ["python3", "-c", "import signal; signal.pause()"]\n' % base_image
         )
     name = "localhost/pypause-test-nonreaping:latest"
-    podman("build", "--pull=never", "--network", "none", "-t", name, context)
+    podman.build(context, "-t", name)
     return name
 
 
