@@ -43,6 +43,7 @@ from tests.container.runtimes import (
     PYTHON_STYLE_IMAGE,
     REPO,
     Podman,
+    mounts_under,
     offline_build,
     podman_problem,
     run,
@@ -75,8 +76,7 @@ def workdir():
     # for conmon's 20 s timeout before it returns.
     path = tempfile.mkdtemp(prefix="pypause-ct-")
     yield path
-    with open("/proc/mounts") as f:
-        mounted = [line.split()[1] for line in f if line.split()[1].startswith(path)]
+    mounted = mounts_under(path)
     assert not mounted, "mounts left under %s: %s" % (path, mounted)
     shutil.rmtree(path, ignore_errors=True)
 
@@ -221,7 +221,7 @@ def python_style_image(podman, debian_python_image, workdir):
             "os.unlink(os.path.join(sysconfig.get_path('stdlib'), 'EXTERNALLY-MANAGED'))\"]\n"
             % debian_python_image
         )
-    podman("build", "--pull=never", "--network", "none", "-t", PYTHON_STYLE_IMAGE, context)
+    podman.build(context, "-t", PYTHON_STYLE_IMAGE)
     return PYTHON_STYLE_IMAGE
 
 
@@ -237,11 +237,7 @@ def make_wheel_context(podman, base_image, workdir, name="wheel-context"):
     """workdir/`name`/wheels: pypause, its dependencies and pip, for the Python of
     `base_image` (its version, glibc and machine, asked of it: under emulation
     for a foreign one)."""
-    version, glibc, machine = podman(
-        "run",
-        "--rm",
-        "--network",
-        "none",
+    version, glibc, machine = podman.run_in(
         base_image,
         "python3",
         "-c",
@@ -313,11 +309,8 @@ def image(podman, base_image, wheel_context):
 
 def build_metrics_image(podman, pause_image, name, *options):
     """deploy/image/metrics.Dockerfile on top of `pause_image`; `options` go to the build."""
-    podman(
-        "build",
-        "--pull=never",
-        "--network",
-        "none",
+    podman.build(
+        os.path.dirname(METRICS_DOCKERFILE),
         "--build-arg",
         "PAUSE_IMAGE=" + pause_image,
         *options,
@@ -325,7 +318,6 @@ def build_metrics_image(podman, pause_image, name, *options):
         name,
         "-f",
         METRICS_DOCKERFILE,
-        os.path.dirname(METRICS_DOCKERFILE),
     )
     return name
 
@@ -350,7 +342,7 @@ def nonreaping_image(podman, base_image, workdir):
             'ENTRYPOINT ["python3", "-c", "import signal; signal.pause()"]\n' % base_image
         )
     name = "localhost/pypause-test-nonreaping:latest"
-    podman("build", "--pull=never", "--network", "none", "-t", name, context)
+    podman.build(context, "-t", name)
     return name
 
 
@@ -395,6 +387,48 @@ def _entry_usable():
     return None
 
 
+def _setting_up_problem(problem):
+    """Why this session cannot set up the entry that is `problem` (_entry_usable's), or None."""
+    if os.geteuid() != 0:
+        return "qemu-aarch64 binfmt %s, and setting it up needs root" % problem
+    if problem not in ("not registered", "registered but disabled"):
+        return "qemu-aarch64 binfmt " + problem  # someone else's: leave it alone
+    if not (os.path.exists(BINFMTS_FORMAT) or os.path.exists(BINFMT_D_LINE)):
+        return (
+            "qemu-aarch64 binfmt %s and qemu-user-static is not installed (see .ci/run)" % problem
+        )
+    return None
+
+
+def _mount_binfmt_misc():
+    """Mount binfmt_misc unless it is (skip if it cannot be); return whether it was mounted here."""
+    if os.path.exists(os.path.join(BINFMT, "register")):
+        return False
+    r = run(["mount", "-t", "binfmt_misc", "binfmt_misc", BINFMT], check=False)
+    if r.returncode != 0:
+        pytest.skip("binfmt_misc is not mounted and cannot be: %s" % r.stderr.strip())
+    return True
+
+
+def _enable_or_register(problem):
+    """Make the entry that is `problem` (_entry_usable's) usable; return what was done to it:
+    "enabled", "registered", or None if it was usable."""
+    if problem is None:
+        return None
+    if problem == "registered but disabled":
+        with open(ENTRY, "w") as f:
+            f.write("1")
+        return "enabled"
+    if shutil.which("update-binfmts") and os.path.exists(BINFMTS_FORMAT):
+        run(["update-binfmts", "--enable", "qemu-aarch64"])
+    else:
+        with open(BINFMT_D_LINE) as f:
+            line = [line for line in f if line.startswith(":")][0]
+        with open(os.path.join(BINFMT, "register"), "w") as f:
+            f.write(line.strip())
+    return "registered"
+
+
 @pytest.fixture(scope="session")
 def binfmt():
     """qemu-aarch64 in binfmt_misc, set up here if qemu-user-static is installed and it
@@ -404,44 +438,20 @@ def binfmt():
     if problem is None:
         yield
         return
-    if os.geteuid() != 0:
-        pytest.skip("qemu-aarch64 binfmt %s, and setting it up needs root" % problem)
-    if problem != "not registered" and problem != "registered but disabled":
-        pytest.skip("qemu-aarch64 binfmt " + problem)  # someone else's: leave it alone
-    if not (os.path.exists(BINFMTS_FORMAT) or os.path.exists(BINFMT_D_LINE)):
-        pytest.skip(
-            "qemu-aarch64 binfmt %s and qemu-user-static is not installed (see .ci/run)" % problem
-        )
-    mounted = False
-    if not os.path.exists(os.path.join(BINFMT, "register")):
-        r = run(["mount", "-t", "binfmt_misc", "binfmt_misc", BINFMT], check=False)
-        if r.returncode != 0:
-            pytest.skip("binfmt_misc is not mounted and cannot be: %s" % r.stderr.strip())
-        mounted = True
-        problem = _entry_usable()
-    registered = None
-    if problem == "registered but disabled":
-        with open(ENTRY, "w") as f:
-            f.write("1")
-        registered = "enabled"
-    elif problem is not None:
-        if shutil.which("update-binfmts") and os.path.exists(BINFMTS_FORMAT):
-            run(["update-binfmts", "--enable", "qemu-aarch64"])
-        else:
-            with open(BINFMT_D_LINE) as f:
-                line = [line for line in f if line.startswith(":")][0]
-            with open(os.path.join(BINFMT, "register"), "w") as f:
-                f.write(line.strip())
-        registered = "registered"
+    cannot = _setting_up_problem(problem)
+    if cannot:
+        pytest.skip(cannot)
+    mounted = _mount_binfmt_misc()
+    done = _enable_or_register(_entry_usable() if mounted else problem)
     try:
         problem = _entry_usable()
         if problem:
             pytest.skip("qemu-aarch64 binfmt %s after setting it up" % problem)
         yield
     finally:
-        if registered and os.path.exists(ENTRY):
+        if done and os.path.exists(ENTRY):
             with open(ENTRY, "w") as f:
-                f.write("0" if registered == "enabled" else "-1")  # disable / remove
+                f.write("0" if done == "enabled" else "-1")  # disable / remove
         if mounted:
             run(["umount", BINFMT], check=False)
 

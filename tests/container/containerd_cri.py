@@ -15,8 +15,6 @@ StopPodSandbox... with the requests the kubelet sends, built by
 
 import json
 import os
-import re
-import shutil
 import signal
 import subprocess
 import sys
@@ -24,7 +22,7 @@ import threading
 import time
 import uuid
 
-from tests.container.runtimes import REPO, run, shims_of
+from tests.container.runtimes import Containerd, mounts_under, run, setup_problem, shims_of
 from tests.support.proc import cgroup_hierarchies, command_lines
 from tests.support.running import wait_for
 
@@ -32,8 +30,6 @@ CNI_BIN_DIR = "/usr/lib/cni"
 CNI_PLUGINS = ("bridge", "host-local", "loopback")
 CNI_NETWORK = "pypause-cri-test"
 CNI_CACHE = "/var/lib/cni/results"  # libcni's default cache, which containerd 1.6 uses
-NAMESPACE = "k8s.io"
-CONFIG_SNIPPET = os.path.join(REPO, "deploy", "containerd", "config-v2.toml")
 RPC_TIMEOUT = 60
 
 # The pod network, as the peers' notes describe it: a bridge with no gateway
@@ -93,55 +89,28 @@ os.execvp(sys.argv[1], sys.argv[1:])
 
 def cri_problem():
     """Why the CRI tests cannot run here, or None."""
-    if os.geteuid() != 0:
-        return "needs root: containerd, runc, network namespaces"
-    missing = [
-        t
-        for t in ("containerd", "ctr", "containerd-shim-runc-v2", "runc", "unshare", "nsenter")
-        if shutil.which(t) is None
-    ]
-    missing += [
-        "%s/%s (containernetworking-plugins)" % (CNI_BIN_DIR, p)
-        for p in CNI_PLUGINS
-        if not os.access(os.path.join(CNI_BIN_DIR, p), os.X_OK)
-    ]
-    if missing:
-        return "not installed: %s (see .ci/run)" % ", ".join(missing)
-    return None
+    return setup_problem(
+        "containerd, runc, network namespaces",
+        ("containerd", "ctr", "containerd-shim-runc-v2", "runc", "unshare", "nsenter"),
+        [
+            "%s/%s (containernetworking-plugins)" % (CNI_BIN_DIR, p)
+            for p in CNI_PLUGINS
+            if not os.access(os.path.join(CNI_BIN_DIR, p), os.X_OK)
+        ],
+    )
 
 
-def node_config(workdir, sandbox_image):
-    """containerd's config.toml: the deploy snippet as a user pastes it, plus what this node needs.
+class CriNode(Containerd):
+    """A containerd with the CRI plugin, in a network namespace of its own.
 
-    The snippet's own image name is replaced with `sandbox_image`, and the
-    node's CRI keys go right under it, in the same table.
+    Its config: the deploy snippet with `sandbox_image`, plus what this node
+    needs (CRI_KEYS, CRI_TABLES).
     """
-    with open(CONFIG_SNIPPET) as f:
-        snippet = f.read()
-    snippet, found = re.subn(
-        r'^(\s*sandbox_image = )"[^"]*"\n',
-        lambda m: '%s"%s"\n%s' % (m.group(1), sandbox_image, CRI_KEYS),
-        snippet,
-        flags=re.M,
-    )
-    assert found == 1, "%s sets no sandbox_image" % CONFIG_SNIPPET
-    return (
-        'root = "%s/root"\nstate = "%s/state"\n' % (workdir, workdir)  # before any table
-        + snippet
-        + CRI_TABLES % (CNI_BIN_DIR, workdir)
-        + '[grpc]\n  address = "%s/containerd.sock"\n' % workdir
-        + '[ttrpc]\n  address = "%s/containerd.sock.ttrpc"\n' % workdir
-        + '[plugins."io.containerd.internal.v1.opt"]\n  path = "%s/opt"\n' % workdir
-    )
-
-
-class CriNode:
-    """A containerd with the CRI plugin, in a network namespace of its own."""
 
     def __init__(self, workdir, sandbox_image):
+        super().__init__(workdir, sandbox_image, CRI_KEYS, CRI_TABLES % (CNI_BIN_DIR, workdir))
         os.makedirs(os.path.join(workdir, "cni"))
         os.makedirs(os.path.join(workdir, "pods"))
-        self.dir = workdir
         self.sandbox_image = sandbox_image
         # Like the kubelet's cgroupfs driver (/kubepods/besteffort/pod<uid>),
         # a parent of our own, removed when the node stops.
@@ -149,16 +118,10 @@ class CriNode:
             os.path.basename(os.path.dirname(workdir)),
             os.path.basename(workdir),
         )
-        self.socket = os.path.join(workdir, "containerd.sock")
-        self.config = os.path.join(workdir, "config.toml")
-        with open(self.config, "w") as f:
-            f.write(node_config(workdir, sandbox_image))
         conflist = json.loads(json.dumps(CNI_CONFLIST))
         conflist["plugins"][0]["ipam"]["dataDir"] = self.ipam_dir = os.path.join(workdir, "ipam")
         with open(os.path.join(workdir, "cni", "10-pypause.conflist"), "w") as f:
             json.dump(conflist, f, indent=2)
-        self.log = os.path.join(workdir, "containerd.log")
-        self.proc = None
         self.channel = None
         self.cri = None
         self.images = None
@@ -175,29 +138,7 @@ class CriNode:
         import grpc
         from cri_api.v1 import api_pb2_grpc
 
-        with open(self.log, "w") as log:
-            self.proc = subprocess.Popen(
-                [
-                    "unshare",
-                    "--net",
-                    "--",
-                    sys.executable,
-                    "-c",
-                    LOOPBACK_UP_THEN_EXEC,
-                    "containerd",
-                    "--config",
-                    self.config,
-                ],
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=log,
-            )
-        wait_for(
-            lambda: self.ctr("version", check=False).returncode == 0 or self.proc.poll(),
-            30,
-            "containerd to answer on its socket",
-        )
-        assert self.proc.poll() is None, self.read_log()
+        super().start("unshare", "--net", "--", sys.executable, "-c", LOOPBACK_UP_THEN_EXEC)
         self.channel = grpc.insecure_channel("unix://" + self.socket)
         self.cri = api_pb2_grpc.RuntimeServiceStub(self.channel)
         self.images = api_pb2_grpc.ImageServiceStub(self.channel)
@@ -211,20 +152,6 @@ class CriNode:
     def netns(self):
         """The node's network namespace: /proc/PID/ns/net of containerd."""
         return "/proc/%d/ns/net" % self.proc.pid
-
-    def ctr(self, *args, check=True, timeout=120):
-        return run(
-            ["ctr", "--address", self.socket, "--namespace", NAMESPACE] + list(args),
-            check=check,
-            timeout=timeout,
-        )
-
-    def read_log(self):
-        with open(self.log) as f:
-            return f.read()
-
-    def import_image(self, archive):
-        self.ctr("images", "import", archive)
 
     # ------------------------------------------------------------ CRI calls
 
@@ -302,24 +229,23 @@ class CriNode:
                 except Exception as e:  # noqa: BLE001 -- clean up the rest regardless
                     errors.append("removing pods: %r" % e)
             self.channel.close()
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(10)
+        self.end()
         # What containerd could not remove outlives it: the containers'
-        # processes (in our cgroups) and their shims (started for our socket).
+        # processes (in our cgroups) and their shims (ended above).
         for pid in self.contained_processes():
-            os.kill(pid, signal.SIGKILL)
-        for pid in shims_of(self.socket):
             os.kill(pid, signal.SIGKILL)
         wait_for(
             lambda: not shims_of(self.socket) and not self.contained_processes(),
             10,
             "the shims and the pods' processes to exit",
         )
+        self.remove_mounts()
+        errors += self.remove_cgroups()
+        left = mounts_under(self.dir)
+        assert not left and not errors, (left, errors)
+
+    def remove_mounts(self):
+        """Unmount what is left under the node's directory, and the pods' network namespaces."""
         for mount in reversed(mounts_under(self.dir)):
             run(["umount", mount], check=False)
         for path in self.netns_paths:  # bind mounts of the pods' network namespaces
@@ -330,15 +256,17 @@ class CriNode:
         for sandbox_id in self.created:
             for name in cni_cache_entries(sandbox_id):
                 os.unlink(os.path.join(CNI_CACHE, name))
+
+    def remove_cgroups(self):
+        """Remove the node's cgroups, children first; return what could not be removed."""
+        errors = []
         for hierarchy in cgroup_hierarchies():
-            top = hierarchy + self.cgroup_root
-            for directory, _, _ in sorted(os.walk(top), reverse=True):  # children first
+            for directory, _, _ in sorted(os.walk(hierarchy + self.cgroup_root), reverse=True):
                 try:
                     os.rmdir(directory)
                 except OSError as e:
                     errors.append("cgroup %s: %s" % (directory, e))
-        left = mounts_under(self.dir)
-        assert not left and not errors, (left, errors)
+        return errors
 
     def contained_processes(self):
         """PIDs in the cgroups of this node's pods."""
@@ -477,12 +405,6 @@ def container_config(cri, pod, name, image, command, attempt=0):
 def processes_mentioning(text):
     """PIDs whose command line contains `text` (a sandbox's id, say)."""
     return [pid for pid, argv in command_lines().items() if text.encode() in b"\0".join(argv)]
-
-
-def mounts_under(directory):
-    with open("/proc/self/mountinfo") as f:
-        points = [line.split()[4] for line in f]
-    return [p for p in points if p == directory or p.startswith(directory + "/")]
 
 
 def mounts_mentioning(text):

@@ -1,6 +1,6 @@
-"""Helpers for the container tests: commands, polling, /proc, and the private podman."""
+"""Helpers for the container tests: commands, polling, /proc, the private podman and containerd."""
 
-import json
+import email
 import os
 import re
 import resource
@@ -9,7 +9,8 @@ import signal
 import subprocess
 import sys
 
-from tests.support.proc import cgroup_hierarchies, command_lines, pidns_members
+from tests.support.http import parse_samples
+from tests.support.proc import cgroup_hierarchies, command_lines, pidns_members, stat
 from tests.support.running import wait_for
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -46,13 +47,41 @@ def run(argv, env=None, cwd=None, timeout=120, check=True):
     return r
 
 
+# The options of every build here: no registry, no network.
+OFFLINE = ["--pull=never", "--network", "none"]
+
+
+def metrics_port():
+    """The port the metrics image serves on (its PYPAUSE_METRICS_ADDR)."""
+    with open(METRICS_DOCKERFILE) as f:
+        return int(re.search(r"^ENV PYPAUSE_METRICS_ADDR=(\d+)$", f.read(), re.M).group(1))
+
+
+def git_head():
+    """The repository's HEAD commit as deploy/image/build.sh reads it ("unknown" outside git)."""
+    return (
+        subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=REPO, capture_output=True, text=True
+        ).stdout.strip()
+        or "unknown"
+    )
+
+
+def setup_problem(needs_root_for, commands, missing=()):
+    """Why tests that need root (`needs_root_for` says for what) and `commands` cannot
+    run here, or None; `missing` names what else the caller found not installed."""
+    if os.geteuid() != 0:
+        return "needs root: " + needs_root_for
+    missing = [c for c in commands if shutil.which(c) is None] + list(missing)
+    if missing:
+        return "not installed: %s (see .ci/run)" % ", ".join(missing)
+    return None
+
+
 def offline_build(base_image, wheel_context):
-    """The options of every pause-image build here: no registry, no network, the
-    wheels handed in as the `wheels` build context, on `base_image`."""
-    return [
-        "--pull=never",
-        "--network",
-        "none",
+    """The options of every pause-image build here: OFFLINE, the wheels handed in
+    as the `wheels` build context, on `base_image`."""
+    return OFFLINE + [
         "--build-context",
         "wheels=" + wheel_context,
         "--build-arg",
@@ -60,13 +89,17 @@ def offline_build(base_image, wheel_context):
     ]
 
 
-# A client for one request to pypause's metrics port, run with the image's
-# python3 inside a container (the pause image has no curl): argv path [accept].
-IN_CONTAINER_GET = """\
+# A client for one GET from 127.0.0.1 (argv: port path [accept]) that writes the
+# answer as it came: status line, headers, body. Of the standard library it
+# needs only what the pause image holds (what pypause imports), so the same
+# lines serve inside a container, with the image's python3 (there is no curl),
+# and in a pod's network namespace, with the host's (fetch_in_netns).
+LOOPBACK_GET = """\
 import socket, sys
-accept = sys.argv[2] if len(sys.argv) > 2 else "*/*"
-s = socket.create_connection(("127.0.0.1", 9199), timeout=10)
-s.sendall(b"GET %s HTTP/1.0\\r\\nAccept: %s\\r\\n\\r\\n" % (sys.argv[1].encode(), accept.encode()))
+port, path = int(sys.argv[1]), sys.argv[2]
+accept = sys.argv[3] if len(sys.argv) > 3 else "*/*"
+s = socket.create_connection(("127.0.0.1", port), timeout=10)
+s.sendall(b"GET %s HTTP/1.0\\r\\nAccept: %s\\r\\n\\r\\n" % (path.encode(), accept.encode()))
 answer = b""
 while True:
     chunk = s.recv(65536)
@@ -186,31 +219,56 @@ def wait_until_holding(holder_pid, count):
 
 def series(body, name, *labels):
     """{values of `labels`: value} of the samples of metric `name` in a Prometheus
-    text exposition, whatever the order of their labels, which must be `labels`."""
+    text exposition, every one of which must have exactly `labels`."""
     found = {}
-    for line in body.splitlines():
-        if line.startswith(name + "{"):
-            text, _, value = line.rpartition(" ")
-            pairs = dict(re.findall(r'(\w+)="((?:[^"\\]|\\.)*)"', text[len(name) :]))
-            assert sorted(pairs) == sorted(labels), line
-            found[tuple(pairs[label] for label in labels)] = float(value)
+    for (sample, pairs), value in parse_samples(body).items():
+        if sample == name:
+            pairs = dict(pairs)
+            assert sorted(pairs) == sorted(labels), (name, pairs)
+            found[tuple(pairs[label] for label in labels)] = value
     return found
+
+
+def scrape_reaped_and_held(init_pid, port, worker_id, holder_id, holder):
+    """Check a pod's metrics; return the /metrics body.
+
+    Wait until `holder` (the process of container `holder_id`) holds HELD
+    zombies, then until `init_pid` has adopted the ORPHANS orphans of container
+    `worker_id` and, once they are killed at once, reaped them; then GET
+    /metrics and /healthz in its network namespace. Both must answer 200,
+    /metrics with text/plain and counting the orphans reaped, by comm and by
+    container, and the zombies held, by parent and container.
+    """
+    wait_until_holding(holder, HELD)
+    adopt_then_kill_orphans(init_pid, ORPHANS)
+    wait_until_reaped(init_pid, held=HELD)
+    responses = wait_for(
+        lambda: fetch_in_netns(init_pid, port, "/metrics", "/healthz"),
+        10,
+        "the metrics endpoint in the pod's network namespace",
+    )
+    status, content_type, body = responses["/metrics"]
+    assert (status, content_type) == (200, "text/plain")
+    assert responses["/healthz"][0] == 200
+    assert series(body, "pypause_zombies_reaped_by_comm_total", "comm")[(ORPHAN_COMM,)] == ORPHANS
+    assert series(body, "pypause_zombies_reaped_by_container_total", "container_id") == {
+        (worker_id,): ORPHANS
+    }
+    assert stat(holder).comm == HOLDER_COMM
+    assert series(body, "pypause_zombies_held_by_parent", "parent_comm", "container_id") == {
+        (HOLDER_COMM, holder_id): HELD
+    }
+    return body
 
 
 # ---------------------------------------------------------------- podman
 
 
 def podman_problem():
-    if os.geteuid() != 0:
-        return "needs root: rootful podman with runc, and /proc of the containers' processes"
-    missing = [
-        t
-        for t in ("podman", "runc", "conmon", "apt-get", "apt-cache", "dpkg-deb")
-        if shutil.which(t) is None
-    ]
-    if missing:
-        return "not installed: %s (see .ci/run)" % ", ".join(missing)
-    return None
+    return setup_problem(
+        "rootful podman with runc, and /proc of the containers' processes",
+        ("podman", "runc", "conmon", "apt-get", "apt-cache", "dpkg-deb"),
+    )
 
 
 class Podman:
@@ -244,6 +302,46 @@ class Podman:
     def inspect(self, name, template):
         return self("inspect", name, "--format", template).stdout.strip()
 
+    def run_in(
+        self, image, *args, entrypoint=None, options=(), detach=False, check=True, timeout=120
+    ):
+        """`podman run` of `image` with no network and `options`, `args` going to
+        `entrypoint` (by default the image's own): to its end, the container
+        removed then; or `detach`ed, the container's ID in stdout, the caller's
+        to remove."""
+        return self(
+            "run",
+            "-d" if detach else "--rm",
+            "--network",
+            "none",
+            *options,
+            *(["--entrypoint", entrypoint] if entrypoint else []),
+            image,
+            *args,
+            check=check,
+            timeout=timeout,
+        )
+
+    def get_in(self, container, port, path, accept="*/*", timeout=120):
+        """GET `path` from 127.0.0.1:`port` inside `container`, by its image's python3
+        (LOOPBACK_GET): the answer as it came, its CRLFs read as newlines."""
+        return self(
+            "exec",
+            container,
+            "python3",
+            "-IS",
+            "-c",
+            LOOPBACK_GET,
+            str(port),
+            path,
+            accept,
+            timeout=timeout,
+        ).stdout
+
+    def build(self, context, *options, check=True, timeout=120):
+        """`podman build` of `context`, OFFLINE, with `options`."""
+        return self("build", *OFFLINE, *options, context, check=check, timeout=timeout)
+
     def remove_everything(self):
         """Remove every pod and container in this private store, and the pods' cgroups.
 
@@ -276,30 +374,115 @@ def _hard_nofile():
     return 1048576 if hard == resource.RLIM_INFINITY else hard
 
 
-# ---------------------------------------------------------------- network namespaces
+# ---------------------------------------------------------------- containerd
 
-# Run by `nsenter --net=...` with this interpreter: GET paths from 127.0.0.1,
-# inside the namespace, as a sidecar of the pod would.
-FETCH = """\
-import json, sys, urllib.request
-result = {}
-for path in sys.argv[2:]:
-    with urllib.request.urlopen("http://127.0.0.1:%s%s" % (sys.argv[1], path), timeout=2) as r:
-        result[path] = [r.status, r.headers.get_content_type(), r.read().decode()]
-print(json.dumps(result))
-"""
+CONTAINERD_SNIPPET = os.path.join(REPO, "deploy", "containerd", "config-v2.toml")
+CONTAINERD_NAMESPACE = "k8s.io"  # where the CRI plugin, and `kind load`, keep images
+
+
+def containerd_config(workdir, sandbox_image, cri_keys="", tables=""):
+    """The config.toml of a containerd of our own in `workdir` (root, state, sockets):
+    the deploy snippet as a user pastes it, its image name replaced with
+    `sandbox_image` and `cri_keys` right under it, in the same table; `tables` after it."""
+    with open(CONTAINERD_SNIPPET) as f:
+        snippet = f.read()
+    snippet, found = re.subn(
+        r'^(\s*sandbox_image = )"[^"]*"\n',
+        lambda m: '%s"%s"\n%s' % (m.group(1), sandbox_image, cri_keys),
+        snippet,
+        flags=re.M,
+    )
+    assert found == 1, "%s sets no sandbox_image" % CONTAINERD_SNIPPET
+    return (
+        'root = "%s/root"\nstate = "%s/state"\n' % (workdir, workdir)  # before any table
+        + snippet
+        + tables
+        + '[grpc]\n  address = "%s/containerd.sock"\n' % workdir
+        + '[ttrpc]\n  address = "%s/containerd.sock.ttrpc"\n' % workdir
+        + '[plugins."io.containerd.internal.v1.opt"]\n  path = "%s/opt"\n' % workdir
+    )
+
+
+class Containerd:
+    """A containerd of our own, on the containerd_config() of `workdir` (and its log there)."""
+
+    def __init__(self, workdir, sandbox_image, cri_keys="", tables=""):
+        os.makedirs(workdir)
+        self.dir = workdir
+        self.socket = os.path.join(workdir, "containerd.sock")
+        self.config = os.path.join(workdir, "config.toml")
+        with open(self.config, "w") as f:
+            f.write(containerd_config(workdir, sandbox_image, cri_keys, tables))
+        self.log = os.path.join(workdir, "containerd.log")
+        self.proc = None
+
+    def start(self, *wrapper):
+        """Start containerd, by `wrapper` (a command that runs its arguments) if given;
+        return once it answers on its socket."""
+        with open(self.log, "w") as log:
+            self.proc = subprocess.Popen(
+                [*wrapper, "containerd", "--config", self.config],
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=log,
+            )
+        wait_for(
+            lambda: self.ctr("version", check=False).returncode == 0 or self.proc.poll(),
+            30,
+            "containerd to answer on its socket",
+        )
+        assert self.proc.poll() is None, self.read_log()
+
+    def ctr(self, *args, check=True, timeout=120):
+        return run(
+            ["ctr", "--address", self.socket, "--namespace", CONTAINERD_NAMESPACE] + list(args),
+            check=check,
+            timeout=timeout,
+        )
+
+    def read_log(self):
+        with open(self.log) as f:
+            return f.read()
+
+    def import_image(self, archive):
+        self.ctr("images", "import", archive)
+
+    def end(self):
+        """End containerd if it runs, then its shims, which outlive it."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(10)
+        for pid in shims_of(self.socket):  # started for our socket only
+            os.kill(pid, signal.SIGKILL)
+
+
+# ---------------------------------------------------------------- network namespaces
 
 
 def fetch_in_netns(pid, port, *paths):
-    """GET `paths` from 127.0.0.1:`port` in the network namespace of `pid`; None if refused."""
-    r = subprocess.run(
-        ["nsenter", "--net=/proc/%d/ns/net" % pid, sys.executable, "-c", FETCH, str(port)]
-        + list(paths),
-        capture_output=True,
-        text=True,
-        timeout=10,
-    )
-    return json.loads(r.stdout) if r.returncode == 0 else None
+    """GET `paths` from 127.0.0.1:`port` in the network namespace of `pid`, as a
+    sidecar of the pod would: {path: (status, content type, body)}; None if refused."""
+    answers = {}
+    for path in paths:
+        r = subprocess.run(
+            ["nsenter", "--net=/proc/%d/ns/net" % pid, sys.executable, "-c", LOOPBACK_GET]
+            + [str(port), path],
+            capture_output=True,
+            text=True,
+            timeout=20,
+        )
+        if r.returncode != 0:
+            return None
+        # Text mode: the CRLFs have become newlines.
+        status_line, _, rest = r.stdout.partition("\n")
+        headers, _, body = rest.partition("\n\n")
+        content_type = email.message_from_string(headers).get_content_type()
+        answers[path] = (int(status_line.split()[1]), content_type, body)
+    return answers
 
 
 # ---------------------------------------------------------------- the host's processes
@@ -312,3 +495,10 @@ def shims_of(socket):
         for pid, argv in command_lines().items()
         if b"containerd-shim" in argv[0] and socket.encode() in argv
     ]
+
+
+def mounts_under(directory):
+    """The mount points at or below `directory`, in the order they were mounted."""
+    with open("/proc/self/mountinfo") as f:
+        points = [line.split()[4] for line in f]
+    return [p for p in points if p == directory or p.startswith(directory + "/")]

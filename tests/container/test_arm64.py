@@ -19,7 +19,7 @@ import json
 
 import pytest
 
-from tests.container.runtimes import IN_CONTAINER_GET
+from tests.container.runtimes import metrics_port
 from tests.support.proc import pidns_members
 from tests.support.running import wait_for, wait_until_idle
 
@@ -81,10 +81,11 @@ def containers(podman):
     podman.remove_everything()
 
 
-def _start(podman, *args):
-    """`podman run -d` args; return (container ID, host PID of its PID 1 once pypause waits
-    for signals: a SIGTERM before that would meet qemu's default action, not pypause)."""
-    container = podman("run", "-d", "--network", "none", *args).stdout.strip()
+def _start(podman, image, *args, entrypoint=None):
+    """Start a container of `image`, `args` going to `entrypoint` (by default the image's);
+    return (container ID, host PID of its PID 1 once pypause waits for signals: a
+    SIGTERM before that would meet qemu's default action, not pypause)."""
+    container = podman.run_in(image, *args, entrypoint=entrypoint, detach=True).stdout.strip()
     pid = int(podman.inspect(container, "{{.State.Pid}}"))
     assert pid, podman("logs", container, check=False).stderr
     wait_until_idle(pid, timeout=30)
@@ -103,38 +104,27 @@ def test_image_is_arm64(podman, arm64_podman, arm64_image, arm64_base_image):
     assert config["Entrypoint"] == ["pypause"]
     assert config["User"] == "65535:65535"
     # What runs is the arm64 interpreter (emulated), from the image's own files.
-    r = podman(
-        "run",
-        "--rm",
-        "--network",
-        "none",
-        "--entrypoint",
-        "python3",
-        arm64_image,
-        "-IS",
-        "-c",
-        "import os; print(os.uname().machine)",
-    )
-    assert r.stdout.split() == ["aarch64"]
-    version = podman("run", "--rm", "--network", "none", arm64_image, "--version").stdout
+    assert _machine(podman, arm64_image) == "aarch64"
+    version = podman.run_in(arm64_image, "--version").stdout
     assert version.startswith("pypause ")
+
+
+def _machine(podman, image):
+    """The machine that `image`'s python3 reports it runs on."""
+    code = "import os; print(os.uname().machine)"
+    return podman.run_in(image, "-IS", "-c", code, entrypoint="python3").stdout.strip()
 
 
 def _init_mode(containers, image, code, *args, timeout):
     """`pypause -- python3 -c CODE ARGS...` in a container of `image`, to its end."""
-    return containers(
-        "run",
-        "--rm",
-        "--network",
-        "none",
-        "--entrypoint",
-        "pypause",
+    return containers.run_in(
         image,
         "--",
         "python3",
         "-c",
         code,
         *args,
+        entrypoint="pypause",
         check=False,
         timeout=timeout,
     )
@@ -156,13 +146,12 @@ def test_init_mode_exit_status(containers, arm64_image):
 def test_init_mode_forwards_sigterm(containers, arm64_image):
     container, pid = _start(
         containers,
-        "--entrypoint",
-        "pypause",
         arm64_image,
         "--",
         "python3",
         "-c",
         "import _signal; _signal.pause()",
+        entrypoint="pypause",
     )
     wait_for(
         lambda: any(s.ppid == pid for s in pidns_members(pid).values()),
@@ -189,9 +178,7 @@ def test_metrics_variant_serves_metrics(containers, arm64_metrics_image):
         30,
         "pypause to serve metrics",
     )
-    answer = containers(
-        "exec", container, "python3", "-IS", "-c", IN_CONTAINER_GET, "/metrics", timeout=60
-    ).stdout
+    answer = containers.get_in(container, metrics_port(), "/metrics", timeout=60)
     assert answer.splitlines()[0] == "HTTP/1.1 200 OK", answer[:500]
     assert "pypause_info{" in answer, answer[:2000]
     containers("stop", "--time", "20", container, timeout=60)
@@ -210,19 +197,7 @@ def test_multiarch_manifest(podman, image, arm64_image, manifest):
     # arm64_podman fixture).
     for name, arch, machine in [(image, "amd64", "x86_64"), (arm64_image, "arm64", "aarch64")]:
         assert podman.inspect(name, "{{.Architecture}}") == arch, name
-        r = podman(
-            "run",
-            "--rm",
-            "--network",
-            "none",
-            "--entrypoint",
-            "python3",
-            name,
-            "-IS",
-            "-c",
-            "import os; print(os.uname().machine)",
-        )
-        assert r.stdout.split() == [machine], name
+        assert _machine(podman, name) == machine, name
     podman("manifest", "create", manifest)
     for name in (image, arm64_image):
         podman("manifest", "add", manifest, "containers-storage:" + name)

@@ -9,21 +9,22 @@ snippet in deploy/.
 """
 
 import os
-import shutil
 import signal
 import subprocess
 import time
 
 import pytest
 
+from tests.container import runtimes
 from tests.container.runtimes import (
+    CONTAINERD_NAMESPACE,
     MEASURED,
     ORPHAN_MAKER,
     ORPHANS,
-    REPO,
     adopt_then_kill_orphans,
+    mounts_under,
     run,
-    shims_of,
+    setup_problem,
     wait_until_reaped,
 )
 from tests.support.proc import pidns_members, root_is_read_only, status_field
@@ -31,56 +32,9 @@ from tests.support.running import wait_for, wait_until_idle
 
 pytestmark = pytest.mark.timeout(300)
 
-NAMESPACE = "k8s.io"  # where the CRI plugin, and `kind load`, keep images
-CONFIG_SNIPPET = os.path.join(REPO, "deploy", "containerd", "config-v2.toml")
 
-
-class Containerd:
-    """A containerd daemon of our own: private config, root, state and socket."""
-
-    def __init__(self, workdir, sandbox_image):
-        os.makedirs(workdir)
-        self.dir = workdir
-        self.socket = os.path.join(workdir, "containerd.sock")
-        with open(CONFIG_SNIPPET) as f:
-            # The snippet as a user would paste it, with our image in it.
-            snippet = f.read().replace("localhost/pypause:local", sandbox_image)
-        self.config = os.path.join(workdir, "config.toml")
-        with open(self.config, "w") as f:
-            # Top-level keys first: the snippet's `version` too must precede any table.
-            f.write('root = "%s/root"\nstate = "%s/state"\n' % (workdir, workdir))
-            f.write(snippet)
-            f.write(
-                '\n[grpc]\n  address = "%s"\n[ttrpc]\n  address = "%s.ttrpc"\n'
-                '[plugins."io.containerd.internal.v1.opt"]\n  path = "%s/opt"\n'
-                % (self.socket, self.socket, workdir)
-            )
-        self.log = os.path.join(workdir, "containerd.log")
-        self.proc = None
-
-    def start(self):
-        with open(self.log, "w") as log:
-            self.proc = subprocess.Popen(
-                ["containerd", "--config", self.config],
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=log,
-            )
-        wait_for(
-            lambda: self.ctr("version", check=False).returncode == 0 or self.proc.poll(),
-            30,
-            "containerd to answer on its socket",
-        )
-        assert self.proc.poll() is None, self.read_log()
-
-    def ctr(self, *args, check=True):
-        return run(
-            ["ctr", "--address", self.socket, "--namespace", NAMESPACE] + list(args), check=check
-        )
-
-    def read_log(self):
-        with open(self.log) as f:
-            return f.read()
+class Containerd(runtimes.Containerd):
+    """The daemon, with ctr's view of its tasks and containers."""
 
     def tasks(self):
         """{container id: (pid, status)} of the tasks containerd runs."""
@@ -90,7 +44,8 @@ class Containerd:
     def run_in_background(self, *args):
         """`ctr run --rm` in the background, as a Popen whose exit code is the task's."""
         return subprocess.Popen(
-            ["ctr", "--address", self.socket, "--namespace", NAMESPACE, "run", "--rm"] + list(args),
+            ["ctr", "--address", self.socket, "--namespace", CONTAINERD_NAMESPACE, "run", "--rm"]
+            + list(args),
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
@@ -116,45 +71,22 @@ class Containerd:
             self.remove_everything()
             for image in self.ctr("images", "ls", "--quiet").stdout.split():
                 self.ctr("images", "rm", "--sync", image, check=False)
-            self.proc.terminate()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(10)
-        # Shims outlive a daemon that is gone; these were started for our socket only.
-        for pid in shims_of(self.socket):
-            os.kill(pid, signal.SIGKILL)
-        with open("/proc/mounts") as f:
-            mounts = [line.split()[1] for line in f if line.split()[1].startswith(self.dir)]
-        for mount in reversed(mounts):
+        self.end()
+        for mount in reversed(mounts_under(self.dir)):
             run(["umount", mount], check=False)
 
 
-def _containerd_problem():
-    if os.geteuid() != 0:
-        return "needs root: containerd and runc"
-    missing = [
-        t
-        for t in ("containerd", "ctr", "containerd-shim-runc-v2", "runc")
-        if shutil.which(t) is None
-    ]
-    if missing:
-        return "not installed: %s (see .ci/run)" % ", ".join(missing)
-    return None
-
-
 @pytest.fixture(scope="module")
-def containerd(podman, image, workdir):
-    problem = _containerd_problem()
+def containerd(oci_archive, image, workdir):
+    problem = setup_problem(
+        "containerd and runc", ("containerd", "ctr", "containerd-shim-runc-v2", "runc")
+    )
     if problem:
         pytest.skip(problem)
     daemon = Containerd(os.path.join(workdir, "containerd"), image)
     try:
         daemon.start()
-        archive = os.path.join(workdir, "pypause-oci.tar")
-        podman("save", "--format", "oci-archive", "--output", archive, image)
-        daemon.ctr("images", "import", archive)
+        daemon.import_image(oci_archive(image))
         yield daemon
     finally:
         daemon.stop()

@@ -39,21 +39,20 @@ from tests.container.containerd_cri import (
 )
 from tests.container.runtimes import (
     HELD,
-    HOLDER_COMM,
     MEASURED,
-    METRICS_DOCKERFILE,
     ORPHAN_COMM,
     ORPHAN_MAKER,
     ORPHANS,
     ZOMBIE_HOLDER,
     adopt_then_kill_orphans,
     fetch_in_netns,
-    series,
+    metrics_port,
+    scrape_reaped_and_held,
     wait_until_adopted,
-    wait_until_holding,
     wait_until_reaped,
     zombies,
 )
+from tests.support.http import metric_value, parse_samples
 from tests.support.proc import (
     cgroup_hierarchies,
     pidns_members,
@@ -194,20 +193,6 @@ def start_zombie_holder(node, sandbox_id, pod, image):
     return node.start_container(sandbox_id, pod, config)
 
 
-def metrics_port():
-    with open(METRICS_DOCKERFILE) as f:
-        return int(re.search(r"^ENV PYPAUSE_METRICS_ADDR=(\d+)$", f.read(), re.M).group(1))
-
-
-def samples(body):
-    """{'name{labels}': value} of a Prometheus text exposition."""
-    return {
-        line.rsplit(" ", 1)[0]: float(line.rsplit(" ", 1)[1])
-        for line in body.splitlines()
-        if line and not line.startswith("#")
-    }
-
-
 def io_counters(pid):
     with open("/proc/%d/io" % pid) as f:
         return {k: int(v) for k, v in (line.split(": ") for line in f)}
@@ -336,33 +321,14 @@ def test_metrics_sandbox_counts_the_pods_orphans_in_its_network_namespace(cri_no
     # Beside the orphan maker, a container whose process keeps its zombies.
     holder_id, holder = start_zombie_holder(node, sandbox_id, pod, metrics_image)
     app_id, _ = start_orphan_maker(node, sandbox_id, pod, metrics_image)
-    wait_until_holding(holder, HELD)
-    adopt_then_kill_orphans(pid, ORPHANS)
-    wait_until_reaped(pid, held=HELD)
-
-    responses = wait_for(
-        lambda: fetch_in_netns(pid, port, "/metrics", "/healthz"),
-        10,
-        "the metrics endpoint in the pod's network namespace",
-    )
-    status, content_type, body = responses["/metrics"]
-    assert (status, content_type) == (200, "text/plain")
-    values = samples(body)
-    assert values["pypause_zombies_reaped_total"] == ORPHANS, body
-    assert values['pypause_zombies_reaped_by_comm_total{comm="%s"}' % ORPHAN_COMM] == ORPHANS
-    assert values["pypause_zombies"] == 0, "the held zombies are not pypause's"
     # The containers, by the IDs CreateContainer returned (containerd's
     # cgroupfs driver names a container's cgroup after its bare ID): the
     # orphans' read from each zombie's unified line before the reap, the
     # holder's from its live process's.
-    assert series(body, "pypause_zombies_reaped_by_container_total", "container_id") == {
-        (app_id,): ORPHANS
-    }
-    assert stat(holder).comm == HOLDER_COMM
-    assert series(body, "pypause_zombies_held_by_parent", "parent_comm", "container_id") == {
-        (HOLDER_COMM, holder_id): HELD
-    }
-    assert responses["/healthz"][0] == 200
+    body = scrape_reaped_and_held(pid, port, app_id, holder_id, holder)
+    values = parse_samples(body)
+    assert metric_value(values, "pypause_zombies_reaped_total") == ORPHANS, body
+    assert metric_value(values, "pypause_zombies") == 0, "the held zombies are not pypause's"
     # Open in the pod's namespace, by the sandbox; not in the node's.
     assert listening_ports(pid) == {port}
     assert fetch_in_netns(node.proc.pid, port, "/healthz") is None
@@ -414,8 +380,9 @@ def test_two_host_network_sandboxes_the_second_runs_on_without_the_port(cri_node
 
     # The node's port is the first sandbox's, which reaped none of them.
     _, _, body = fetch_in_netns(node.proc.pid, port, "/metrics")["/metrics"]
-    assert samples(body)["pypause_zombies_reaped_total"] == 0
-    assert samples(body)["pypause_processes"] == 1
+    values = parse_samples(body)
+    assert metric_value(values, "pypause_zombies_reaped_total") == 0
+    assert metric_value(values, "pypause_processes") == 1
 
 
 # ---------------------------------------------------------------- 5. stop and remove

@@ -12,7 +12,7 @@ import subprocess
 
 import pytest
 
-from tests.container.runtimes import METRICS_DOCKERFILE, REPO
+from tests.container.runtimes import METRICS_DOCKERFILE, REPO, metrics_port
 
 yaml = pytest.importorskip("yaml", reason="PyYAML is needed to parse deploy/*.yaml")
 tomllib = pytest.importorskip("tomllib", reason="tomllib comes with Python 3.11+")
@@ -72,8 +72,7 @@ def test_example_pod_and_podmonitor_point_at_the_sandbox_metrics_port():
     docs = documents()
     pod = docs[("Pod", "zombie-maker")]
     monitor = docs[("PodMonitor", "pypause-sandbox")]
-    with open(METRICS_DOCKERFILE) as f:
-        port = int(re.search(r"^ENV PYPAUSE_METRICS_ADDR=(\d+)$", f.read(), re.M).group(1))
+    port = metrics_port()
 
     assert pod["spec"]["shareProcessNamespace"] is True
     annotations = pod["metadata"]["annotations"]
@@ -106,8 +105,7 @@ def _metrics_doc_yaml_blocks():
 
 def test_the_metrics_doc_deploy_and_alert_agree_on_port_labels_and_rule():
     blocks = _metrics_doc_yaml_blocks()
-    with open(METRICS_DOCKERFILE) as f:
-        port = re.search(r"^ENV PYPAUSE_METRICS_ADDR=(\d+)$", f.read(), re.M).group(1)
+    port = str(metrics_port())
     (scrape,) = [b for b in blocks if "scrape_configs" in b]
     assert scrape["scrape_configs"][0]["static_configs"][0]["targets"][0].endswith(":" + port)
     (annotated,) = [b for b in blocks if "annotations" in b.get("metadata", {})]

@@ -7,12 +7,11 @@ import json
 import os
 import re
 import shutil
-import subprocess
 
 import pytest
 
 import pypause
-from tests.container.runtimes import REPO, offline_build, run
+from tests.container.runtimes import REPO, git_head, offline_build, run
 
 # The first test to run also builds the bases, the wheels and the pause image.
 pytestmark = pytest.mark.timeout(300)
@@ -39,12 +38,10 @@ def labels(podman, image):
     }
 
 
-def head():
-    return (
-        subprocess.run(
-            ["git", "rev-parse", "HEAD"], cwd=REPO, capture_output=True, text=True
-        ).stdout.strip()
-        or "unknown"
+def build_on(podman, base_image, context, *options, check=True):
+    """Podman.build of `context` with its BASE_IMAGE `base_image` and `options`."""
+    return podman.build(
+        context, "--build-arg", "BASE_IMAGE=" + base_image, *options, check=check, timeout=300
     )
 
 
@@ -65,7 +62,7 @@ def test_rebuilt_images_carry_their_own_labels_and_a_plain_build_none(
     ):
         tag = "localhost/pypause-test-labels:" + name
         built(tag)
-        revision = head()  # as build.sh reads it (others may commit meanwhile)
+        revision = git_head()  # as build.sh reads it (others may commit meanwhile)
         run(
             [os.path.join(REPO, "deploy", "image", "build.sh"), *offline, "-t", tag],
             env=dict(podman.env, ENGINE="podman", SOURCE=source, SOURCE_DATE_EPOCH=epoch),
@@ -102,19 +99,8 @@ def test_rebuilt_images_carry_their_own_labels_and_a_plain_build_none(
 def test_a_base_without_pip_stops_the_build_at_once_with_the_command_to_use(podman, base_image):
     # The session's base has no pip (the `image` fixture builds on it with the
     # wheels handed in as a build context, the route the message names).
-    r = podman(
-        "build",
-        "--pull=never",
-        "--network",
-        "none",
-        "--force-rm",
-        "--build-arg",
-        "BASE_IMAGE=" + base_image,
-        "-t",
-        "localhost/pypause-test-nopip:x",
-        REPO,
-        check=False,
-        timeout=300,
+    r = build_on(
+        podman, base_image, REPO, "--force-rm", "-t", "localhost/pypause-test-nopip:x", check=False
     )
     output = r.stdout + r.stderr
     assert r.returncode != 0, output
@@ -161,22 +147,11 @@ def test_example_image_runs_its_app_under_pypause_as_pid_1_and_exits_with_its_st
     tag = "localhost/pypause-test-example:" + example
     built(tag)
     # As written: only the base is another (a stand-in: no registry here).
-    podman(
-        "build",
-        "--pull=never",
-        "--network",
-        "none",
-        "--build-arg",
-        "BASE_IMAGE=" + base_image,
-        "-t",
-        tag,
-        context,
-        timeout=300,
-    )
+    build_on(podman, base_image, context, "-t", tag)
     config = json.loads(podman("image", "inspect", tag).stdout)[0]["Config"]
     assert config["Entrypoint"] == [entrypoint, "--"]
 
-    r = podman("run", "--rm", "--network", "none", tag, check=False)
+    r = podman.run_in(tag, check=False)
     assert r.returncode == 3, r.stdout + r.stderr
     # PID 1 is pypause: by its title, or (before pypause set it) its command
     # line, python3 running the entrypoint's script.
@@ -192,17 +167,6 @@ def test_the_official_python_image_example_fails_on_a_debian_python_as_it_says(
 ):
     # The stand-in bases differ where it matters: Debian's pip refuses (PEP 668).
     context = example_context("init-python-image", workdir, wheel_context)
-    r = podman(
-        "build",
-        "--pull=never",
-        "--network",
-        "none",
-        "--force-rm",
-        "--build-arg",
-        "BASE_IMAGE=" + debian_python_image,
-        context,
-        check=False,
-        timeout=300,
-    )
+    r = build_on(podman, debian_python_image, context, "--force-rm", check=False)
     assert r.returncode != 0
     assert "externally-managed-environment" in r.stdout + r.stderr

@@ -10,7 +10,6 @@ import time
 
 import pytest
 
-from tests.container.runtimes import IN_CONTAINER_GET
 from tests.support.running import wait_for
 
 pytestmark = pytest.mark.timeout(300)
@@ -59,19 +58,14 @@ RUNS = [
 
 
 def _hooked(podman, image, *args, detach=False):
-    mode = ["-d"] if detach else ["--rm"]
-    return podman(
-        "run",
-        *mode,
-        "--network",
-        "none",
-        "--entrypoint",
-        "python3",
+    return podman.run_in(
         image,
         "-IS",
         "-c",
         HOOK,
         *args,
+        entrypoint="python3",
+        detach=detach,
         check=False,
         timeout=60,
     )
@@ -90,19 +84,7 @@ def base_has(podman, base_image):
             "import importlib.util, json, sys\n"
             "print(json.dumps([n for n in sys.argv[1:] if importlib.util.find_spec(n)]))"
         )
-        r = podman(
-            "run",
-            "--rm",
-            "--network",
-            "none",
-            "--entrypoint",
-            "python3",
-            base_image,
-            "-I",
-            "-c",
-            code,
-            *sorted(names),
-        )
+        r = podman.run_in(base_image, "-I", "-c", code, *sorted(names), entrypoint="python3")
         return set(json.loads(r.stdout))
 
     return has
@@ -136,9 +118,7 @@ def test_metrics_find_what_they_import(podman, image, base_has, addr):
             ("/", "*/*"),
             ("/nowhere", "*/*"),
         ]:
-            got = podman(
-                "exec", container, "python3", "-IS", "-c", IN_CONTAINER_GET, path, accept
-            ).stdout
+            got = podman.get_in(container, addr.rpartition(":")[2], path, accept)
             answers[path, accept] = got.splitlines()[0]  # (text mode: the CRLFs are gone)
         start = time.monotonic()
         podman("stop", "--time", "10", container)

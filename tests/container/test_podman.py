@@ -4,7 +4,6 @@ import gzip
 import json
 import os
 import re
-import subprocess
 import time
 
 import pytest
@@ -12,20 +11,17 @@ import pytest
 import pypause
 from tests.container.runtimes import (
     HELD,
-    HOLDER_COMM,
     MEASURED,
-    METRICS_DOCKERFILE,
-    ORPHAN_COMM,
     ORPHAN_MAKER,
     ORPHANS,
-    REPO,
     ZOMBIE_HOLDER,
     adopt_then_kill_orphans,
     fetch_in_netns,
+    git_head,
+    metrics_port,
     orphans_of,
-    series,
+    scrape_reaped_and_held,
     wait_until_adopted,
-    wait_until_holding,
     wait_until_reaped,
     zombies,
 )
@@ -119,44 +115,42 @@ def start_pod(podman, name, image, infra_command=None):
     return int(podman.inspect(name + "-infra", "{{.State.Pid}}"))
 
 
+def run_in_pod(podman, pod, name, image, *args, options=()):
+    """Start container `name` of `pod`, `args` going to `image`'s python3, with
+    `options`; return its ID, as `podman run` prints it."""
+    return podman(
+        "run", "-d", "--name", name, "--pod", pod, "--entrypoint", "python3", *options, image, *args
+    ).stdout.strip()
+
+
 def start_orphan_maker(podman, pod, image, user=None):
     """A container of the pod that leaves ORPHANS orphans; as the image's USER, or `user`.
 
     Return its ID, as `podman run` prints it.
     """
-    return podman(
-        "run",
-        "-d",
-        "--name",
-        pod + "-worker",
-        "--pod",
+    return run_in_pod(
+        podman,
         pod,
-        "--entrypoint",
-        "python3",
-        *(["--user", user] if user else []),
+        pod + "-worker",
         image,
         "-c",
         ORPHAN_MAKER,
         str(ORPHANS),
-    ).stdout.strip()
+        options=["--user", user] if user else [],
+    )
 
 
 def start_zombie_holder(podman, pod, image):
     """A container of the pod whose process holds HELD zombies; return (its ID, its host PID)."""
-    container_id = podman(
-        "run",
-        "-d",
-        "--name",
-        pod + "-holder",
-        "--pod",
+    container_id = run_in_pod(
+        podman,
         pod,
-        "--entrypoint",
-        "python3",
+        pod + "-holder",
         image,
         "-c",
         ZOMBIE_HOLDER,
         str(HELD),
-    ).stdout.strip()
+    )
     return container_id, int(podman.inspect(container_id, "{{.State.Pid}}"))
 
 
@@ -202,22 +196,12 @@ def test_image_config_and_contents(podman, image, base_image):
     assert config["Labels"]["org.opencontainers.image.base.name"] == base_image
     # Filled in by deploy/image/build.sh from the one source of each value.
     assert config["Labels"]["org.opencontainers.image.version"] == pypause.__version__
-    revision = (
-        subprocess.run(
-            ["git", "rev-parse", "HEAD"], cwd=REPO, capture_output=True, text=True
-        ).stdout.strip()
-        or "unknown"
-    )
-    assert config["Labels"]["org.opencontainers.image.revision"] == revision
+    assert config["Labels"]["org.opencontainers.image.revision"] == git_head()
     assert re.fullmatch(
         r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", config["Labels"]["org.opencontainers.image.created"]
     )
 
-    probe = json.loads(
-        podman(
-            "run", "--rm", "--network", "none", "--entrypoint", "python3", image, "-c", LAYOUT_PROBE
-        ).stdout
-    )
+    probe = json.loads(podman.run_in(image, "-c", LAYOUT_PROBE, entrypoint="python3").stdout)
     # Nothing to run but the interpreter and pypause: no shell, no busybox, no pip.
     assert probe["executables"] == sorted([probe["python"], "/usr/local/bin/pypause"])
     assert probe["pip"] == []
@@ -228,9 +212,7 @@ def test_image_config_and_contents(podman, image, base_image):
     # kernel hands everything after it on as a single argument.
     assert probe["shebang"] == ["#!", probe["python"], "-IS"]
     # CRI-O starts /pause whatever the ENTRYPOINT is.
-    version = podman(
-        "run", "--rm", "--network", "none", "--entrypoint", "/pause", image, "--version"
-    ).stdout
+    version = podman.run_in(image, "--version", entrypoint="/pause").stdout
     assert version.startswith("pypause ")
 
 
@@ -271,18 +253,8 @@ for name in sorted(os.listdir(pypause.__path__[0])):
 
 def test_bytecode_is_precompiled_for_a_read_only_root(podman, image):
     # -v reports every module's code object: from a .pyc, or compiled from the .py.
-    r = podman(
-        "run",
-        "--rm",
-        "--network",
-        "none",
-        "--read-only",
-        "--entrypoint",
-        "python3",
-        image,
-        "-v",
-        "-c",
-        IMPORT_EVERYTHING,
+    r = podman.run_in(
+        image, "-v", "-c", IMPORT_EVERYTHING, entrypoint="python3", options=["--read-only"]
     )
     loaded = [line for line in r.stderr.splitlines() if line.startswith("# code object from")]
     compiled_at_start = [line for line in loaded if ".pyc" not in line]
@@ -291,17 +263,8 @@ def test_bytecode_is_precompiled_for_a_read_only_root(podman, image):
 
 
 def test_pause_mode_read_only_as_65535_stops_on_sigterm(pods, image):
-    pods(
-        "run",
-        "-d",
-        "--name",
-        "pp-single",
-        "--network",
-        "none",
-        "--read-only",
-        "--user",
-        "65535:65535",
-        image,
+    pods.run_in(
+        image, options=["--name", "pp-single", "--read-only", "--user", "65535:65535"], detach=True
     )
     pid = int(pods.inspect("pp-single", "{{.State.Pid}}"))
     wait_until_idle(pid)
@@ -371,37 +334,16 @@ def test_pod_infra_serves_metrics_in_the_pod_network_namespace(
             pods, "pp-metrics", image, infra_command="pypause --metrics-addr %d" % port
         )
     else:  # as a CRI runtime runs a sandbox: the image's entrypoint and env, no arguments
-        with open(METRICS_DOCKERFILE) as f:
-            port = int(re.search(r"^ENV PYPAUSE_METRICS_ADDR=(\d+)$", f.read(), re.M).group(1))
+        port = metrics_port()
         infra = start_pod(pods, "pp-metrics", metrics_image)
     # Beside the orphan maker, a container whose process keeps its zombies.
     holder_id, holder = start_zombie_holder(pods, "pp-metrics", image)
     worker_id = start_orphan_maker(pods, "pp-metrics", image)
-    wait_until_holding(holder, HELD)
-    adopt_then_kill_orphans(infra, ORPHANS)
-    wait_until_reaped(infra, held=HELD)
-
-    responses = wait_for(
-        lambda: fetch_in_netns(infra, port, "/metrics", "/healthz"),
-        10,
-        "the metrics endpoint in the pod's network namespace",
-    )
-    status, content_type, body = responses["/metrics"]
-    assert (status, content_type) == (200, "text/plain")
-    reaped = 'pypause_zombies_reaped_by_comm_total{comm="%s"} %d.0' % (ORPHAN_COMM, ORPHANS)
-    assert reaped in body.splitlines(), body
     # The containers, by the IDs `podman run` printed (runc names a
     # container's cgroup libpod-<ID>, in the unified hierarchy too): the
     # orphans' read from each zombie's unified line before the reap, the
     # holder's from its live process's.
-    assert series(body, "pypause_zombies_reaped_by_container_total", "container_id") == {
-        (worker_id,): ORPHANS
-    }
-    assert stat(holder).comm == HOLDER_COMM
-    assert series(body, "pypause_zombies_held_by_parent", "parent_comm", "container_id") == {
-        (HOLDER_COMM, holder_id): HELD
-    }
-    assert responses["/healthz"][0] == 200
+    body = scrape_reaped_and_held(infra, port, worker_id, holder_id, holder)
     # Started as root (podman's infra container), pypause became the pause
     # user once the port was bound: every thread, the one serving included...
     threads = os.listdir("/proc/%d/task" % infra)
@@ -423,38 +365,19 @@ def test_image_is_immune_to_the_python_environment_it_is_run_with(pods, image, e
         for arg in ("--env", "%s=%s" % (name, value))
     ]
     # Control: the image's interpreter, run plainly with these variables, dies.
-    r = pods(
-        "run",
-        "--rm",
-        "--network",
-        "none",
-        *environment,
-        "--entrypoint",
-        "python3",
-        image,
-        "-c",
-        "pass",
-        check=False,
-    )
+    r = pods.run_in(image, "-c", "pass", entrypoint="python3", options=environment, check=False)
     assert (r.returncode, "Fatal Python error" in r.stderr) == (1, True), r.stderr
 
     # pypause, with metrics: its packages come from site-packages, which
     # `site` did not add to sys.path (-S); pypause's command did.
     port = 9100
-    pods(
-        "run",
-        "-d",
-        "--name",
-        "pp-env",
-        "--network",
-        "none",
-        "--read-only",
-        *environment,
-        "--entrypoint",
-        entrypoint,
+    pods.run_in(
         image,
         "--metrics-addr",
         str(port),
+        entrypoint=entrypoint,
+        options=["--name", "pp-env", "--read-only", *environment],
+        detach=True,
     )
     env = json.loads(pods.inspect("pp-env", "{{json .Config.Env}}"))
     assert {"%s=%s" % item for item in PYTHON_ENVIRONMENT.items()} <= set(env)
@@ -479,19 +402,17 @@ def test_image_is_immune_to_the_python_environment_it_is_run_with(pods, image, e
 
 def test_init_mode_in_a_container_forwards_sigterm_and_passes_exit_codes(pods, image):
     # ENTRYPOINT ["pypause", "--"] of an app image, with the app as CMD.
-    init = ["--entrypoint", "pypause", image, "--", "python3", "-c"]
-    r = pods("run", "--rm", "--network", "none", *init, "raise SystemExit(3)", check=False)
+    app = ["--", "python3", "-c"]
+    r = pods.run_in(image, *app, "raise SystemExit(3)", entrypoint="pypause", check=False)
     assert r.returncode == 3, r.stderr
 
-    pods(
-        "run",
-        "-d",
-        "--name",
-        "pp-app",
-        "--network",
-        "none",
-        *init,
+    pods.run_in(
+        image,
+        *app,
         "import _signal; _signal.pause()",
+        entrypoint="pypause",
+        options=["--name", "pp-app"],
+        detach=True,
     )
     pid = int(pods.inspect("pp-app", "{{.State.Pid}}"))
     wait_for(
