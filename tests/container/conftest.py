@@ -43,11 +43,11 @@ from tests.container.runtimes import (
     PYTHON_STYLE_IMAGE,
     REPO,
     Podman,
-    mounts_under,
     offline_build,
     podman_problem,
     run,
 )
+from tests.support.proc import mounts_under
 
 # Debian's python3 with the full standard library (ssl, http.server, ctypes...).
 BASE_PACKAGES = ["python3-minimal", "libpython3-stdlib"]

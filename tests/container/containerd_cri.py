@@ -22,8 +22,8 @@ import threading
 import time
 import uuid
 
-from tests.container.runtimes import Containerd, mounts_under, run, setup_problem, shims_of
-from tests.support.proc import cgroup_hierarchies, command_lines
+from tests.container.runtimes import Containerd, run, setup_problem, shims_of
+from tests.support.proc import cgroup_hierarchies, command_lines, mounts_under
 from tests.support.running import wait_for
 
 CNI_BIN_DIR = "/usr/lib/cni"
@@ -407,40 +407,9 @@ def processes_mentioning(text):
     return [pid for pid, argv in command_lines().items() if text.encode() in b"\0".join(argv)]
 
 
-def mounts_mentioning(text):
-    with open("/proc/self/mountinfo") as f:
-        return [line.strip() for line in f if text in line]
-
-
 def cni_cache_entries(sandbox_id):
     try:
         names = os.listdir(CNI_CACHE)
     except OSError:
         return []
     return [n for n in names if n.startswith(CNI_NETWORK + "-" + sandbox_id)]
-
-
-def interfaces(netns_of_pid):
-    """Network interfaces of the namespace of `netns_of_pid`, from its /proc/PID/net/dev."""
-    with open("/proc/%d/net/dev" % netns_of_pid) as f:
-        return sorted(line.split(":")[0].strip() for line in f.readlines()[2:])
-
-
-def listening_ports(pid):
-    """TCP ports on which `pid` itself holds a listening socket (its namespace's tables)."""
-    inodes = set()
-    for fd in os.listdir("/proc/%d/fd" % pid):
-        try:
-            target = os.readlink("/proc/%d/fd/%s" % (pid, fd))
-        except OSError:
-            continue
-        if target.startswith("socket:["):
-            inodes.add(target[8:-1])
-    ports = set()
-    for table in ("tcp", "tcp6"):
-        with open("/proc/%d/net/%s" % (pid, table)) as f:
-            for line in f.readlines()[1:]:
-                fields = line.split()
-                if fields[3] == "0A" and fields[9] in inodes:  # LISTEN
-                    ports.add(int(fields[1].rsplit(":", 1)[1], 16))
-    return ports

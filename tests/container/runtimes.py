@@ -495,10 +495,3 @@ def shims_of(socket):
         for pid, argv in command_lines().items()
         if b"containerd-shim" in argv[0] and socket.encode() in argv
     ]
-
-
-def mounts_under(directory):
-    """The mount points at or below `directory`, in the order they were mounted."""
-    with open("/proc/self/mountinfo") as f:
-        points = [line.split()[4] for line in f]
-    return [p for p in points if p == directory or p.startswith(directory + "/")]

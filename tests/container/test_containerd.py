@@ -22,12 +22,11 @@ from tests.container.runtimes import (
     ORPHAN_MAKER,
     ORPHANS,
     adopt_then_kill_orphans,
-    mounts_under,
     run,
     setup_problem,
     wait_until_reaped,
 )
-from tests.support.proc import pidns_members, root_is_read_only, status_field
+from tests.support.proc import mounts_under, pidns_members, root_is_read_only, status_field
 from tests.support.running import wait_for, wait_until_idle
 
 pytestmark = pytest.mark.timeout(300)

@@ -31,9 +31,6 @@ from tests.container.containerd_cri import (
     cni_cache_entries,
     container_config,
     cri_problem,
-    interfaces,
-    listening_ports,
-    mounts_mentioning,
     pod_config,
     processes_mentioning,
 )
@@ -55,6 +52,12 @@ from tests.container.runtimes import (
 from tests.support.http import metric_value, parse_samples
 from tests.support.proc import (
     cgroup_hierarchies,
+    interfaces,
+    io_counters,
+    listening_tcp_ports,
+    mounts_mentioning,
+    namespace,
+    namespace_members,
     pidns_members,
     root_is_read_only,
     stat,
@@ -173,10 +176,6 @@ def run_sandbox(node, pod):
     return sandbox_id, pid
 
 
-def namespace(pid, kind):
-    return os.readlink("/proc/%d/ns/%s" % (pid, kind))
-
-
 def start_orphan_maker(node, sandbox_id, pod, image, attempt=0):
     """A container of the pod that leaves ORPHANS orphans; return (container id, PID)."""
     config = container_config(
@@ -191,11 +190,6 @@ def start_zombie_holder(node, sandbox_id, pod, image):
         cri, pod, "holder", image, ["python3", "-c", ZOMBIE_HOLDER, str(HELD)]
     )
     return node.start_container(sandbox_id, pod, config)
-
-
-def io_counters(pid):
-    with open("/proc/%d/io" % pid) as f:
-        return {k: int(v) for k, v in (line.split(": ") for line in f)}
 
 
 # ---------------------------------------------------------------- 1. restricted
@@ -330,7 +324,7 @@ def test_metrics_sandbox_counts_the_pods_orphans_in_its_network_namespace(cri_no
     assert metric_value(values, "pypause_zombies_reaped_total") == ORPHANS, body
     assert metric_value(values, "pypause_zombies") == 0, "the held zombies are not pypause's"
     # Open in the pod's namespace, by the sandbox; not in the node's.
-    assert listening_ports(pid) == {port}
+    assert listening_tcp_ports(pid) == [port]
     assert fetch_in_netns(node.proc.pid, port, "/healthz") is None
 
 
@@ -340,13 +334,13 @@ def test_two_host_network_sandboxes_the_second_runs_on_without_the_port(cri_node
     node_netns = namespace(node.proc.pid, "net")
     first_pod = pod_config(cri, node, "host-net-first", share_pid=True, host_network=True)
     first_id, first = run_sandbox(node, first_pod)
-    wait_for(lambda: port in listening_ports(first), 10, "the first sandbox to listen")
+    wait_for(lambda: port in listening_tcp_ports(first), 10, "the first sandbox to listen")
     second_pod = pod_config(cri, node, "host-net-second", share_pid=True, host_network=True)
     second_id, second = run_sandbox(node, second_pod)
     assert namespace(first, "net") == namespace(second, "net") == node_netns
 
     # The second could not bind the port: no socket, no HTTP thread...
-    assert listening_ports(second) == set()
+    assert listening_tcp_ports(second) == []
     assert len(os.listdir("/proc/%d/task" % second)) == 1
     assert len(os.listdir("/proc/%d/task" % first)) == 2
     # ... and said so in one line. containerd gives a sandbox no stdout or
@@ -439,14 +433,7 @@ def test_stop_kills_the_sandbox_and_remove_leaves_nothing_behind(cri_node, image
     with pytest.raises(grpc.RpcError) as error:
         node.sandbox_status(sandbox_id)
     assert error.value.code() == grpc.StatusCode.NOT_FOUND
-    left = []
-    for name in os.listdir("/proc"):
-        try:
-            if name.isdigit() and os.readlink("/proc/%s/ns/pid" % name) == pid_ns:
-                left.append(int(name))
-        except OSError:
-            pass
-    assert left == [], "processes left in the pod's PID namespace"
+    assert namespace_members(pid_ns) == {}, "processes left in the pod's PID namespace"
     assert processes_mentioning(sandbox_id) == [], "a shim left"
     assert mounts_mentioning(sandbox_id) == [], "rootfs, /dev/shm..."
     assert not os.path.exists(netns_path) and mounts_mentioning(netns_path) == []

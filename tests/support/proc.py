@@ -107,16 +107,28 @@ def descendants(pid):
     return found
 
 
+def namespace(pid, kind):
+    """The identity of `pid`'s namespace of `kind` ("pid", "net", ...), as
+    "pid:[4026532195]". Raises OSError if `pid` is gone."""
+    return os.readlink("/proc/%d/ns/%s" % (pid, kind))
+
+
 def pidns_members(pid):
     """{pid: Stat} of every process in the PID namespace of `pid`; {} if it is gone."""
     try:
-        ns = os.readlink("/proc/%d/ns/pid" % pid)
+        ns = namespace(pid, "pid")
     except OSError:
         return {}
+    return namespace_members(ns)
+
+
+def namespace_members(pid_ns):
+    """{pid: Stat} of every process whose PID namespace is `pid_ns` (a
+    namespace() identity: it outlives the namespace's PID 1)."""
     members = {}
     for p, s in processes().items():
         try:
-            if os.readlink("/proc/%d/ns/pid" % p) == ns:
+            if namespace(p, "pid") == pid_ns:
                 members[p] = s
         except OSError:
             continue  # gone meanwhile
@@ -257,6 +269,12 @@ def title(pid):
         return None
 
 
+def io_counters(pid):
+    """{field: int} of /proc/PID/io (rchar, wchar, read_bytes, ...)."""
+    with open("/proc/%d/io" % pid) as f:
+        return {k: int(v) for k, v in (line.split(": ") for line in f)}
+
+
 def command_lines():
     """{pid: argv as bytes} of every process this /proc shows."""
     found = {}
@@ -283,10 +301,26 @@ def environ_holds(pid, entry):
 
 
 def _mounts(pid="self"):
-    """(mount point, options, file system type) of each mount of /proc/PID/mountinfo."""
+    """(mount point, options, file system type, super options) of each mount
+    of /proc/PID/mountinfo, in the order they were mounted."""
     with open("/proc/%s/mountinfo" % pid) as f:
         rows = [line.split() for line in f]
     return [(row[4], row[5].split(","), row[row.index("-") + 1], row[-1]) for row in rows]
+
+
+def mounts_under(directory):
+    """Our mount points at or below `directory`, in the order they were mounted."""
+    return [
+        point
+        for point, _, _, _ in _mounts()
+        if point == directory or point.startswith(directory + "/")
+    ]
+
+
+def mounts_mentioning(text):
+    """The lines of our /proc/self/mountinfo that contain `text`."""
+    with open("/proc/self/mountinfo") as f:
+        return [line.strip() for line in f if text in line]
 
 
 def cgroup_mounts():
@@ -356,6 +390,12 @@ def listening_tcp_ports(pid):
 def accept_queue(pid):
     """Connections the kernel has established for `pid` that it has not accept()ed yet."""
     return sum(queued for _, queued in _listening(pid))
+
+
+def interfaces(pid):
+    """Network interfaces of the network namespace of `pid` (/proc/PID/net/dev)."""
+    with open("/proc/%d/net/dev" % pid) as f:
+        return sorted(line.split(":")[0].strip() for line in f.readlines()[2:])
 
 
 def listen_overflows():
