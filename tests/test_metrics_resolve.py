@@ -16,12 +16,11 @@ import re
 import shutil
 import signal
 import subprocess
-import sys
 import time
 
 import pytest
 
-from tests.support.http import port_from
+from tests.support.http import get_inside, port_from
 from tests.support.running import PYPAUSE, helper, read_line, wait_for
 
 pytestmark = [
@@ -188,21 +187,6 @@ def test_a_name_that_fails_fast_costs_one_error_line(procs, nameserver, mode):
     assert NAME in err and "Traceback" not in err
 
 
-def scrape(ns, url):
-    """GET `url` from inside the name server's network namespace: (status, body)."""
-    code = (
-        "import sys, urllib.request\n"
-        "with urllib.request.urlopen(sys.argv[1], timeout=5) as r:\n"
-        "    sys.stdout.write('%d\\n' % r.status + r.read().decode())\n"
-    )
-    r = subprocess.run(
-        ns.enter([sys.executable, "-c", code, url]), capture_output=True, text=True, timeout=20
-    )
-    assert r.returncode == 0, r.stderr
-    status, _, body = r.stdout.partition("\n")
-    return int(status), body
-
-
 def test_metrics_appear_once_a_slow_name_resolves(procs, nameserver):
     ns = nameserver("slow", delay=1.5)
     p, orphan = start_init(procs, ns, NAME + ":0")
@@ -214,7 +198,7 @@ def test_metrics_appear_once_a_slow_name_resolves(procs, nameserver):
     lines = line_with(p.stderr, "serving metrics", 10)
     assert lines[-1].startswith("[pypause] serving metrics on http://127.0.0.1:")
     port = int(re.search(r":(\d+)/metrics", lines[-1]).group(1))
-    status, body = scrape(ns, "http://127.0.0.1:%d/metrics" % port)
+    status, _, body = get_inside(ns.enter([]), port)
     assert status == 200 and 'pypause_info{mode="init"' in body
     p.stdin.close()
     assert p.wait(5) == 3
@@ -227,7 +211,7 @@ def test_a_name_in_the_hosts_file_serves_metrics(procs, nameserver):
         stderr=subprocess.PIPE,
     )
     port = port_from(p.stderr)
-    status, body = scrape(ns, "http://localhost:%d/metrics" % port)
+    status, _, body = get_inside(ns.enter([]), port, host="localhost")
     assert status == 200 and "process_open_fds" in body
     assert ns.queries() == []
 
@@ -239,7 +223,8 @@ def test_pause_mode_binds_a_named_privileged_port_before_it_drops_root(procs, na
     )
     lines = line_with(p.stderr, "metrics", 10)
     assert "serving metrics on http://127.0.0.1:80/" in lines[-1], lines
-    assert scrape(ns, "http://127.0.0.1:80/healthz") == (200, "ok\n")
+    status, _, body = get_inside(ns.enter([]), 80, "/healthz")
+    assert (status, body) == (200, "ok\n")
     with open("/proc/%d/status" % p.pid) as f:
         assert "Uid:\t65535\t65535\t65535\t65535\n" in f.read()
     os.kill(p.pid, signal.SIGTERM)

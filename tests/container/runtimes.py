@@ -1,15 +1,13 @@
 """Helpers for the container tests: commands, polling, /proc, the private podman and containerd."""
 
-import email
 import os
 import re
 import resource
 import shutil
 import signal
 import subprocess
-import sys
 
-from tests.support.http import parse_samples
+from tests.support.http import LOOPBACK_GET, get_inside, parse_samples
 from tests.support.proc import cgroup_hierarchies, command_lines, pidns_members, stat
 from tests.support.running import wait_for
 
@@ -87,27 +85,6 @@ def offline_build(base_image, wheel_context):
         "--build-arg",
         "BASE_IMAGE=" + base_image,
     ]
-
-
-# A client for one GET from 127.0.0.1 (argv: port path [accept]) that writes the
-# answer as it came: status line, headers, body. Of the standard library it
-# needs only what the pause image holds (what pypause imports), so the same
-# lines serve inside a container, with the image's python3 (there is no curl),
-# and in a pod's network namespace, with the host's (fetch_in_netns).
-LOOPBACK_GET = """\
-import socket, sys
-port, path = int(sys.argv[1]), sys.argv[2]
-accept = sys.argv[3] if len(sys.argv) > 3 else "*/*"
-s = socket.create_connection(("127.0.0.1", port), timeout=10)
-s.sendall(b"GET %s HTTP/1.0\\r\\nAccept: %s\\r\\n\\r\\n" % (path.encode(), accept.encode()))
-answer = b""
-while True:
-    chunk = s.recv(65536)
-    if not chunk:
-        break
-    answer += chunk
-sys.stdout.write(answer.decode())
-"""
 
 
 # A second container of the pod runs this with our image's python3: a middle
@@ -332,6 +309,7 @@ class Podman:
             "-IS",
             "-c",
             LOOPBACK_GET,
+            "127.0.0.1",
             str(port),
             path,
             accept,
@@ -468,20 +446,10 @@ def fetch_in_netns(pid, port, *paths):
     sidecar of the pod would: {path: (status, content type, body)}; None if refused."""
     answers = {}
     for path in paths:
-        r = subprocess.run(
-            ["nsenter", "--net=/proc/%d/ns/net" % pid, sys.executable, "-c", LOOPBACK_GET]
-            + [str(port), path],
-            capture_output=True,
-            text=True,
-            timeout=20,
-        )
-        if r.returncode != 0:
+        answer = get_inside(["nsenter", "--net=/proc/%d/ns/net" % pid], port, path)
+        if answer is None:
             return None
-        # Text mode: the CRLFs have become newlines.
-        status_line, _, rest = r.stdout.partition("\n")
-        headers, _, body = rest.partition("\n\n")
-        content_type = email.message_from_string(headers).get_content_type()
-        answers[path] = (int(status_line.split()[1]), content_type, body)
+        answers[path] = answer
     return answers
 
 

@@ -1,7 +1,10 @@
 """pypause's metrics as a scraper sees them: GET, samples, a free port."""
 
+import email
 import re
 import socket
+import subprocess
+import sys
 import urllib.error
 import urllib.request
 
@@ -60,3 +63,47 @@ def free_port():
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+# -- from inside another namespace -----------------------------------------------
+
+# A client for one GET (argv: host port path [accept]) that writes the answer
+# as it came: status line, headers, body. Of the standard library it needs
+# only what the pause image holds (what pypause imports: no urllib), so the
+# same lines serve inside a container, with the image's python3 (there is no
+# curl), and in a network namespace, with this interpreter (get_inside).
+LOOPBACK_GET = """\
+import socket, sys
+host, port, path = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+accept = sys.argv[4] if len(sys.argv) > 4 else "*/*"
+s = socket.create_connection((host, port), timeout=10)
+s.sendall(b"GET %s HTTP/1.0\\r\\nAccept: %s\\r\\n\\r\\n" % (path.encode(), accept.encode()))
+answer = b""
+while True:
+    chunk = s.recv(65536)
+    if not chunk:
+        break
+    answer += chunk
+sys.stdout.write(answer.decode())
+"""
+
+
+def parse_answer(text):
+    """(status, content type, body) of an HTTP answer LOOPBACK_GET wrote, read
+    in text mode (its CRLFs have become newlines)."""
+    status_line, _, rest = text.partition("\n")
+    headers, _, body = rest.partition("\n\n")
+    return int(status_line.split()[1]), email.message_from_string(headers).get_content_type(), body
+
+
+def get_inside(prefix, port, path="/metrics", host="127.0.0.1"):
+    """(status, content type, body) of one GET of `path` from host:`port`, run by
+    this interpreter behind `prefix` (an nsenter into a network namespace);
+    None if it could not connect."""
+    r = subprocess.run(
+        [*prefix, sys.executable, "-IS", "-c", LOOPBACK_GET, host, str(port), path],
+        capture_output=True,
+        text=True,
+        timeout=20,
+    )
+    return parse_answer(r.stdout) if r.returncode == 0 else None
