@@ -60,6 +60,7 @@ from pypause import httpd, metrics
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "stress"))
 from tests.stress.stress_support import STRESS, scaled
+from tests.support.http import REASONS
 
 # -- Hypothesis profiles ----------------------------------------------------------
 # database=None always: a failure is reproduced from what it prints (the blob,
@@ -84,15 +85,6 @@ PROFILE = settings.get_profile("pypause-stress" if STRESS else "pypause-default"
 
 MAX = httpd.MAX_REQUEST
 BIG = bytes(range(256)) * 512  # 128 KiB: more than a tiny window or a non-reader takes
-REASONS = {
-    200: "OK",
-    400: "Bad Request",
-    404: "Not Found",
-    405: "Method Not Allowed",
-    431: "Request Header Fields Too Large",
-    500: "Internal Server Error",
-    503: "Service Unavailable",
-}
 #: The server's own bodies, by status, for answers it makes itself.
 OWN_BODIES = {
     400: b"bad request\n",
