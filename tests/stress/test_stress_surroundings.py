@@ -21,7 +21,15 @@ from tests.support.http import http_get as get
 from tests.support.http import metric_samples as samples
 from tests.support.http import metric_value as value
 from tests.support.proc import children, fd_flags, stat, thread_count
-from tests.support.running import HELPERS, PYPAUSE, needs_pidns, wait_for, wait_until_idle
+from tests.support.running import (
+    HELPERS,
+    PRIVATE_MOUNTS,
+    PYPAUSE,
+    WITHOUT_PROC,
+    needs_pidns,
+    wait_for,
+    wait_until_idle,
+)
 
 SIGNALS = scaled(2000, 10000)
 MARKER = signal.SIGRTMAX
@@ -295,17 +303,8 @@ def test_without_proc_reaping_works_and_metrics_report_what_they_can(pidns):
     orphans = scaled(1000, 5000)
     # A private mount namespace whose /proc is an empty read-only tmpfs.
     ns = pidns(
-        [
-            "sh",
-            "-c",
-            'mount -t tmpfs -o ro none /proc && exec "$@"',
-            "sh",
-            PYPAUSE,
-            "-v",
-            "--metrics-addr",
-            "127.0.0.1:0",
-        ],
-        unshare_args=("--mount", "--propagation", "private"),
+        [*WITHOUT_PROC, PYPAUSE, "-v", "--metrics-addr", "127.0.0.1:0"],
+        unshare_args=PRIVATE_MOUNTS,
         stderr=subprocess.PIPE,
     )
     port = port_from(ns.unshare.stderr)
@@ -377,7 +376,7 @@ def test_read_only_root_and_no_writable_tmp(pidns):
             "--code",
             "4",
         ],
-        unshare_args=("--mount", "--propagation", "private", "--mount-proc"),
+        unshare_args=(*PRIVATE_MOUNTS, "--mount-proc"),
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
     )
@@ -434,16 +433,7 @@ def test_a_log_line_racing_the_child_for_stderr_never_blocks(kind, no_proc):
             pytest.skip("unshare --mount not permitted")
         # Without /proc: log.py once relied on /proc/self/fd/2 for a
         # non-blocking twin of a pipe, and fell back to poll-then-write.
-        argv = [
-            "unshare",
-            "--mount",
-            "--propagation",
-            "private",
-            "sh",
-            "-c",
-            'mount -t tmpfs -o ro none /proc && exec "$@"',
-            "sh",
-        ] + argv
+        argv = ["unshare", *PRIVATE_MOUNTS, *WITHOUT_PROC, *argv]
     root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     r = subprocess.run(
         argv, capture_output=True, timeout=20, cwd=root, env={**os.environ, "PYTHONPATH": root}
@@ -492,11 +482,7 @@ def test_a_chatty_child_and_a_stalling_collector_never_block_pypause(pidns, proc
         if kind == "socket":
             pypause = procs(argv, stderr=w).pid
         else:
-            pypause = pidns(
-                ["sh", "-c", 'mount -t tmpfs -o ro none /proc && exec "$@"', "sh", *argv],
-                unshare_args=("--mount", "--propagation", "private"),
-                stderr=w,
-            ).pid
+            pypause = pidns([*WITHOUT_PROC, *argv], unshare_args=PRIVATE_MOUNTS, stderr=w).pid
     finally:
         os.close(r)
         os.close(w)

@@ -171,6 +171,12 @@ def _can_unshare():
 UNSHARE_PROBLEM = _can_unshare()
 needs_pidns = pytest.mark.skipif(UNSHARE_PROBLEM is not None, reason=UNSHARE_PROBLEM or "")
 
+#: unshare(1) options for a mount namespace of its own, whose mounts stay in it.
+PRIVATE_MOUNTS = ("--mount", "--propagation", "private")
+#: Runs the argv after it with an empty read-only tmpfs over /proc: only ever
+#: in a mount namespace of its own (PRIVATE_MOUNTS), or it would hide ours.
+WITHOUT_PROC = ["sh", "-c", 'mount -t tmpfs -o ro none /proc && exec "$@"', "sh"]
+
 
 class PidNamespace:
     """`argv` run as PID 1 of a fresh PID namespace by `unshare --fork`.
