@@ -15,7 +15,15 @@ import time
 
 import pytest
 
-from tests.stress.stress_support import ECHO_CHILD, STORM_MAKER, Lines, measured, scaled, storm
+from tests.stress.stress_support import (
+    ECHO_CHILD,
+    STORM_MAKER,
+    Lines,
+    measured,
+    pypause_running_storm_maker,
+    scaled,
+    storm,
+)
 from tests.support.http import free_port, port_from
 from tests.support.http import http_get as get
 from tests.support.http import metric_samples as samples
@@ -359,23 +367,7 @@ exec "$@"
 @pytest.mark.timeout(60)
 def test_read_only_root_and_no_writable_tmp(pidns):
     ns = pidns(
-        [
-            "sh",
-            "-c",
-            READ_ONLY,
-            "sh",
-            PYPAUSE,
-            "-v",
-            "--metrics-addr",
-            "127.0.0.1:0",
-            "--",
-            sys.executable,
-            STORM_MAKER,
-            "200",
-            "--late",
-            "--code",
-            "4",
-        ],
+        ["sh", "-c", READ_ONLY, "sh", *pypause_running_storm_maker("200", "--late", "--code", "4")],
         unshare_args=(*PRIVATE_MOUNTS, "--mount-proc"),
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
