@@ -1,8 +1,5 @@
 """--grace-period (PYPAUSE_GRACE_PERIOD): what is left when the main child
-exits gets SIGTERM, time, then SIGKILL (docs/shutdown.md).
-
-The tests that take the init fixture run with pypause as PID 1 of a PID
-namespace and as a subreaper; where the two differ, the test says how."""
+exits gets SIGTERM, time, then SIGKILL (docs/shutdown.md)."""
 
 import os
 import subprocess
@@ -23,7 +20,6 @@ from tests.support.running import (
 )
 
 pytestmark = pytest.mark.timeout(30)
-ENV = dict(os.environ)
 
 
 # -- --grace-period / PYPAUSE_GRACE_PERIOD ------------------------------------
@@ -67,7 +63,9 @@ def test_grace_period_lets_the_rest_clean_up(init, tmp_path, args, env):
     script = CLEANS_UP % flag + "sleep 0.3; exit 3"
     t0 = time.monotonic()
     r = init.run(
-        [PYPAUSE, *args, "--", "sh", "-c", script], stderr=subprocess.PIPE, env={**ENV, **env}
+        [PYPAUSE, *args, "--", "sh", "-c", script],
+        stderr=subprocess.PIPE,
+        env={**os.environ, **env},
     )
     assert r.returncode == 3
     assert time.monotonic() - t0 < 4  # did not wait out the period
