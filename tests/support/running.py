@@ -314,21 +314,8 @@ class Init:
             if started.proc.poll() is None:
                 # A PID 1 first: the kernel ends the rest of its namespace with it.
                 for pid in (children(started.proc.pid) if started.ns else []) + [started.proc.pid]:
-                    try:
-                        os.kill(pid, signal.SIGKILL)
-                    except ProcessLookupError:
-                        pass
-        mark = self._mark.encode()
-        for _ in range(200):  # again until none is left: one may fork meanwhile
-            marked = [pid for pid in processes() if pid != os.getpid() and environ_holds(pid, mark)]
-            if not marked:
-                break
-            for pid in marked:
-                try:
-                    os.kill(pid, signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
-            time.sleep(0.01)
+                    _kill(pid)
+        self._kill_marked()
         for started in self._started:
             started.proc.wait(10)
             for stream in (started.stdin, started.stdout, started.stderr):
@@ -337,3 +324,22 @@ class Init:
                         stream.close()
                     except OSError:
                         pass
+
+    def _kill_marked(self):
+        """SIGKILL every process that holds this Init's mark, until none is left."""
+        mark = self._mark.encode()
+        for _ in range(200):  # again until none is left: one may fork meanwhile
+            marked = [pid for pid in processes() if pid != os.getpid() and environ_holds(pid, mark)]
+            if not marked:
+                break
+            for pid in marked:
+                _kill(pid)
+            time.sleep(0.01)
+
+
+def _kill(pid):
+    """SIGKILL `pid` unless it is gone."""
+    try:
+        os.kill(pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
