@@ -113,28 +113,9 @@ def startup(all_inits, runs, warmup, log_fd, results):
     true = "/bin/true" if os.path.exists("/bin/true") else "/usr/bin/true"
     subjects = [(i.name, i.init_argv(["true"]), i.env) for i in all_inits]
     subjects.append((NO_INIT, [true], None))
-    times = {name: [] for name, _, _ in subjects}
-    to_child = {i.name: [] for i in all_inits}
+    events = _process_events(results)
     try:
-        events = procevents.ProcEvents()
-    except OSError as e:
-        events = None
-        results.notes.append(
-            "time until the child runs: skipped, no process events "
-            "from the kernel (%s)" % e.strerror
-        )
-    try:
-        for round_no in range(warmup + runs):
-            random.shuffle(subjects)
-            for name, argv, env in subjects:
-                elapsed, code, pid = pidns.time_as_pid1(argv, log_fd, env)
-                if code != 0:
-                    raise RuntimeError("%s exited %d instead of 0" % (" ".join(argv[:3]), code))
-                seen = events.read() if events else []
-                if round_no >= warmup:
-                    times[name].append(elapsed)
-                    if name in to_child:
-                        to_child[name].append(procevents.exec_to_child_exec(seen, pid))
+        times, to_child = _startup_rounds(subjects, runs, warmup, log_fd, events)
     finally:
         if events:
             events.close()
@@ -151,6 +132,39 @@ def startup(all_inits, runs, warmup, log_fd, results):
             results.set("child_ms", name, statistics.median(found) / 1e6)
 
 
+def _process_events(results):
+    """The kernel's process events (a procevents.ProcEvents), or None with a note why not."""
+    try:
+        return procevents.ProcEvents()
+    except OSError as e:
+        results.notes.append(
+            "time until the child runs: skipped, no process events "
+            "from the kernel (%s)" % e.strerror
+        )
+        return None
+
+
+def _startup_rounds(subjects, runs, warmup, log_fd, events):
+    """`warmup` + `runs` rounds of every subject (name, argv, env) as PID 1, each
+    round in a new random order: ({name: [seconds]}, {name: [nanoseconds from
+    the init's exec to its child's, or None]}) of the rounds after the warm-up;
+    the latter for the inits only, not NO_INIT."""
+    times = {name: [] for name, _, _ in subjects}
+    to_child = {name: [] for name, _, _ in subjects if name != NO_INIT}
+    for round_no in range(warmup + runs):
+        random.shuffle(subjects)
+        for name, argv, env in subjects:
+            elapsed, code, pid = pidns.time_as_pid1(argv, log_fd, env)
+            if code != 0:
+                raise RuntimeError("%s exited %d instead of 0" % (" ".join(argv[:3]), code))
+            seen = events.read() if events else []
+            if round_no >= warmup:
+                times[name].append(elapsed)
+                if name in to_child:
+                    to_child[name].append(procevents.exec_to_child_exec(seen, pid))
+    return times, to_child
+
+
 def idle(all_inits, seconds, settle, log_fd, results):
     """2 and 3. Memory and context switches of every init idle in every mode.
 
@@ -158,20 +172,7 @@ def idle(all_inits, seconds, settle, log_fd, results):
     `seconds` once rather than once per init and mode.
     """
     with Session(log_fd) as session:
-        running = []  # (mode, init, Pid1)
-        for init in all_inits:
-            sleeping = init.init_argv(["sleep", "infinity"])
-            running.append(("init", init, session.start(sleeping, env=init.env)))
-            if init.pause_argv:
-                running.append(("pause", init, session.start(init.pause_argv, env=init.env)))
-            if init.metrics_argv:
-                running.append(("metrics", init, session.start(init.metrics_argv, env=init.env)))
-        for mode, init, proc in running:
-            if mode == "init":
-                _wait_for_child(proc, timeout=10)
-            elif mode == "metrics" and init.serves_metrics:
-                if _wait_for_port(proc, timeout=10) is None:
-                    raise RuntimeError("%s --metrics-addr stopped serving" % init.name)
+        running = _start_idle(session, all_inits)
         time.sleep(settle)
         before = {id(p): (context_switches(p.pid), thread_count(p.pid)) for _, _, p in running}
         time.sleep(seconds)
@@ -200,6 +201,26 @@ def idle(all_inits, seconds, settle, log_fd, results):
         if results.get("uss_metrics", name) is not None:
             results.set("uss_metrics_floor", name, results.get("uss_metrics", name))
             results.set("uss_metrics_floor", floor, results.get("uss_pause", floor))
+
+
+def _start_idle(session, all_inits):
+    """Every init started in `session` in each mode it has, sleeping: [(mode, init,
+    Pid1)], returned once each has started (its child runs, its metrics are served)."""
+    running = []
+    for init in all_inits:
+        sleeping = init.init_argv(["sleep", "infinity"])
+        running.append(("init", init, session.start(sleeping, env=init.env)))
+        if init.pause_argv:
+            running.append(("pause", init, session.start(init.pause_argv, env=init.env)))
+        if init.metrics_argv:
+            running.append(("metrics", init, session.start(init.metrics_argv, env=init.env)))
+    for mode, init, proc in running:
+        if mode == "init":
+            _wait_for_child(proc, timeout=10)
+        elif mode == "metrics" and init.serves_metrics:
+            if _wait_for_port(proc, timeout=10) is None:
+                raise RuntimeError("%s --metrics-addr stopped serving" % init.name)
+    return running
 
 
 def pods(pause_inits, count, settle, log_fd, results):

@@ -143,104 +143,7 @@ def main(argv=None):
             os.path.join(tmp, "image"), python, script, site_packages, args.pypause, results
         )
         all_inits = [pypause] + floors + variants + peers
-        # The launch variants run the same loop as what they vary: they take
-        # part in the start-up and memory figures, not in the loop's.
-        loop_inits = [i for i in all_inits if not i.variant]
-        log_path = os.path.join(tmp, "inits.log")
-        log_fd = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
-        try:
-            # A pypause without metrics starts fine and serves nothing: try it.
-            metrics_on = measure.metrics_served(script, plan.metrics_probe, log_fd)
-            if not metrics_on:
-                for init in all_inits:
-                    if init.serves_metrics:
-                        init.metrics_argv = None
-                results.notes.append(
-                    "`pypause --metrics-addr %s` served nothing within %.0f s: pypause's "
-                    "metrics figures are skipped" % (inits.METRICS_ADDR, plan.metrics_probe)
-                )
-            steps = [
-                (
-                    "start-up",
-                    lambda: measure.startup(
-                        all_inits, plan.startup_runs, plan.startup_warmup, log_fd, results
-                    ),
-                ),
-                (
-                    "idle memory and wake-ups",
-                    lambda: measure.idle(
-                        all_inits, plan.idle_seconds, plan.settle, log_fd, results
-                    ),
-                ),
-                (
-                    "per-pod memory",
-                    lambda: measure.pods(
-                        [i for i in all_inits if i.pause_argv],
-                        plan.pods,
-                        plan.settle,
-                        log_fd,
-                        results,
-                    ),
-                ),
-                (
-                    "signal latency",
-                    lambda: measure.signal_latency(
-                        loop_inits, python, plan.signal_samples, plan.signal_warmup, log_fd, results
-                    ),
-                ),
-                (
-                    "reap storms",
-                    lambda: measure.reap_storm(
-                        loop_inits,
-                        python,
-                        plan.orphans,
-                        plan.storm_repeats,
-                        plan.storm_grace,
-                        log_fd,
-                        results,
-                    ),
-                ),
-            ]
-            if metrics_on:
-                steps.append(
-                    (
-                        "metrics cost",
-                        lambda: measure.metrics_cost(
-                            script,
-                            python,
-                            plan.scrapes,
-                            plan.orphans,
-                            plan.storm_repeats,
-                            plan.storm_grace,
-                            log_fd,
-                            results,
-                        ),
-                    )
-                )
-                steps.append(
-                    (
-                        "idle metrics connections",
-                        lambda: measure.idle_connections(
-                            script, plan.idle_connections, plan.settle, log_fd, results
-                        ),
-                    )
-                )
-            for name, step in steps:
-                t = time.monotonic()
-                print("benchmarks: %s ..." % name, end=" ", file=sys.stderr, flush=True)
-                step()
-                print("%.1f s" % (time.monotonic() - t), file=sys.stderr)
-        except BaseException as e:
-            stopped = isinstance(e, (KeyboardInterrupt, SystemExit))
-            print(
-                "\nbenchmarks: %s; output of the inits:" % ("stopped" if stopped else "failed"),
-                file=sys.stderr,
-            )
-            with open(log_path, errors="replace") as f:
-                sys.stderr.write(f.read()[-4000:])
-            raise
-        finally:
-            os.close(log_fd)
+        _measure_all(plan, all_inits, python, script, os.path.join(tmp, "inits.log"), results)
     elapsed = time.monotonic() - started
 
     date = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
@@ -330,6 +233,111 @@ def main(argv=None):
         )
         update_readme(README, block)
     return 0
+
+
+def _measure_all(plan, all_inits, python, script, log_path, results):
+    """Every measurement the `plan` asks for, one after another, the inits'
+    output logged to `log_path`: its end is printed if one fails or is stopped."""
+    log_fd = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+    try:
+        # A pypause without metrics starts fine and serves nothing: try it.
+        metrics_on = measure.metrics_served(script, plan.metrics_probe, log_fd)
+        if not metrics_on:
+            for init in all_inits:
+                if init.serves_metrics:
+                    init.metrics_argv = None
+            results.notes.append(
+                "`pypause --metrics-addr %s` served nothing within %.0f s: pypause's "
+                "metrics figures are skipped" % (inits.METRICS_ADDR, plan.metrics_probe)
+            )
+        for name, step in _steps(plan, all_inits, python, script, metrics_on, log_fd, results):
+            t = time.monotonic()
+            print("benchmarks: %s ..." % name, end=" ", file=sys.stderr, flush=True)
+            step()
+            print("%.1f s" % (time.monotonic() - t), file=sys.stderr)
+    except BaseException as e:
+        stopped = isinstance(e, (KeyboardInterrupt, SystemExit))
+        print(
+            "\nbenchmarks: %s; output of the inits:" % ("stopped" if stopped else "failed"),
+            file=sys.stderr,
+        )
+        with open(log_path, errors="replace") as f:
+            sys.stderr.write(f.read()[-4000:])
+        raise
+    finally:
+        os.close(log_fd)
+
+
+def _steps(plan, all_inits, python, script, metrics_on, log_fd, results):
+    """[(name, measurement)] of the run; pypause's metrics figures if `metrics_on`."""
+    # The launch variants run the same loop as what they vary: they take
+    # part in the start-up and memory figures, not in the loop's.
+    loop_inits = [i for i in all_inits if not i.variant]
+    steps = [
+        (
+            "start-up",
+            lambda: measure.startup(
+                all_inits, plan.startup_runs, plan.startup_warmup, log_fd, results
+            ),
+        ),
+        (
+            "idle memory and wake-ups",
+            lambda: measure.idle(all_inits, plan.idle_seconds, plan.settle, log_fd, results),
+        ),
+        (
+            "per-pod memory",
+            lambda: measure.pods(
+                [i for i in all_inits if i.pause_argv],
+                plan.pods,
+                plan.settle,
+                log_fd,
+                results,
+            ),
+        ),
+        (
+            "signal latency",
+            lambda: measure.signal_latency(
+                loop_inits, python, plan.signal_samples, plan.signal_warmup, log_fd, results
+            ),
+        ),
+        (
+            "reap storms",
+            lambda: measure.reap_storm(
+                loop_inits,
+                python,
+                plan.orphans,
+                plan.storm_repeats,
+                plan.storm_grace,
+                log_fd,
+                results,
+            ),
+        ),
+    ]
+    if metrics_on:
+        steps.append(
+            (
+                "metrics cost",
+                lambda: measure.metrics_cost(
+                    script,
+                    python,
+                    plan.scrapes,
+                    plan.orphans,
+                    plan.storm_repeats,
+                    plan.storm_grace,
+                    log_fd,
+                    results,
+                ),
+            )
+        )
+        steps.append(
+            (
+                "idle metrics connections",
+                lambda: measure.idle_connections(
+                    script, plan.idle_connections, plan.settle, log_fd, results
+                ),
+            )
+        )
+    return steps
 
 
 def launch_variants(directory, python, script, site_packages, installed, results):

@@ -84,6 +84,7 @@ def init(request, pidns, procs):
     the command that becomes pypause ([PYPAUSE, ...]). init.mode says which
     ("pid1" or "subreaper"), init.pid1 whether PID 1. Every process started
     is ended after the test, by PID, also on failure. See support.Init.
+    Where the two modes differ, the test that takes this fixture says how.
     """
     runs = Init(request.param, pidns, procs)
     try:

@@ -12,6 +12,8 @@ import sys
 
 import pytest
 
+from tests.support.proc import command_lines
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 README = os.path.join(ROOT, "README.md")
 PEERS = ("tini", "dumb-init", "catatonit")
@@ -23,16 +25,7 @@ def _present(name):
 
 
 def _processes_mentioning(text):
-    found = []
-    for pid in os.listdir("/proc"):
-        if pid.isdigit():
-            try:
-                with open("/proc/%s/cmdline" % pid, "rb") as f:
-                    if text.encode() in f.read():
-                        found.append(int(pid))
-            except OSError:
-                continue
-    return found
+    return [pid for pid, argv in command_lines().items() if text.encode() in b"\0".join(argv)]
 
 
 def _row(table, label):
@@ -40,6 +33,49 @@ def _row(table, label):
         if line.startswith("| " + label):
             return [cell.strip() for cell in line.strip("|").split("|")]
     raise AssertionError("no row %r in:\n%s" % (label, table))
+
+
+def _columns(table, present):
+    """The header row of `table`, which has a column for each `present` init
+    and says each absent peer was skipped."""
+    header = _row(table, "figure")
+    for name in present:
+        assert name in header, "no column for %s" % name
+    for name in PEERS:
+        if not _present(name):
+            assert "%s not found, skipped" % name in table
+    return header
+
+
+def _check_every_init_measured(table, header, present):
+    # Every present init got a measured start-up time, not a placeholder.
+    startup = dict(zip(header, _row(table, "start-up")))
+    for name in present + ["no init"]:
+        assert float(startup[name].replace(",", "")) > 0, startup
+    # The figures that every init has in init mode.
+    labels = [
+        "idle RSS, init mode",
+        "wake-ups while idle, init mode",
+        "reap CPU per orphan, zombie storm",
+        "signal latency, median",
+    ]
+    if "time until the child runs: skipped" not in table:  # no proc connector
+        labels.append("time until the child runs")
+    for label in labels:
+        values = dict(zip(header, _row(table, label)))
+        for name in present:
+            float(values[name].replace(",", ""))
+
+
+def _check_per_pod_and_crowded_scrape(table, header):
+    # Per-pod memory, for every init with a pause mode.
+    for label in ("mean PSS per pod", "mean USS per pod"):
+        values = dict(zip(header, _row(table, label)))
+        for name in ["pypause", *FLOORS] + (["catatonit"] if _present("catatonit") else []):
+            assert float(values[name]) > 0, values
+    # The scrape with a crowd in the namespace (issue 20) was measured.
+    crowded = dict(zip(header, _row(table, "`/metrics` scrape latency, 1,000 processes, p99")))
+    assert float(crowded["pypause"]) > 0, crowded
 
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="PID namespaces need root")
@@ -63,37 +99,9 @@ def test_quick_run_measures_every_present_init_and_cleans_up(tmp_path):
     table = out.read_text()
 
     present = ["pypause", *FLOORS] + [p for p in PEERS if _present(p)]
-    header = _row(table, "figure")
-    for name in present:
-        assert name in header, "no column for %s" % name
-    for name in PEERS:
-        if not _present(name):
-            assert "%s not found, skipped" % name in table
-    # Every present init got a measured start-up time, not a placeholder.
-    startup = dict(zip(header, _row(table, "start-up")))
-    for name in present + ["no init"]:
-        assert float(startup[name].replace(",", "")) > 0, startup
-    # The figures that every init has in init mode.
-    labels = [
-        "idle RSS, init mode",
-        "wake-ups while idle, init mode",
-        "reap CPU per orphan, zombie storm",
-        "signal latency, median",
-    ]
-    if "time until the child runs: skipped" not in table:  # no proc connector
-        labels.append("time until the child runs")
-    for label in labels:
-        values = dict(zip(header, _row(table, label)))
-        for name in present:
-            float(values[name].replace(",", ""))
-    # Per-pod memory, for every init with a pause mode.
-    for label in ("mean PSS per pod", "mean USS per pod"):
-        values = dict(zip(header, _row(table, label)))
-        for name in ["pypause", *FLOORS] + (["catatonit"] if _present("catatonit") else []):
-            assert float(values[name]) > 0, values
-    # The scrape with a crowd in the namespace (issue 20) was measured.
-    crowded = dict(zip(header, _row(table, "`/metrics` scrape latency, 1,000 processes, p99")))
-    assert float(crowded["pypause"]) > 0, crowded
+    header = _columns(table, present)
+    _check_every_init_measured(table, header, present)
+    _check_per_pod_and_crowded_scrape(table, header)
     assert "## Targets" in table
     verdicts = [
         line

@@ -1,7 +1,4 @@
-"""-e (PYPAUSE_EXPECT_EXIT): an exit code of the child reported as 0.
-
-The tests that take the init fixture run with pypause as PID 1 of a PID
-namespace and as a subreaper; where the two differ, the test says how."""
+"""-e (PYPAUSE_EXPECT_EXIT): an exit code of the child reported as 0."""
 
 import os
 
@@ -10,7 +7,6 @@ import pytest
 from tests.support.running import PYPAUSE
 
 pytestmark = pytest.mark.timeout(30)
-ENV = dict(os.environ)
 
 
 # -- -e / PYPAUSE_EXPECT_EXIT -------------------------------------------------
@@ -27,5 +23,5 @@ ENV = dict(os.environ)
     ],
 )
 def test_expect_exit_maps_codes_to_0(init, args, env, script, code):
-    r = init.run([PYPAUSE, *args, "--", "sh", "-c", script], env={**ENV, **env})
+    r = init.run([PYPAUSE, *args, "--", "sh", "-c", script], env={**os.environ, **env})
     assert r.returncode == code

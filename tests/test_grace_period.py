@@ -1,8 +1,5 @@
 """--grace-period (PYPAUSE_GRACE_PERIOD): what is left when the main child
-exits gets SIGTERM, time, then SIGKILL (docs/shutdown.md).
-
-The tests that take the init fixture run with pypause as PID 1 of a PID
-namespace and as a subreaper; where the two differ, the test says how."""
+exits gets SIGTERM, time, then SIGKILL (docs/shutdown.md)."""
 
 import os
 import subprocess
@@ -12,28 +9,31 @@ import time
 import pytest
 
 from tests.support.proc import stat
-from tests.support.running import PYPAUSE, needs_pidns, stop, wait_for, wait_until_idle
+from tests.support.running import (
+    PRIVATE_MOUNTS,
+    PYPAUSE,
+    WITHOUT_PROC,
+    needs_pidns,
+    stop,
+    wait_for,
+    wait_until_idle,
+)
 
 pytestmark = pytest.mark.timeout(30)
-ENV = dict(os.environ)
 
 
 # -- --grace-period / PYPAUSE_GRACE_PERIOD ------------------------------------
 
+# Started in the background by a main child's script: a process that, on
+# SIGTERM, touches the file named by %s and exits 0.
+CLEANS_UP = '(trap "touch %s; exit 0" TERM; sleep 30 & wait) & '
+
 
 def test_without_grace_period_pypause_exits_at_once(init, tmp_path):
     flag, pidfile = tmp_path / "cleaned-up", tmp_path / "left"
+    script = CLEANS_UP % flag + "echo $$ $! > %s; sleep 0.3; exit 3" % pidfile
     t0 = time.monotonic()
-    r = init.run(
-        [
-            PYPAUSE,
-            "--",
-            "sh",
-            "-c",
-            '(trap "touch %s; exit 0" TERM; sleep 30 & wait) & echo $$ $! > %s; '
-            "sleep 0.3; exit 3" % (flag, pidfile),
-        ]
-    )
+    r = init.run([PYPAUSE, "--", "sh", "-c", script])
     assert r.returncode == 3
     assert time.monotonic() - t0 < 4
     assert not flag.exists()  # nobody asked the rest to clean up
@@ -60,18 +60,12 @@ def _scope(init):
 )
 def test_grace_period_lets_the_rest_clean_up(init, tmp_path, args, env):
     flag = tmp_path / "cleaned-up"
+    script = CLEANS_UP % flag + "sleep 0.3; exit 3"
     t0 = time.monotonic()
     r = init.run(
-        [
-            PYPAUSE,
-            *args,
-            "--",
-            "sh",
-            "-c",
-            '(trap "touch %s; exit 0" TERM; sleep 30 & wait) & sleep 0.3; exit 3' % flag,
-        ],
+        [PYPAUSE, *args, "--", "sh", "-c", script],
         stderr=subprocess.PIPE,
-        env={**ENV, **env},
+        env={**os.environ, **env},
     )
     assert r.returncode == 3
     assert time.monotonic() - t0 < 4  # did not wait out the period
@@ -100,10 +94,7 @@ def test_grace_period_ends_with_sigkill(init):
 
 def test_grace_period_covers_the_rest_then_sigkills_it(init, tmp_path):
     flag = tmp_path / "cleaned-up"
-    script = (
-        '(trap "touch %s; exit 0" TERM; sleep 30 & wait) & '
-        '(trap "" TERM; exec sleep 31) & sleep 0.3; exit 3'
-    ) % flag
+    script = CLEANS_UP % flag + '(trap "" TERM; exec sleep 31) & sleep 0.3; exit 3'
     t0 = time.monotonic()
     r = init.run([PYPAUSE, "--grace-period", "1", "--", "sh", "-c", script], capture_output=True)
     assert r.returncode == 3
@@ -228,20 +219,8 @@ def test_grace_period_without_proc_waits_while_any_child_is_left(pidns, tmp_path
     )
     for _ in range(3):  # the race is lost 4 times in 5 without the fix
         ns = pidns(
-            [
-                "sh",
-                "-c",
-                'mount -t tmpfs -o ro none /proc && exec "$@"',
-                "sh",
-                PYPAUSE,
-                "--grace-period",
-                "10",
-                "--",
-                "sh",
-                "-c",
-                script,
-            ],
-            unshare_args=("--mount", "--propagation", "private"),
+            [*WITHOUT_PROC, PYPAUSE, "--grace-period", "10", "--", "sh", "-c", script],
+            unshare_args=PRIVATE_MOUNTS,
             stderr=subprocess.PIPE,
         )
         assert ns.unshare.wait(20) == 3

@@ -60,6 +60,7 @@ from pypause import address, httpd, metrics
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "stress"))
 from tests.stress.stress_support import STRESS, scaled
+from tests.support.http import REASONS
 
 # -- Hypothesis profiles ----------------------------------------------------------
 # database=None always: a failure is reproduced from what it prints (the blob,
@@ -84,15 +85,6 @@ PROFILE = settings.get_profile("pypause-stress" if STRESS else "pypause-default"
 
 MAX = httpd.MAX_REQUEST
 BIG = bytes(range(256)) * 512  # 128 KiB: more than a tiny window or a non-reader takes
-REASONS = {
-    200: "OK",
-    400: "Bad Request",
-    404: "Not Found",
-    405: "Method Not Allowed",
-    431: "Request Header Fields Too Large",
-    500: "Internal Server Error",
-    503: "Service Unavailable",
-}
 #: The server's own bodies, by status, for answers it makes itself.
 OWN_BODIES = {
     400: b"bad request\n",
@@ -800,14 +792,19 @@ class ServerMachine(RuleBasedStateMachine):
         """Turn until every client has its answer or was let go, and nobody waits."""
         rig = self.rig
         order = random.Random(len(rig.clients))
-        for _ in range(20000):
-            before = (
+
+        def progress():
+            # What changes whenever a turn did something.
+            return (
                 sum(len(c.received) for c in rig.clients),
                 [(c.eof, c.reset) for c in rig.clients],
                 len(rig.connections()),
                 rig.server.rejected,
                 rig.server.errors,
             )
+
+        for _ in range(20000):
+            before = progress()
             rig.step(lambda batch: order.sample(batch, len(batch)))
             for c in rig.clients:
                 if c.ending != "noread":
@@ -818,19 +815,12 @@ class ServerMachine(RuleBasedStateMachine):
                 and all(c.settled() for c in rig.clients)
             ):
                 break
-            after = (
-                sum(len(c.received) for c in rig.clients),
-                [(c.eof, c.reset) for c in rig.clients],
-                len(rig.connections()),
-                rig.server.rejected,
-                rig.server.errors,
-            )
             readers = [
                 c.sock
                 for c in rig.clients
                 if c.reads and c.ending != "noread" and not (c.eof or c.reset)
             ]
-            if after == before and not rig.wait(readers, 0.01):
+            if progress() == before and not rig.wait(readers, 0.01):
                 rig.clock.now += 1.0  # nothing moves: let deadlines come
         else:
             raise AssertionError(
@@ -1254,34 +1244,32 @@ class Turns:
                 thread.join(10)
 
 
+def _turn_points(name, attribute):
+    """A property over `attribute` whose every read and write is a point of
+    self.turns first: "read NAME", "write NAME"."""
+
+    def read(self):
+        self.turns.point("read %s" % name)
+        return getattr(self, attribute)
+
+    def write(self, value):
+        self.turns.point("write %s" % name)
+        setattr(self, attribute, value)
+
+    return property(read, write)
+
+
 class SharedMetrics(LoopStandIn):
     """LoopStandIn whose `beats` and `beat_wanted` are points of `turns`: every
     read or write of them by the loop or the HTTP thread is a place the other
     may run first (a GIL switch may come between any two bytecodes)."""
 
+    beats = _turn_points("beats", "_beats")
+    beat_wanted = _turn_points("beat_wanted", "_wanted")
+
     def __init__(self, server, turns):
         self.turns = turns
         super().__init__(server)
-
-    @property
-    def beats(self):
-        self.turns.point("read beats")
-        return self._beats
-
-    @beats.setter
-    def beats(self, value):
-        self.turns.point("write beats")
-        self._beats = value
-
-    @property
-    def beat_wanted(self):
-        self.turns.point("read beat_wanted")
-        return self._wanted
-
-    @beat_wanted.setter
-    def beat_wanted(self, value):
-        self.turns.point("write beat_wanted")
-        self._wanted = value
 
 
 @settings(PROFILE, max_examples=PROFILE.max_examples * 5)

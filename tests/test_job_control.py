@@ -1,8 +1,5 @@
 """Job control without a terminal: a stopped main child is resumed, since
-nothing could resume pypause (with a terminal and a shell: test_tty.py).
-
-The tests that take the init fixture run with pypause as PID 1 of a PID
-namespace and as a subreaper; where the two differ, the test says how."""
+nothing could resume pypause (with a terminal and a shell: test_tty.py)."""
 
 import os
 import signal

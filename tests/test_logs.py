@@ -1,7 +1,4 @@
-"""--log-format (PYPAUSE_LOG_FORMAT): JSON lines, valid whatever they hold.
-
-The tests that take the init fixture run with pypause as PID 1 of a PID
-namespace and as a subreaper; where the two differ, the test says how."""
+"""--log-format (PYPAUSE_LOG_FORMAT): JSON lines, valid whatever they hold."""
 
 import json
 import os
@@ -12,7 +9,6 @@ import pytest
 from tests.support.running import PYPAUSE
 
 pytestmark = pytest.mark.timeout(30)
-ENV = dict(os.environ)
 
 
 # -- --log-format / PYPAUSE_LOG_FORMAT ----------------------------------------
@@ -25,7 +21,7 @@ def test_json_logs(args, env):
     r = subprocess.run(
         [PYPAUSE, "-v", *args, "--", "sh", "-c", "exit 3"],
         capture_output=True,
-        env={**ENV, **env},
+        env={**os.environ, **env},
         timeout=20,
     )
     assert r.returncode == 3

@@ -51,6 +51,18 @@ def init_with_metrics(procs):
     return start
 
 
+@pytest.fixture
+def metrics_port(procs):
+    """metrics_port(*child): the port of a pypause --metrics-addr 127.0.0.1:0
+    running `child`, started in the background and ended after the test."""
+
+    def start(*child):
+        p = procs([PYPAUSE, "--metrics-addr", "127.0.0.1:0", "--", *child], stderr=subprocess.PIPE)
+        return port_from(p.stderr)
+
+    return start
+
+
 def test_init_mode_counts_reaped_orphans_by_comm(init_with_metrics):
     p, port = init_with_metrics(50, 0.2)
     wait_for(lambda: reaped(port, "sleep") == 50, what="50 orphans counted")
@@ -128,43 +140,23 @@ def test_openmetrics_when_asked_for(init_with_metrics):
     assert text.endswith("# EOF\n")
 
 
-def test_secret_in_an_orphans_command_line_never_appears(procs):
-    p = procs(
-        [
-            PYPAUSE,
-            "--metrics-addr",
-            "127.0.0.1:0",
-            "--",
-            "sh",
-            "-c",
-            "(sh -c 'sleep 0.1; : s3cr3t-token' &); exec sleep 30",
-        ],
-        stderr=subprocess.PIPE,
-    )
-    port = port_from(p.stderr)
+def test_secret_in_an_orphans_command_line_never_appears(metrics_port):
+    port = metrics_port("sh", "-c", "(sh -c 'sleep 0.1; : s3cr3t-token' &); exec sleep 30")
     wait_for(lambda: reaped(port, "sh") == 1, what="the orphan to be counted")
     assert "s3cr3t" not in get(port)[2]
 
 
-def test_comm_labels_are_bounded(procs, tmp_path):
+def test_comm_labels_are_bounded(metrics_port, tmp_path):
     # 80 distinct command names: symlinks to true named c0..c79
     true = shutil.which("true")
     for i in range(80):
         os.symlink(true, tmp_path / ("c%d" % i))
-    p = procs(
-        [
-            PYPAUSE,
-            "--metrics-addr",
-            "127.0.0.1:0",
-            "--",
-            "sh",
-            "-c",
-            'sh -c \'for i in $(seq 0 79); do "$0/c$i" & done\' "$0"; exec sleep 30',
-            str(tmp_path),
-        ],
-        stderr=subprocess.PIPE,
+    port = metrics_port(
+        "sh",
+        "-c",
+        'sh -c \'for i in $(seq 0 79); do "$0/c$i" & done\' "$0"; exec sleep 30',
+        str(tmp_path),
     )
-    port = port_from(p.stderr)
 
     def counted():
         got = {

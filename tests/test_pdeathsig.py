@@ -1,8 +1,5 @@
 """-p (PYPAUSE_PDEATHSIG): a signal when pypause's parent dies, kept across
-the drop of root.
-
-The tests that take the init fixture run with pypause as PID 1 of a PID
-namespace and as a subreaper; where the two differ, the test says how."""
+the drop of root."""
 
 import os
 import signal
@@ -14,7 +11,6 @@ from tests.support.proc import stat
 from tests.support.running import PYPAUSE, helper, lines, needs_pidns, wait_for, wait_until_idle
 
 pytestmark = pytest.mark.timeout(30)
-ENV = dict(os.environ)
 
 
 # -- -p / PYPAUSE_PDEATHSIG ---------------------------------------------------
@@ -41,7 +37,7 @@ def test_pdeathsig_arrives_when_the_parent_dies(args, env):
         ],
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
-        env={**ENV, "ECHO_WAIT": "sleep", **env},
+        env={**os.environ, "ECHO_WAIT": "sleep", **env},
     )
     first = lines(parent.stdout, 2)
     pypause = int(next(line for line in first if line.startswith("pid ")).split()[1])

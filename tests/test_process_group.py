@@ -1,8 +1,5 @@
 """-g (PYPAUSE_PGROUP): signals for the child's whole process group; without
-it, for the child alone, which leads a process group of its own.
-
-The tests that take the init fixture run with pypause as PID 1 of a PID
-namespace and as a subreaper; where the two differ, the test says how."""
+it, for the child alone, which leads a process group of its own."""
 
 import json
 import os
@@ -14,7 +11,6 @@ import pytest
 from tests.support.running import PYPAUSE, helper, lines, wait_until_idle
 
 pytestmark = pytest.mark.timeout(30)
-ENV = dict(os.environ)
 
 
 # -- -g / PYPAUSE_PGROUP ------------------------------------------------------
@@ -38,7 +34,7 @@ def test_pgroup_forwards_to_the_whole_group(init, flag, env):
     p = init.start(
         [PYPAUSE, *flag, "--", *GROUP_OF_TWO],
         stdout=subprocess.PIPE,
-        env={**ENV, "ECHO_WAIT": "sleep", **env},
+        env={**os.environ, "ECHO_WAIT": "sleep", **env},
     )
     assert lines(p.stdout, 2) == ["ready", "ready"]
     wait_until_idle(p.pid)
@@ -51,7 +47,9 @@ def test_pgroup_forwards_to_the_whole_group(init, flag, env):
 
 def test_without_pgroup_only_the_child_gets_the_signal(init):
     p = init.start(
-        [PYPAUSE, "--", *GROUP_OF_TWO], stdout=subprocess.PIPE, env={**ENV, "ECHO_WAIT": "sleep"}
+        [PYPAUSE, "--", *GROUP_OF_TWO],
+        stdout=subprocess.PIPE,
+        env={**os.environ, "ECHO_WAIT": "sleep"},
     )
     assert lines(p.stdout, 2) == ["ready", "ready"]
     wait_until_idle(p.pid)

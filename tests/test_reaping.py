@@ -28,48 +28,45 @@ def test_adopts_and_reaps_50_orphans(init):
     assert p.wait(10) == 0
 
 
+@pytest.fixture
+def pause_pid1(pidns):
+    """pypause in pause mode as PID 1 of a namespace of its own, past its start-up."""
+    ns = pidns([PYPAUSE])
+    wait_until_idle(ns.pid)
+    return ns
+
+
 # Pid1 only, the next two: a process that enters the namespace from outside
 # (`kubectl exec`) leaves its orphans to PID 1, even to one in pause mode. Not
 # PID 1, pypause in pause mode has no descendant: nothing can orphan a process
 # to it.
 @needs_pidns
-def test_pause_mode_reaps_orphans_of_a_process_that_entered_the_namespace(pidns):
-    ns = pidns([PYPAUSE])
-    wait_until_idle(ns.pid)
-    r = ns.nsenter(helper("orphans", 50, 3), capture_output=True, timeout=20)
+def test_pause_mode_reaps_orphans_of_a_process_that_entered_the_namespace(pause_pid1):
+    r = pause_pid1.nsenter(helper("orphans", 50, 3), capture_output=True, timeout=20)
     assert r.stdout == b"orphaned\n"
-    wait_for(lambda: len(children_of(ns.pid, "sleep")) == 50, what="50 orphans adopted")
-    wait_for(lambda: len(ns.members()) == 1, what="only PID 1 to be left")
-    assert ns.zombies() == []
-    os.kill(ns.pid, signal.SIGTERM)
-    assert ns.unshare.wait(5) == 0
+    wait_for(lambda: len(children_of(pause_pid1.pid, "sleep")) == 50, what="50 orphans adopted")
+    wait_for(lambda: len(pause_pid1.members()) == 1, what="only PID 1 to be left")
+    assert pause_pid1.zombies() == []
+    os.kill(pause_pid1.pid, signal.SIGTERM)
+    assert pause_pid1.unshare.wait(5) == 0
 
 
 @needs_pidns
-def test_storm_of_3000_orphans_leaves_no_zombie(pidns):
-    ns = pidns([PYPAUSE])
-    wait_until_idle(ns.pid)
-    r = ns.nsenter(helper("orphans", 3000, 0), capture_output=True, timeout=40)
+def test_storm_of_3000_orphans_leaves_no_zombie(pause_pid1):
+    r = pause_pid1.nsenter(helper("orphans", 3000, 0), capture_output=True, timeout=40)
     assert r.stdout == b"orphaned\n"
-    wait_for(lambda: len(ns.members()) == 1, timeout=20, what="every orphan to be reaped")
-    assert ns.zombies() == []
-    os.kill(ns.pid, signal.SIGTERM)
-    assert ns.unshare.wait(5) == 0
+    wait_for(lambda: len(pause_pid1.members()) == 1, timeout=20, what="every orphan to be reaped")
+    assert pause_pid1.zombies() == []
+    os.kill(pause_pid1.pid, signal.SIGTERM)
+    assert pause_pid1.unshare.wait(5) == 0
 
 
 @pytest.mark.timeout(20)
-def test_idle_pause_mode_never_wakes_up(init):
-    p = init.start([PYPAUSE])
-    wait_until_idle(p.pid)
-    before = context_switches(p.pid)
-    with pytest.raises(subprocess.TimeoutExpired):
-        p.wait(3)
-    assert context_switches(p.pid) == before
-
-
-@pytest.mark.timeout(20)
-def test_idle_init_mode_never_wakes_up(init):
-    p = init.start([PYPAUSE, "--", "sleep", "30"])
+@pytest.mark.parametrize(
+    "argv", [[PYPAUSE], [PYPAUSE, "--", "sleep", "30"]], ids=["pause mode", "init mode"]
+)
+def test_idle_pypause_never_wakes_up(init, argv):
+    p = init.start(argv)
     wait_until_idle(p.pid)
     before = context_switches(p.pid)
     with pytest.raises(subprocess.TimeoutExpired):

@@ -1,7 +1,4 @@
-"""-r (PYPAUSE_REWRITE): a signal forwarded as another, or dropped.
-
-The tests that take the init fixture run with pypause as PID 1 of a PID
-namespace and as a subreaper; where the two differ, the test says how."""
+"""-r (PYPAUSE_REWRITE): a signal forwarded as another, or dropped."""
 
 import os
 import signal
@@ -12,7 +9,6 @@ import pytest
 from tests.support.running import PYPAUSE, helper, lines, wait_until_idle
 
 pytestmark = pytest.mark.timeout(30)
-ENV = dict(os.environ)
 
 
 # -- -r / PYPAUSE_REWRITE -----------------------------------------------------
@@ -31,7 +27,7 @@ def test_rewrite_maps_and_drops_signals(init, args, env):
         [PYPAUSE, *args, "--", *helper("signal_echo", 0)],
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
-        env={**ENV, **env},
+        env={**os.environ, **env},
     )
     assert lines(p.stdout, 1) == ["ready"]
     wait_until_idle(p.pid)

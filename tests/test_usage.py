@@ -1,8 +1,5 @@
 """The command line as a user meets it: bad input named in one line, help
-that lists every variable, and every option at once.
-
-The tests that take the init fixture run with pypause as PID 1 of a PID
-namespace and as a subreaper; where the two differ, the test says how."""
+that lists every variable, and every option at once."""
 
 import json
 import os
@@ -14,7 +11,6 @@ import pytest
 from tests.support.running import PYPAUSE, helper, lines, wait_for, wait_until_idle
 
 pytestmark = pytest.mark.timeout(30)
-ENV = dict(os.environ)
 
 
 # -- bad input ----------------------------------------------------------------
@@ -53,7 +49,7 @@ def test_bad_input_names_the_option_and_value(args, env, words):
         [PYPAUSE, *args, "--", "true"],
         capture_output=True,
         text=True,
-        env={**ENV, **env},
+        env={**os.environ, **env},
         timeout=20,
     )
     assert r.returncode == 2
@@ -106,7 +102,7 @@ def test_options_together(init):
         ],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
-        env={**ENV, "ECHO_WAIT": "sleep"},
+        env={**os.environ, "ECHO_WAIT": "sleep"},
     )
     assert lines(p.stdout, 1) == ["ready"]
     wait_until_idle(p.pid)

@@ -1,8 +1,5 @@
 """-w (PYPAUSE_WARN_ON_REAP): a warning line for each zombie reaped that was
-not the main child.
-
-The tests that take the init fixture run with pypause as PID 1 of a PID
-namespace and as a subreaper; where the two differ, the test says how."""
+not the main child."""
 
 import os
 import re
@@ -13,7 +10,6 @@ import pytest
 from tests.support.running import PYPAUSE, helper, lines
 
 pytestmark = pytest.mark.timeout(30)
-ENV = dict(os.environ)
 
 
 # -- -w / PYPAUSE_WARN_ON_REAP ------------------------------------------------
@@ -26,7 +22,7 @@ def test_warn_on_reap_names_each_orphan(init, args, env):
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
-        env={**ENV, **env},
+        env={**os.environ, **env},
     )
     assert lines(p.stdout, 1) == ["orphaned"]
     warnings = lines(p.stderr, 3)

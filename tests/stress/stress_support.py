@@ -16,7 +16,7 @@ import sys
 import threading
 import time
 
-from tests.support.running import stop, wait_for
+from tests.support.running import PYPAUSE, stop, wait_for
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 STRESS = os.environ.get("PYPAUSE_STRESS", "").strip().lower() not in ("", "0", "no", "false", "off")
@@ -39,6 +39,21 @@ def measured(key, figure):
 
 
 # -- storms in a namespace ------------------------------------------------------
+
+
+def pypause_running_storm_maker(*args):
+    """argv: pypause -v (a line for each reap) serving metrics on a port of its
+    own, whose main child is a storm maker run with `args`."""
+    return [
+        PYPAUSE,
+        "-v",
+        "--metrics-addr",
+        "127.0.0.1:0",
+        "--",
+        sys.executable,
+        STORM_MAKER,
+        *args,
+    ]
 
 
 def storm(ns, total, makers, batch=100, late=True, timeout=600):

@@ -31,10 +31,10 @@ import time
 import pytest
 
 from tests.stress.stress_support import ECHO_CHILD, Lines, measured, scaled
+from tests.support.http import REASONS, port_from
 from tests.support.http import http_get as get
 from tests.support.http import metric_samples as samples
 from tests.support.http import metric_value as value
-from tests.support.http import port_from
 from tests.support.proc import fd_count, stat
 from tests.support.running import PYPAUSE, wait_for
 
@@ -55,15 +55,6 @@ FAILURE_LINES = re.compile(
     r"Traceback|server failed|serving a connection failed|"
     r"thread ended|metrics ended|unexpected error"
 )
-REASONS = {
-    200: "OK",
-    400: "Bad Request",
-    404: "Not Found",
-    405: "Method Not Allowed",
-    431: "Request Header Fields Too Large",
-    500: "Internal Server Error",
-    503: "Service Unavailable",
-}
 
 
 # -- requests -----------------------------------------------------------------------

@@ -5,13 +5,12 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import threading
 import time
 
 import pytest
 
-from tests.stress.stress_support import STORM_MAKER, Lines, measured, scaled
+from tests.stress.stress_support import Lines, measured, pypause_running_storm_maker, scaled
 from tests.support.http import http_get as get
 from tests.support.http import metric_samples as samples
 from tests.support.http import metric_value as value
@@ -30,22 +29,9 @@ CODE = 3
 @pytest.mark.timeout(scaled(120, 600))
 def test_under_a_pids_limit_pypause_keeps_reaping_and_exits_right(pids_cgroup, pidns):
     ns = pidns(
-        [
-            PYPAUSE,
-            "-v",
-            "--metrics-addr",
-            "127.0.0.1:0",
-            "--",
-            sys.executable,
-            STORM_MAKER,
-            str(ORPHANS),
-            "--batch",
-            "50",
-            "--late",
-            "--code",
-            str(CODE),
-            "--go",
-        ],
+        pypause_running_storm_maker(
+            str(ORPHANS), "--batch", "50", "--late", "--code", str(CODE), "--go"
+        ),
         before=pids_cgroup.enter_argv,
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,

@@ -15,13 +15,29 @@ import time
 
 import pytest
 
-from tests.stress.stress_support import ECHO_CHILD, STORM_MAKER, Lines, measured, scaled, storm
+from tests.stress.stress_support import (
+    ECHO_CHILD,
+    STORM_MAKER,
+    Lines,
+    measured,
+    pypause_running_storm_maker,
+    scaled,
+    storm,
+)
 from tests.support.http import free_port, port_from
 from tests.support.http import http_get as get
 from tests.support.http import metric_samples as samples
 from tests.support.http import metric_value as value
 from tests.support.proc import children, fd_flags, stat, thread_count
-from tests.support.running import HELPERS, PYPAUSE, needs_pidns, wait_for, wait_until_idle
+from tests.support.running import (
+    HELPERS,
+    PRIVATE_MOUNTS,
+    PYPAUSE,
+    WITHOUT_PROC,
+    needs_pidns,
+    wait_for,
+    wait_until_idle,
+)
 
 SIGNALS = scaled(2000, 10000)
 MARKER = signal.SIGRTMAX
@@ -295,17 +311,8 @@ def test_without_proc_reaping_works_and_metrics_report_what_they_can(pidns):
     orphans = scaled(1000, 5000)
     # A private mount namespace whose /proc is an empty read-only tmpfs.
     ns = pidns(
-        [
-            "sh",
-            "-c",
-            'mount -t tmpfs -o ro none /proc && exec "$@"',
-            "sh",
-            PYPAUSE,
-            "-v",
-            "--metrics-addr",
-            "127.0.0.1:0",
-        ],
-        unshare_args=("--mount", "--propagation", "private"),
+        [*WITHOUT_PROC, PYPAUSE, "-v", "--metrics-addr", "127.0.0.1:0"],
+        unshare_args=PRIVATE_MOUNTS,
         stderr=subprocess.PIPE,
     )
     port = port_from(ns.unshare.stderr)
@@ -360,24 +367,8 @@ exec "$@"
 @pytest.mark.timeout(60)
 def test_read_only_root_and_no_writable_tmp(pidns):
     ns = pidns(
-        [
-            "sh",
-            "-c",
-            READ_ONLY,
-            "sh",
-            PYPAUSE,
-            "-v",
-            "--metrics-addr",
-            "127.0.0.1:0",
-            "--",
-            sys.executable,
-            STORM_MAKER,
-            "200",
-            "--late",
-            "--code",
-            "4",
-        ],
-        unshare_args=("--mount", "--propagation", "private", "--mount-proc"),
+        ["sh", "-c", READ_ONLY, "sh", *pypause_running_storm_maker("200", "--late", "--code", "4")],
+        unshare_args=(*PRIVATE_MOUNTS, "--mount-proc"),
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
     )
@@ -434,16 +425,7 @@ def test_a_log_line_racing_the_child_for_stderr_never_blocks(kind, no_proc):
             pytest.skip("unshare --mount not permitted")
         # Without /proc: log.py once relied on /proc/self/fd/2 for a
         # non-blocking twin of a pipe, and fell back to poll-then-write.
-        argv = [
-            "unshare",
-            "--mount",
-            "--propagation",
-            "private",
-            "sh",
-            "-c",
-            'mount -t tmpfs -o ro none /proc && exec "$@"',
-            "sh",
-        ] + argv
+        argv = ["unshare", *PRIVATE_MOUNTS, *WITHOUT_PROC, *argv]
     root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     r = subprocess.run(
         argv, capture_output=True, timeout=20, cwd=root, env={**os.environ, "PYTHONPATH": root}
@@ -492,11 +474,7 @@ def test_a_chatty_child_and_a_stalling_collector_never_block_pypause(pidns, proc
         if kind == "socket":
             pypause = procs(argv, stderr=w).pid
         else:
-            pypause = pidns(
-                ["sh", "-c", 'mount -t tmpfs -o ro none /proc && exec "$@"', "sh", *argv],
-                unshare_args=("--mount", "--propagation", "private"),
-                stderr=w,
-            ).pid
+            pypause = pidns([*WITHOUT_PROC, *argv], unshare_args=PRIVATE_MOUNTS, stderr=w).pid
     finally:
         os.close(r)
         os.close(w)

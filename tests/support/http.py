@@ -1,4 +1,5 @@
-"""pypause's metrics as a scraper sees them: GET, samples, a free port."""
+"""pypause's metrics as a scraper sees them: GET, samples, a free port, the
+reason phrases."""
 
 import email
 import re
@@ -7,6 +8,17 @@ import subprocess
 import sys
 import urllib.error
 import urllib.request
+
+#: The reason phrase of each status pypause's metrics server answers with.
+REASONS = {
+    200: "OK",
+    400: "Bad Request",
+    404: "Not Found",
+    405: "Method Not Allowed",
+    431: "Request Header Fields Too Large",
+    500: "Internal Server Error",
+    503: "Service Unavailable",
+}
 
 
 def port_from(stderr):

@@ -60,14 +60,18 @@ def processes():
     return found
 
 
+def _tids(pid):
+    """The thread IDs of `pid` (the names in /proc/PID/task), or None if it is gone."""
+    try:
+        return os.listdir("/proc/%d/task" % pid)
+    except OSError:
+        return None
+
+
 def children(pid):
     """PIDs of the children of every thread of `pid`, zombies included; [] if gone."""
     found = []
-    try:
-        tids = os.listdir("/proc/%d/task" % pid)
-    except OSError:
-        return found
-    for tid in tids:
+    for tid in _tids(pid) or ():
         try:
             with open("/proc/%d/task/%s/children" % (pid, tid)) as f:
                 found.extend(int(c) for c in f.read().split())
@@ -150,9 +154,8 @@ def waiting_for_signals(pid):
 
 def all_threads_asleep(pid):
     """True if every thread of `pid` sleeps in a system call."""
-    try:
-        tids = os.listdir("/proc/%d/task" % pid)
-    except OSError:
+    tids = _tids(pid)
+    if tids is None:
         return False
     for tid in tids:
         try:

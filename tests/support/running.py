@@ -171,6 +171,12 @@ def _can_unshare():
 UNSHARE_PROBLEM = _can_unshare()
 needs_pidns = pytest.mark.skipif(UNSHARE_PROBLEM is not None, reason=UNSHARE_PROBLEM or "")
 
+#: unshare(1) options for a mount namespace of its own, whose mounts stay in it.
+PRIVATE_MOUNTS = ("--mount", "--propagation", "private")
+#: Runs the argv after it with an empty read-only tmpfs over /proc: only ever
+#: in a mount namespace of its own (PRIVATE_MOUNTS), or it would hide ours.
+WITHOUT_PROC = ["sh", "-c", 'mount -t tmpfs -o ro none /proc && exec "$@"', "sh"]
+
 
 class PidNamespace:
     """`argv` run as PID 1 of a fresh PID namespace by `unshare --fork`.
@@ -308,21 +314,8 @@ class Init:
             if started.proc.poll() is None:
                 # A PID 1 first: the kernel ends the rest of its namespace with it.
                 for pid in (children(started.proc.pid) if started.ns else []) + [started.proc.pid]:
-                    try:
-                        os.kill(pid, signal.SIGKILL)
-                    except ProcessLookupError:
-                        pass
-        mark = self._mark.encode()
-        for _ in range(200):  # again until none is left: one may fork meanwhile
-            marked = [pid for pid in processes() if pid != os.getpid() and environ_holds(pid, mark)]
-            if not marked:
-                break
-            for pid in marked:
-                try:
-                    os.kill(pid, signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
-            time.sleep(0.01)
+                    _kill(pid)
+        self._kill_marked()
         for started in self._started:
             started.proc.wait(10)
             for stream in (started.stdin, started.stdout, started.stderr):
@@ -331,3 +324,22 @@ class Init:
                         stream.close()
                     except OSError:
                         pass
+
+    def _kill_marked(self):
+        """SIGKILL every process that holds this Init's mark, until none is left."""
+        mark = self._mark.encode()
+        for _ in range(200):  # again until none is left: one may fork meanwhile
+            marked = [pid for pid in processes() if pid != os.getpid() and environ_holds(pid, mark)]
+            if not marked:
+                break
+            for pid in marked:
+                _kill(pid)
+            time.sleep(0.01)
+
+
+def _kill(pid):
+    """SIGKILL `pid` unless it is gone."""
+    try:
+        os.kill(pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
