@@ -7,8 +7,6 @@ import socket
 import subprocess
 import sys
 import time
-import urllib.error
-import urllib.request
 
 import pytest
 
@@ -313,8 +311,7 @@ def test_metrics_on_ipv6_any(procs):
         pytest.skip("no IPv6")
     p = procs([PYPAUSE, "--metrics-addr", "[::]:0"], stderr=subprocess.PIPE)
     port = port_from(p.stderr)
-    with urllib.request.urlopen("http://[::1]:%d/healthz" % port, timeout=10) as r:
-        assert r.status == 200
+    assert get(port, "/healthz", host="::1")[0] == 200
 
 
 @needs_pidns
@@ -376,11 +373,11 @@ def test_a_real_prometheus_scrapes_pypause(init_with_metrics, procs, tmp_path):
     )
 
     def query():
-        url = "http://127.0.0.1:%d/api/v1/query?query=pypause_zombies_reaped_by_comm_total" % web
+        path = "/api/v1/query?query=pypause_zombies_reaped_by_comm_total"
         try:
-            with urllib.request.urlopen(url, timeout=5) as r:
-                result = json.load(r)["data"]["result"]
-        except (OSError, ValueError):
+            _, _, body = get(web, path, timeout=5)
+            result = json.loads(body)["data"]["result"]
+        except (OSError, ValueError, KeyError):  # not up yet, or not answering 200
             return None
         return {m["metric"]["comm"]: float(m["value"][1]) for m in result} or None
 

@@ -401,6 +401,16 @@ def interfaces(pid):
         return sorted(line.split(":")[0].strip() for line in f.readlines()[2:])
 
 
+def ipv6_addresses(pid):
+    """(address in hex, interface) of each IPv6 address of the network namespace
+    of `pid` (/proc/PID/net/if_inet6); [] where IPv6 is disabled or absent."""
+    try:
+        with open("/proc/%d/net/if_inet6" % pid) as f:
+            return [(row[0], row[-1]) for row in (line.split() for line in f)]
+    except FileNotFoundError:  # a kernel without IPv6
+        return []
+
+
 def listen_overflows():
     """TcpExt ListenOverflows of this network namespace: SYNs dropped on a full backlog."""
     with open("/proc/net/netstat") as f:
