@@ -16,6 +16,7 @@ import threading
 import time
 
 from benchmarks import inits, pidns, procevents
+from tests.support.http import http_get
 from tests.support.proc import (
     accept_queue,
     children,
@@ -249,19 +250,11 @@ def pods(pause_inits, count, settle, log_fd, results):
 
 
 def _scrape(port):
-    """One scrape of /metrics on a new connection; return the body's length."""
-    with socket.create_connection(("127.0.0.1", port), timeout=5) as s:
-        s.sendall(b"GET /metrics HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
-        chunks = []
-        while True:
-            chunk = s.recv(65536)
-            if not chunk:
-                break
-            chunks.append(chunk)
-    response = b"".join(chunks)
-    head, _, body = response.partition(b"\r\n\r\n")
-    if not head.startswith(b"HTTP/1.") or head.split()[1] != b"200":
-        raise RuntimeError("scrape failed: %r" % head[:80])
+    """One scrape of /metrics on a new connection, read as a scraper reads it (up
+    to its Content-Length, not to the server's close); return the body's length."""
+    status, _, body = http_get(port, timeout=5)
+    if status != 200:
+        raise RuntimeError("scrape failed: HTTP %d" % status)
     return len(body)
 
 
