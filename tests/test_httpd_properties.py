@@ -39,7 +39,6 @@ import random
 import select
 import socket
 import struct
-import sys
 import threading
 import types
 from unittest import mock
@@ -57,10 +56,9 @@ from hypothesis.stateful import (
 )
 
 from pypause import httpd, metrics
-
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "stress"))
 from tests.stress.stress_support import STRESS, scaled
 from tests.support.http import REASONS
+from tests.support.proc import fd_count
 
 # -- Hypothesis profiles ----------------------------------------------------------
 # database=None always: a failure is reproduced from what it prints (the blob,
@@ -105,10 +103,6 @@ LATER_ANSWERS = {(200, b"later\n"), (503, b"expired\n")}
 LATER_TIMEOUT = 2.0  # as metrics.HEALTH_TIMEOUT
 #: What a Rig patches in httpd, as it is: each Rig checks it finds them so.
 UNPATCHED = (httpd.time, httpd.log, httpd.MAX_CONNECTIONS)
-
-
-def fd_count():
-    return len(os.listdir("/proc/self/fd"))
 
 
 def live_connections():
@@ -192,7 +186,7 @@ class Rig:
         self.logged = []
         self.laters = []
         self.clients = []
-        self.fds_before = fd_count()
+        self.fds_before = fd_count(os.getpid())
         # (those of earlier examples that failed live on in their tracebacks)
         self.connections_before = live_connections() if count_connections else None
         # Sockets first, patches last: nothing can fail once httpd is patched.
@@ -208,7 +202,7 @@ class Rig:
         # The one private the rig touches: the selector, to order its batches.
         self.batches = Batches(self.server._selector)
         self.server._selector = self.batches
-        self.fds_idle = fd_count()
+        self.fds_idle = fd_count(os.getpid())
         self._patches = contextlib.ExitStack()
         self._patches.enter_context(mock.patch.object(httpd, "time", self.clock))
         self._patches.enter_context(
@@ -670,7 +664,7 @@ def test_a_request_split_anywhere_gets_its_one_answer(request, cuts, ending, rel
         assert not rig.connections()
     finally:
         rig.close()
-    assert fd_count() == rig.fds_before
+    assert fd_count(os.getpid()) == rig.fds_before
 
 
 #: At most this many clients in one run of the machine (the listen backlog is 128).
@@ -790,7 +784,7 @@ class ServerMachine(RuleBasedStateMachine):
             self._check()
         finally:
             rig.close()
-        assert fd_count() == rig.fds_before, "the server left descriptors open"
+        assert fd_count(os.getpid()) == rig.fds_before, "the server left descriptors open"
 
     def _progress(self):
         """What changes whenever a turn of the server did something."""
@@ -898,7 +892,7 @@ class ServerMachine(RuleBasedStateMachine):
         assert not rig.connections() and len(rig.batches.get_map()) == 2
         for c in rig.clients:
             c.close()
-        assert fd_count() == rig.fds_idle, "descriptors left after every client left"
+        assert fd_count(os.getpid()) == rig.fds_idle, "descriptors left after every client left"
         assert live_connections() == rig.connections_before, "a _Connection outlived its client"
         assert rig.swallowed == []
 

@@ -34,10 +34,6 @@ from tests.support.http import port_from, url
 from tests.support.proc import children, cpu_ns, fd_count, rss_kib, thread_count
 from tests.support.running import PYPAUSE, helper, wait_for, wait_until_idle
 
-# The pids cgroup and /proc readings of the stress tests (tests/stress has no
-# __init__.py: pytest puts the directory itself on sys.path for its own tests).
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "stress"))
-
 pytestmark = pytest.mark.timeout(60)
 
 #: What the spec promises, and the slack these tests allow around it.
