@@ -39,7 +39,6 @@ import random
 import select
 import socket
 import struct
-import sys
 import threading
 import types
 from unittest import mock
@@ -57,10 +56,9 @@ from hypothesis.stateful import (
 )
 
 from pypause import address, httpd, metrics
-
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "stress"))
 from tests.stress.stress_support import STRESS, scaled
 from tests.support.http import REASONS
+from tests.support.proc import fd_count
 
 # -- Hypothesis profiles ----------------------------------------------------------
 # database=None always: a failure is reproduced from what it prints (the blob,
@@ -105,10 +103,6 @@ LATER_ANSWERS = {(200, b"later\n"), (503, b"expired\n")}
 LATER_TIMEOUT = 2.0  # as metrics.HEALTH_TIMEOUT
 #: What a Rig patches in httpd, as it is: each Rig checks it finds them so.
 UNPATCHED = (httpd.time, httpd.log, httpd.MAX_CONNECTIONS)
-
-
-def fd_count():
-    return len(os.listdir("/proc/self/fd"))
 
 
 def live_connections():
@@ -192,7 +186,7 @@ class Rig:
         self.logged = []
         self.laters = []
         self.clients = []
-        self.fds_before = fd_count()
+        self.fds_before = fd_count(os.getpid())
         # (those of earlier examples that failed live on in their tracebacks)
         self.connections_before = live_connections() if count_connections else None
         # Sockets first, patches last: nothing can fail once httpd is patched.
@@ -208,7 +202,7 @@ class Rig:
         # The one private the rig touches: the selector, to order its batches.
         self.batches = Batches(self.server._selector)
         self.server._selector = self.batches
-        self.fds_idle = fd_count()
+        self.fds_idle = fd_count(os.getpid())
         self._patches = contextlib.ExitStack()
         self._patches.enter_context(mock.patch.object(httpd, "time", self.clock))
         self._patches.enter_context(
@@ -574,16 +568,20 @@ def requests(draw, client_header=True):
         head = eol.join([head, b"X-Pad: " + b"p" * pad])
     if kind == "incomplete":
         return head + draw(st.sampled_from([b"", eol])), None
-    data = head + eol + eol
+    return head + eol + eol, expected(kind, head, method, path)
+
+
+def expected(kind, head, method, path):
+    """The Spec of the answer to a request of `kind` (of requests()) ended after `head`."""
     if len(head) > MAX:
-        return data, Spec(431, False, len(head))
+        return Spec(431, False, len(head))
     if kind == "malformed":
-        return data, Spec(400, False, len(head))
+        return Spec(400, False, len(head))
     if kind == "method":
-        return data, Spec(405, False, len(head))
+        return Spec(405, False, len(head))
     route = ROUTES.get(path.decode(), (404, b"not found\n"))
     status = LATER if route == LATER else route[0]
-    return data, Spec(status, method == b"HEAD", len(head))
+    return Spec(status, method == b"HEAD", len(head))
 
 
 def spec_statuses(spec):
@@ -666,7 +664,7 @@ def test_a_request_split_anywhere_gets_its_one_answer(request, cuts, ending, rel
         assert not rig.connections()
     finally:
         rig.close()
-    assert fd_count() == rig.fds_before
+    assert fd_count(os.getpid()) == rig.fds_before
 
 
 #: At most this many clients in one run of the machine (the listen backlog is 128).
@@ -786,25 +784,25 @@ class ServerMachine(RuleBasedStateMachine):
             self._check()
         finally:
             rig.close()
-        assert fd_count() == rig.fds_before, "the server left descriptors open"
+        assert fd_count(os.getpid()) == rig.fds_before, "the server left descriptors open"
+
+    def _progress(self):
+        """What changes whenever a turn of the server did something."""
+        rig = self.rig
+        return (
+            sum(len(c.received) for c in rig.clients),
+            [(c.eof, c.reset) for c in rig.clients],
+            len(rig.connections()),
+            rig.server.rejected,
+            rig.server.errors,
+        )
 
     def _settle(self):
         """Turn until every client has its answer or was let go, and nobody waits."""
         rig = self.rig
         order = random.Random(len(rig.clients))
-
-        def progress():
-            # What changes whenever a turn did something.
-            return (
-                sum(len(c.received) for c in rig.clients),
-                [(c.eof, c.reset) for c in rig.clients],
-                len(rig.connections()),
-                rig.server.rejected,
-                rig.server.errors,
-            )
-
         for _ in range(20000):
-            before = progress()
+            before = self._progress()
             rig.step(lambda batch: order.sample(batch, len(batch)))
             for c in rig.clients:
                 if c.ending != "noread":
@@ -820,7 +818,7 @@ class ServerMachine(RuleBasedStateMachine):
                 for c in rig.clients
                 if c.reads and c.ending != "noread" and not (c.eof or c.reset)
             ]
-            if progress() == before and not rig.wait(readers, 0.01):
+            if self._progress() == before and not rig.wait(readers, 0.01):
                 rig.clock.now += 1.0  # nothing moves: let deadlines come
         else:
             raise AssertionError(
@@ -838,6 +836,17 @@ class ServerMachine(RuleBasedStateMachine):
                         break
                     c.eof = not chunk
                     c.received += chunk
+
+    def _check_laters(self, answered):
+        """Each Pending answered as its release says, by {client id: Answer} `answered`."""
+        for later in self.rig.laters:
+            if later.client is None or int(later.client) not in answered:
+                continue
+            status = answered[int(later.client)].status
+            if later.released_at is None:
+                assert status == 503, "an unreleased Pending answered %d" % status
+            elif later.due is not None and later.released_at < later.due:
+                assert status == 200, "released before its deadline, it answered %d" % status
 
     def _check(self):
         rig = self.rig
@@ -862,14 +871,7 @@ class ServerMachine(RuleBasedStateMachine):
                 # connection's deadline while its answer was being sent
                 # (the clock moved on before it read it all). Counted below.
                 cut.append(answer)
-        for later in rig.laters:
-            if later.client is None or int(later.client) not in answered:
-                continue
-            status = answered[int(later.client)].status
-            if later.released_at is None:
-                assert status == 503, "an unreleased Pending answered %d" % status
-            elif later.due is not None and later.released_at < later.due:
-                assert status == 200, "released before its deadline, it answered %d" % status
+        self._check_laters(answered)
         server = rig.server
         # Each client left without a word, or cut short, was rejected at the cap or
         # timed out: counted.
@@ -890,7 +892,7 @@ class ServerMachine(RuleBasedStateMachine):
         assert not rig.connections() and len(rig.batches.get_map()) == 2
         for c in rig.clients:
             c.close()
-        assert fd_count() == rig.fds_idle, "descriptors left after every client left"
+        assert fd_count(os.getpid()) == rig.fds_idle, "descriptors left after every client left"
         assert live_connections() == rig.connections_before, "a _Connection outlived its client"
         assert rig.swallowed == []
 
@@ -1272,97 +1274,115 @@ class SharedMetrics(LoopStandIn):
         super().__init__(server)
 
 
+class HealthzRace:
+    """/healthz between pypause's two threads, which `turns` runs a point at a
+    time. The loop: a heartbeat (metrics.Metrics.heartbeat) for each SIGCHLD,
+    the first `signals` of them under way as the requests come. The HTTP
+    thread: step() after step(), until `clients` checks are answered. The clock
+    passes HEALTH_TIMEOUT only while the loop has nothing to do (alive means:
+    it handles a SIGCHLD well within that). Who goes next is drawn from `data`
+    until a budget of draws is spent. `os` stands in for metrics.os: a check's
+    kill() is a SIGCHLD for the loop."""
+
+    def __init__(self, clients, signals, data):
+        self.clients, self.signals, self.data = clients, signals, data
+        self.stopping = False
+        self.checks = self.deadlines = self.steps = 0
+        self.budget = 400
+        self.turns = Turns()
+        self.rig = Rig(respond=self.respond)
+        self.shared = SharedMetrics(self.rig.server, self.turns)
+        self.os = types.SimpleNamespace(getpid=os.getpid, kill=self.sigchld)
+
+    def sigchld(self, pid, signum):
+        self.signals += 1
+
+    def respond(self, method, path, headers):
+        self.checks += 1
+        return metrics._HealthCheck(self.shared)
+
+    def loop(self):
+        while True:
+            self.turns.point("wait for a signal")
+            if self.stopping or self.turns.abort:
+                return
+            self.signals -= 1
+            metrics.Metrics.heartbeat(self.shared)
+
+    def http(self):
+        while (self.checks < self.clients or self.rig.connections()) and not self.turns.abort:
+            self.turns.point("step")
+            self.steps += 1
+            self.rig.server.step()
+
+    def deadline(self):
+        self.deadlines += 1
+        self.steps = 0
+        self.rig.clock.now += metrics.HEALTH_TIMEOUT + 0.01
+
+    def options(self, at):
+        """Who may go next: the loop first, then the HTTP thread (pick() takes
+        the first once its budget of draws is spent)."""
+        if "http" not in at:  # every client answered: the loop may stop
+            self.stopping = True
+            return ["loop"]
+        ready = []
+        if at.get("loop") not in (None, "wait for a signal") or self.signals:
+            ready.append("loop")
+        if at["http"] != "step":
+            ready.append("http")  # inside a step (a check being made or polled)
+        elif not ready and self.checks and self.rig.connections():
+            # The loop is idle, a check waits, the HTTP thread is in select():
+            # time may pass.
+            ready += ["http", self.deadline]
+        else:
+            ready.append("http")
+        return ready
+
+    def pick(self, ready):
+        self.budget -= 1
+        if self.budget < 0:  # enough exploring: the first; time passes after a turn
+            return self.deadline if self.deadline in ready and self.steps else ready[0]
+        return ready[self.data.draw(st.integers(0, len(ready) - 1))]
+
+    def run(self):
+        self.turns.spawn("loop", self.loop)
+        self.turns.spawn("http", self.http)
+        self.turns.run(self.options, self.pick)
+
+
+def healthz_requests_waiting(rig, clients):
+    """`clients` clients accepted, then each one's GET /healthz in its socket,
+    ready to be read: their sockets."""
+    socks = [rig.connect(data=b"GET /healthz HTTP/1.1\r\n\r\n") for _ in range(clients)]
+    rig.turn_until(lambda: len(rig.connections()) == clients, "accepts")
+    for c in socks:
+        c.send_next()
+    for _ in range(200):
+        if {conn.sock for conn in rig.connections()} <= set(rig.batches.ready()):
+            return socks
+        rig.wait(timeout=0.01)
+    raise AssertionError("the requests did not arrive")
+
+
 @settings(PROFILE, max_examples=PROFILE.max_examples * 5)
 @given(clients=st.integers(1, 3), signals=st.integers(0, 2), data=st.data())
 def test_healthz_is_200_whatever_the_interleaving_while_the_loop_is_alive(clients, signals, data):
-    # The loop: a heartbeat (metrics.Metrics.heartbeat) for each SIGCHLD, the
-    # first `signals` of them under way as the requests come. The HTTP thread:
-    # step() after step(). The clock passes HEALTH_TIMEOUT only while the loop
-    # has nothing to do (alive means: it handles a SIGCHLD well within that).
-    turns = Turns()
-    state = types.SimpleNamespace(signals=signals, stopping=False, checks=0, deadlines=0, steps=0)
-    fake_os = types.SimpleNamespace(getpid=os.getpid, kill=lambda pid, signum: sigchld())
-
-    def sigchld():
-        state.signals += 1
-
-    def respond(method, path, headers):
-        state.checks += 1
-        return metrics._HealthCheck(shared)
-
-    rig = Rig(respond=respond)
-    shared = SharedMetrics(rig.server, turns)
+    race = HealthzRace(clients, signals, data)
+    rig = race.rig
     try:
         with (
             mock.patch.object(metrics, "time", rig.clock),
-            mock.patch.object(metrics, "os", fake_os),
+            mock.patch.object(metrics, "os", race.os),
         ):
-            # Every client accepted, then every request in its socket, before the
-            # two threads start: each is read at the HTTP thread's turn.
-            socks = [rig.connect(data=b"GET /healthz HTTP/1.1\r\n\r\n") for _ in range(clients)]
-            rig.turn_until(lambda: len(rig.connections()) == clients, "accepts")
-            for c in socks:
-                c.send_next()
-            for _ in range(200):
-                if {conn.sock for conn in rig.connections()} <= set(rig.batches.ready()):
-                    break
-                rig.wait(timeout=0.01)
-            else:
-                raise AssertionError("the requests did not arrive")
-
-            def loop():
-                while True:
-                    turns.point("wait for a signal")
-                    if state.stopping or turns.abort:
-                        return
-                    state.signals -= 1
-                    metrics.Metrics.heartbeat(shared)
-
-            def http():
-                while (state.checks < clients or rig.connections()) and not turns.abort:
-                    turns.point("step")
-                    state.steps += 1
-                    rig.server.step()
-
-            def deadline():
-                state.deadlines += 1
-                state.steps = 0
-                rig.clock.now += metrics.HEALTH_TIMEOUT + 0.01
-
-            def options(at):
-                """Who may go next: the loop first, then the HTTP thread (pick()
-                takes the first once its budget of draws is spent)."""
-                if "http" not in at:  # every client answered: the loop may stop
-                    state.stopping = True
-                    return ["loop"]
-                ready = []
-                if at.get("loop") not in (None, "wait for a signal") or state.signals:
-                    ready.append("loop")
-                if at["http"] != "step":
-                    ready.append("http")  # inside a step (a check being made or polled)
-                elif not ready and state.checks and rig.connections():
-                    # The loop is idle, a check waits, the HTTP thread is in select():
-                    # time may pass.
-                    ready += ["http", deadline]
-                else:
-                    ready.append("http")
-                return ready
-
-            budget = [400]
-
-            def pick(ready):
-                budget[0] -= 1
-                if budget[0] < 0:  # enough exploring: the first; time passes after a turn
-                    return deadline if deadline in ready and state.steps else ready[0]
-                return ready[data.draw(st.integers(0, len(ready) - 1))]
-
-            turns.spawn("loop", loop)
-            turns.spawn("http", http)
-            turns.run(options, pick)
+            # Every request in its socket before the two threads start: each is
+            # read at the HTTP thread's turn.
+            socks = healthz_requests_waiting(rig, clients)
+            race.run()
         for c in socks:
             c.pump()
             answer = Answer(bytes(c.received), lambda status: False)
-            note("client %d: %r after %d deadlines" % (c.id, answer, state.deadlines))
+            note("client %d: %r after %d deadlines" % (c.id, answer, race.deadlines))
             assert (answer.status, answer.body) == (200, b"ok\n"), (
                 "the loop was alive, /healthz said %d" % answer.status
             )

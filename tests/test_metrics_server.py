@@ -42,10 +42,6 @@ from tests.support.proc import (
 )
 from tests.support.running import PYPAUSE, helper, wait_for, wait_until_idle
 
-# The pids cgroup and /proc readings of the stress tests (tests/stress has no
-# __init__.py: pytest puts the directory itself on sys.path for its own tests).
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "stress"))
-
 pytestmark = pytest.mark.timeout(60)
 
 #: What the spec promises, and the slack these tests allow around it.
@@ -247,6 +243,37 @@ def wait_closed(socks, timeout, what):
     return seen
 
 
+def trickle(socks, data, interval, end):
+    """Send `data` on every socket of `socks`, a byte every `interval` seconds,
+    until the server has closed them all or time.monotonic() reaches `end`:
+    ({socket: monotonic time its closing was seen}, bytes sent on each)."""
+    closed = {}
+    poller = select.poll()
+    for s in socks:
+        poller.register(s, select.POLLIN)
+    by_fd = {s.fileno(): s for s in socks}
+    sent = 0
+    next_byte = time.monotonic()
+    while len(closed) < len(socks) and time.monotonic() < end:
+        now = time.monotonic()
+        if now >= next_byte and sent < len(data):
+            for s in socks:
+                if s not in closed:
+                    try:
+                        s.send(data[sent : sent + 1])
+                    except (BrokenPipeError, ConnectionResetError):
+                        closed[s] = time.monotonic()
+            sent += 1
+            next_byte += interval
+        wait_ms = max(0.0, min(next_byte, end) - time.monotonic()) * 1000
+        for fd, _ in poller.poll(wait_ms):
+            s = by_fd[fd]
+            if s not in closed and closed_by_server(s):
+                closed[s] = time.monotonic()
+                poller.unregister(fd)
+    return closed, sent
+
+
 # -- a. many idle connections cost neither threads nor memory -----------------
 
 
@@ -305,7 +332,6 @@ def test_clients_trickling_a_request_are_closed_at_the_deadline(procs):
     line = request("GET", "/metrics", "User-Agent: trickle-trickle-trickle")
     socks = [socket.create_connection(("127.0.0.1", port), timeout=5) for _ in range(20)]
     opened = {s: time.monotonic() for s in socks}
-    closed = {}
     scrape = {}
 
     def scrape_meanwhile():
@@ -316,30 +342,7 @@ def test_clients_trickling_a_request_are_closed_at_the_deadline(procs):
     scraper = threading.Timer(1.0, scrape_meanwhile)
     try:
         scraper.start()
-        poller = select.poll()
-        for s in socks:
-            poller.register(s, select.POLLIN)
-        by_fd = {s.fileno(): s for s in socks}
-        sent = 0
-        next_byte = time.monotonic()
-        end = min(opened.values()) + DEADLINE + 3
-        while len(closed) < len(socks) and time.monotonic() < end:
-            now = time.monotonic()
-            if now >= next_byte and sent < len(line):
-                for s in socks:
-                    if s not in closed:
-                        try:
-                            s.send(line[sent : sent + 1])
-                        except (BrokenPipeError, ConnectionResetError):
-                            closed[s] = time.monotonic()
-                sent += 1
-                next_byte += 0.5
-            wait_ms = max(0.0, min(next_byte, end) - time.monotonic()) * 1000
-            for fd, _ in poller.poll(wait_ms):
-                s = by_fd[fd]
-                if s not in closed and closed_by_server(s):
-                    closed[s] = time.monotonic()
-                    poller.unregister(fd)
+        closed, sent = trickle(socks, line, 0.5, min(opened.values()) + DEADLINE + 3)
         scraper.join(15)
     finally:
         scraper.cancel()

@@ -35,7 +35,7 @@ from tests.support.http import REASONS, port_from
 from tests.support.http import http_get as get
 from tests.support.http import metric_samples as samples
 from tests.support.http import metric_value as value
-from tests.support.proc import fd_count, stat
+from tests.support.proc import fd_count, stat, thread_count
 from tests.support.running import PYPAUSE, wait_for
 
 SEEDS = scaled([19001, 19002, 19003], [19001 + i for i in range(12)])
@@ -320,12 +320,6 @@ def counted_errors_seen(clients):
     )
 
 
-def threads(pid):
-    """The Threads: line of /proc/PID/status."""
-    with open("/proc/%d/status" % pid) as f:
-        return int(next(line for line in f if line.startswith("Threads:")).split()[1])
-
-
 # -- pypause --------------------------------------------------------------------------------
 
 
@@ -360,7 +354,7 @@ class Pypause:
             ) from None
         assert healthz == (200, "ok\n"), where
         assert status == 200 and "pypause_info" in text, where
-        assert threads(self.pid) == 2, "%s: %d threads" % (where, threads(self.pid))
+        assert thread_count(self.pid) == 2, "%s: %d threads" % (where, thread_count(self.pid))
         # The HTTP thread closes a connection just after its client has the answer.
         wait_for(
             lambda: fd_count(self.pid) == fds0,
