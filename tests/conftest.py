@@ -7,6 +7,7 @@ import tempfile
 
 import pytest
 
+from tests.support.cgroups import PidsCgroup, pids_cgroup_parent
 from tests.support.running import Init, PidNamespace, needs_pidns, stop, unprivileged_pypause
 
 # A developer's exported PYPAUSE_METRICS_ADDR or PYPAUSE_GRACE_PERIOD would
@@ -91,3 +92,18 @@ def init(request, pidns, procs):
         yield runs
     finally:
         runs.close()
+
+
+@pytest.fixture
+def pids_cgroup(request):
+    """A fresh pids cgroup (v1 or delegated v2, whichever is writable), removed
+    afterwards, also on failure; the test is skipped where there is none."""
+    parent, why = pids_cgroup_parent()
+    if parent is None:
+        pytest.skip(why)
+    name = "".join(c if c.isalnum() or c in "-_" else "-" for c in request.node.name[:40])
+    group = PidsCgroup(parent, "pypause-test-%d-%s" % (os.getpid(), name))
+    try:
+        yield group
+    finally:
+        group.close()

@@ -24,11 +24,11 @@ import uuid
 
 import pytest
 
+from tests.support.cgroups import entering_cgroups
 from tests.support.http import metric_samples, port_from
 from tests.support.proc import cgroup_mounts
 from tests.support.running import (
     PYPAUSE,
-    entering_cgroups,
     helper,
     needs_pidns,
     read_line,

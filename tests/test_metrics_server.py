@@ -25,7 +25,6 @@ import urllib.request
 
 import pytest
 
-from tests.stress.stress_support import PidsCgroup, pids_cgroup_parent
 from tests.support.http import get_inside, port_from, url
 from tests.support.http import http_get as get
 from tests.support.http import metric_samples as samples
@@ -64,19 +63,6 @@ def sockets():
     yield held
     for s in held:
         s.close()
-
-
-@pytest.fixture
-def pids_cgroup():
-    """A fresh pids cgroup (v1 or delegated v2), removed afterwards, also on failure."""
-    parent, why = pids_cgroup_parent()
-    if parent is None:
-        pytest.skip(why)
-    group = PidsCgroup(parent, "pypause-metrics-server-%d" % os.getpid())
-    try:
-        yield group
-    finally:
-        group.close()
 
 
 @pytest.fixture

@@ -1,4 +1,4 @@
-"""Helpers for the container tests: commands, polling, /proc, the private podman and containerd."""
+"""Helpers for the container tests: commands, the pod programs, the private podman and containerd."""
 
 import os
 import re

@@ -149,16 +149,6 @@ def pid1_of(unshare_proc):
     return wait_for(child, what="unshare to fork PID 1")
 
 
-def entering_cgroups(directories, argv):
-    """`argv` prefixed so that it runs in each cgroup of `directories` from its
-    first instruction."""
-    script = (
-        'n=$1; shift; while [ "$n" -gt 0 ]; do echo $$ > "$1/cgroup.procs" || exit 125; '
-        'shift; n=$((n - 1)); done; exec "$@"'
-    )
-    return ["sh", "-c", script, "sh", str(len(directories)), *directories, *argv]
-
-
 def _can_unshare():
     if shutil.which("unshare") is None:
         return "unshare(1) is not installed"
