@@ -13,7 +13,7 @@ import subprocess
 import pytest
 
 from tests.support.http import http_get, port_from
-from tests.support.proc import children
+from tests.support.proc import children, ignored_signals, thread_count, title
 from tests.support.running import PYPAUSE, python_with, stop, wait_for, wait_until_idle
 
 pytestmark = pytest.mark.timeout(30)
@@ -24,16 +24,6 @@ THREAD_STARTER = (
     "import threading, time\n"
     "threading.Thread(target=time.sleep, args=(3600,), daemon=True).start()\n"
 )
-
-
-def threads(pid):
-    with open("/proc/%d/status" % pid) as f:
-        return int(next(line for line in f if line.startswith("Threads:")).split()[1])
-
-
-def cmdline(pid):
-    with open("/proc/%d/cmdline" % pid, "rb") as f:
-        return f.read()
 
 
 @pytest.fixture
@@ -47,25 +37,15 @@ def test_a_sitecustomize_thread_cannot_take_pid_1s_signals(init, sitecustomize):
     assert r.returncode == 3  # before: the thread took SIGCHLD, pypause never exited
 
 
-def _ignores(pid, signum):
-    """True if process `pid` ignores `signum` (its SigIgn mask in /proc)."""
-    try:
-        with open("/proc/%d/status" % pid) as f:
-            mask = next(line for line in f if line.startswith("SigIgn:")).split()[1]
-    except (OSError, StopIteration):
-        return False
-    return bool(int(mask, 16) >> (signum - 1) & 1)
-
-
 def test_a_storm_of_signals_reaches_the_loop_and_only_the_loop(init, sitecustomize):
     p = init.start(
         [PYPAUSE, "--", "sh", "-c", 'trap "" USR1; while :; do sleep 1; done'], env=sitecustomize
     )
     wait_until_idle(p.pid)
-    assert threads(p.pid) == 1  # the interpreter that runs pypause started none
+    assert thread_count(p.pid) == 1  # the interpreter that runs pypause started none
     # sh must have run its trap before the storm: a USR1 forwarded earlier kills it.
     wait_for(
-        lambda: any(_ignores(kid, signal.SIGUSR1) for kid in children(p.pid)),
+        lambda: any(signal.SIGUSR1 in (ignored_signals(kid) or ()) for kid in children(p.pid)),
         what="sh to ignore SIGUSR1",
     )
     for _ in range(300):
@@ -82,7 +62,7 @@ def test_a_thread_from_a_pth_file_is_left_behind_too(init, tmp_path):
     env = {k: v for k, v in os.environ.items() if not k.startswith("PYTHON")}
     p = init.start([python, PYPAUSE, "--", "sleep", "30"], env=env)
     wait_until_idle(p.pid)
-    assert threads(p.pid) == 1
+    assert thread_count(p.pid) == 1
     os.kill(p.pid, signal.SIGTERM)
     assert p.wait(10) == 128 + signal.SIGTERM
 
@@ -104,7 +84,7 @@ def test_the_apps_modules_on_pythonpath_do_not_shadow_pypauses(init, tmp_path):
     wait_until_idle(p.pid)
     status, _, body = http_get(port)
     assert status == 200 and "pypause_zombies_reaped_total" in body
-    assert cmdline(p.pid).startswith(b"pypause --metrics-addr")  # setproctitle: the real one
+    assert title(p.pid)[:2] == ["pypause", "--metrics-addr"]  # setproctitle: the real one
     assert not list(tmp_path.glob("imported-*"))
     stop(p.proc)
 

@@ -21,6 +21,7 @@ import time
 import pytest
 
 from tests.support.http import get_inside, port_from
+from tests.support.proc import stat, status_field
 from tests.support.running import PYPAUSE, helper, read_line, wait_for
 
 pytestmark = [
@@ -138,7 +139,7 @@ def test_a_silent_name_server_holds_up_neither_signals_nor_reaping(procs, namese
     assert took < 1, "SIGTERM reached the child %.1fs late" % took
     # The orphan exited as soon as pypause adopted it: reaped meanwhile.
     wait_for(
-        lambda: not os.path.exists("/proc/%d" % orphan),
+        lambda: stat(orphan) is None,
         timeout=1,
         what="the orphan to be reaped while the name is being resolved",
     )
@@ -194,7 +195,7 @@ def test_metrics_appear_once_a_slow_name_resolves(procs, nameserver):
     os.kill(p.pid, signal.SIGUSR1)
     assert read_line(p.stdout, t0 + 5) == b"SIGUSR1\n"
     assert time.monotonic() - t0 < 0.5
-    wait_for(lambda: not os.path.exists("/proc/%d" % orphan), timeout=1, what="the orphan reaped")
+    wait_for(lambda: stat(orphan) is None, timeout=1, what="the orphan reaped")
     lines = line_with(p.stderr, "serving metrics", 10)
     assert lines[-1].startswith("[pypause] serving metrics on http://127.0.0.1:")
     port = int(re.search(r":(\d+)/metrics", lines[-1]).group(1))
@@ -225,7 +226,6 @@ def test_pause_mode_binds_a_named_privileged_port_before_it_drops_root(procs, na
     assert "serving metrics on http://127.0.0.1:80/" in lines[-1], lines
     status, _, body = get_inside(ns.enter([]), 80, "/healthz")
     assert (status, body) == (200, "ok\n")
-    with open("/proc/%d/status" % p.pid) as f:
-        assert "Uid:\t65535\t65535\t65535\t65535\n" in f.read()
+    assert status_field(p.pid, "Uid") == ["65535"] * 4
     os.kill(p.pid, signal.SIGTERM)
     assert p.wait(5) == 0

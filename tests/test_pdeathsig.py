@@ -7,7 +7,7 @@ import subprocess
 
 import pytest
 
-from tests.support.proc import stat
+from tests.support.proc import stat, status_field
 from tests.support.running import PYPAUSE, helper, lines, needs_pidns, wait_for, wait_until_idle
 
 pytestmark = pytest.mark.timeout(30)
@@ -52,18 +52,13 @@ def test_pdeathsig_arrives_when_the_parent_dies(args, env):
     wait_for(lambda: stat(pypause) is None, what="pypause to exit")
 
 
-def _uid(pid):
-    with open("/proc/%d/status" % pid) as f:
-        return int(next(line for line in f if line.startswith("Uid:")).split()[1])
-
-
 @needs_pidns
 def test_the_parent_death_signal_unshare_asked_for_survives_the_drop_of_root(pidns):
     # unshare --kill-child has the kernel SIGKILL its child (pypause, PID 1 in
     # pause mode) when unshare dies; leaving root clears that, unless asked again.
     ns = pidns([PYPAUSE])
     wait_until_idle(ns.pid)
-    assert _uid(ns.pid) == 65535  # the drop happened
+    assert int(status_field(ns.pid, "Uid")[0]) == 65535  # the drop happened
     os.kill(ns.unshare.pid, signal.SIGKILL)
     ns.unshare.wait(10)
     wait_for(lambda: stat(ns.pid) is None, what="pypause to die with unshare")
@@ -78,7 +73,7 @@ def test_pdeathsig_survives_the_drop_of_root_in_pause_mode():
     pypause = int(parent.stdout.readline())
     try:
         wait_until_idle(pypause)
-        assert _uid(pypause) == 65535
+        assert int(status_field(pypause, "Uid")[0]) == 65535
         parent.stdin.close()
         assert parent.wait(10) == 0
         wait_for(lambda: stat(pypause) is None, what="pypause to end on its SIGTERM")

@@ -18,7 +18,7 @@ import time
 import pytest
 
 from tests.support.http import metric_samples, port_from
-from tests.support.proc import stat
+from tests.support.proc import namespace, stat, status_fields, tids
 from tests.support.running import PYPAUSE, helper, needs_pidns, read_line, wait_for, wait_until_idle
 
 pytestmark = [
@@ -31,13 +31,7 @@ NO_CAPS = "0000000000000000"
 
 def status(pid):
     """{field: value} of /proc/PID/status for each thread of `pid`: {tid: {...}}."""
-    threads = {}
-    for tid in os.listdir("/proc/%d/task" % pid):
-        with open("/proc/%d/task/%s/status" % (pid, tid)) as f:
-            threads[int(tid)] = dict(
-                line.rstrip("\n").split(":\t", 1) for line in f if ":\t" in line
-            )
-    return threads
+    return {int(tid): status_fields(pid, tid) for tid in tids(pid)}
 
 
 def credentials(fields):
@@ -60,8 +54,7 @@ def became(uid, gid):
 
 
 def own_credentials():
-    with open("/proc/self/status") as f:
-        return credentials(dict(line.rstrip("\n").split(":\t", 1) for line in f if ":\t" in line))
+    return credentials(status_fields(os.getpid()))
 
 
 def every_thread_is(pid, expected, threads=2):
@@ -363,7 +356,7 @@ def test_a_refused_uid_leaves_the_gid_alone(procs):
         bufsize=0,
     )
     wait_for(
-        lambda: os.readlink("/proc/%d/ns/user" % p.pid) != os.readlink("/proc/self/ns/user"),
+        lambda: namespace(p.pid, "user") != namespace(os.getpid(), "user"),
         what="unshare to enter a user namespace",
     )
     with open("/proc/%d/uid_map" % p.pid, "w") as f:

@@ -8,6 +8,7 @@ import subprocess
 
 import pytest
 
+from tests.support.proc import children
 from tests.support.running import PYPAUSE, helper, lines, wait_until_idle
 
 pytestmark = pytest.mark.timeout(30)
@@ -53,18 +54,13 @@ def test_without_pgroup_only_the_child_gets_the_signal(init):
     )
     assert lines(p.stdout, 2) == ["ready", "ready"]
     wait_until_idle(p.pid)
-    group = os.getpgid(_child_of(p.pid))
+    group = os.getpgid(children(p.pid)[0])
     os.kill(p.pid, signal.SIGUSR1)  # to sh alone, which ignores it
     wait_until_idle(p.pid)
     os.killpg(group, signal.SIGUSR2)
     assert lines(p.stdout, 2) == ["SIGUSR2", "SIGUSR2"]  # no SIGUSR1 came first
     os.killpg(group, signal.SIGTERM)
     assert lines(p.stdout, 2) == ["SIGTERM", "SIGTERM"]
-
-
-def _child_of(pid):
-    with open("/proc/%d/task/%d/children" % (pid, pid)) as f:
-        return int(f.read().split()[0])
 
 
 def test_child_leads_its_own_process_group(init):

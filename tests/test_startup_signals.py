@@ -16,7 +16,7 @@ import time
 import pytest
 
 from pypause import signals
-from tests.support.proc import blocked_signals, waiting_for_signals
+from tests.support.proc import blocked_signals, children, exe, waiting_for_signals
 from tests.support.running import PYPAUSE, needs_pidns, wait_until_idle
 
 pytestmark = pytest.mark.timeout(60)
@@ -102,22 +102,14 @@ def _start_pid1(argv):
         ["unshare", "--pid", "--fork", "--mount-proc", "--kill-child", *argv],
         stderr=subprocess.PIPE,
     )
-    path = "/proc/%d/task/%d/children" % (unshare.pid, unshare.pid)
     deadline = time.monotonic() + 10
     pid = None
     while pid is None and time.monotonic() < deadline:
-        try:
-            with open(path) as f:
-                pid = int(f.read().split()[0])
-        except (OSError, IndexError):
-            pass
+        pid = (children(unshare.pid) or [None])[0]
     interpreter = os.path.realpath(sys.executable)
     while time.monotonic() < deadline:
-        try:
-            if os.readlink("/proc/%d/exe" % pid) == interpreter:
-                return unshare, pid, time.monotonic()
-        except OSError:
-            pass
+        if exe(pid) == interpreter:
+            return unshare, pid, time.monotonic()
     unshare.kill()
     raise AssertionError("pypause did not start as PID 1")
 

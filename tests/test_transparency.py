@@ -13,6 +13,7 @@ import sys
 import pytest
 
 import pypause
+from tests.support.proc import cwd, title
 from tests.support.running import PYPAUSE, helper, wait_until_idle
 
 pytestmark = pytest.mark.timeout(30)
@@ -109,9 +110,8 @@ def test_arguments_environment_and_cwd_reach_the_child_unchanged(init, tmp_path)
 def test_pypause_moves_to_root_and_sets_its_title(init, tmp_path):
     p = init.start([PYPAUSE, "--", "sleep", "30"], cwd=tmp_path)
     wait_until_idle(p.pid)
-    assert os.readlink("/proc/%d/cwd" % p.pid) == "/"
-    with open("/proc/%d/cmdline" % p.pid, "rb") as f:
-        assert f.read().split(b"\0")[0] == b"pypause -- sleep 30"
+    assert cwd(p.pid) == "/"
+    assert title(p.pid) == ["pypause", "--", "sleep", "30"]
     ps = subprocess.run(["ps", "-o", "args=", "-p", str(p.pid)], capture_output=True, text=True)
     if ps.returncode == 0:
         assert ps.stdout.strip() == "pypause -- sleep 30"

@@ -26,7 +26,7 @@ from tests.container.runtimes import (
     setup_problem,
     wait_until_reaped,
 )
-from tests.support.proc import mounts_under, pidns_members, root_is_read_only, status_field
+from tests.support.proc import mounts_under, pidns_members, root_is_read_only, status_field, title
 from tests.support.running import wait_for, wait_until_idle
 
 pytestmark = pytest.mark.timeout(300)
@@ -142,8 +142,7 @@ def test_sandbox_reaps_orphans_of_a_container_in_its_pid_namespace(
     sandbox, pid = start_sandbox(containerd, ctr_run, image, sandbox_id)
     assert status_field(pid, "Uid") == ["65535"] * 4, "the image's USER"
     assert root_is_read_only(pid)
-    with open("/proc/%d/cmdline" % pid, "rb") as f:
-        assert f.read().split(b"\0")[0].split() == [b"pypause"], "no arguments: pause mode"
+    assert title(pid) == ["pypause"], "no arguments: pause mode"
 
     worker = ctr_run(
         "--with-ns",

@@ -25,7 +25,15 @@ from tests.container.runtimes import (
     wait_until_reaped,
     zombies,
 )
-from tests.support.proc import pidns_members, root_is_read_only, stat, status_field, title
+from tests.support.proc import (
+    pidns_members,
+    root_is_read_only,
+    stat,
+    status_field,
+    thread_count,
+    tids,
+    title,
+)
 from tests.support.running import wait_for, wait_until_idle
 
 # The first test to run also builds the base and the image (under a minute here).
@@ -346,7 +354,7 @@ def test_pod_infra_serves_metrics_in_the_pod_network_namespace(
     body = scrape_reaped_and_held(infra, port, worker_id, holder_id, holder)
     # Started as root (podman's infra container), pypause became the pause
     # user once the port was bound: every thread, the one serving included...
-    threads = os.listdir("/proc/%d/task" % infra)
+    threads = tids(infra)
     assert len(threads) == 2, "the loop and the metrics server"
     for thread in threads:
         assert credentials(int(thread)) == PAUSE_USER, "thread %s" % thread
@@ -389,7 +397,7 @@ def test_image_is_immune_to_the_python_environment_it_is_run_with(pods, image, e
         "the metrics endpoint in the container's network namespace",
     )
     assert responses["/metrics"][0] == 200
-    assert len(os.listdir("/proc/%d/task" % pid)) == 2, "the loop and the metrics server"
+    assert thread_count(pid) == 2, "the loop and the metrics server"
 
     pods("stop", "--time", "10", "pp-env")
     assert pods.inspect("pp-env", "{{.State.ExitCode}}") == "0"

@@ -15,6 +15,7 @@ from tests.support.http import http_get as get
 from tests.support.http import metric_samples as samples
 from tests.support.http import metric_value as value
 from tests.support.http import port_from
+from tests.support.proc import thread_count
 from tests.support.running import PYPAUSE, needs_pidns, wait_for
 
 ORPHANS = scaled(1000, 5000)
@@ -117,7 +118,7 @@ def test_scrapes_need_no_pid_at_the_pids_limit(pids_cgroup, pidns):
     for _ in range(20):
         assert value(samples(port), "pypause_processes") == 1
         assert get(port, "/healthz")[0] == 200
-    assert len(os.listdir("/proc/%d/task" % ns.pid)) == 2
+    assert thread_count(ns.pid) == 2
     os.kill(ns.pid, signal.SIGTERM)
     assert ns.unshare.wait(10) == 0
     assert b"Traceback" not in ns.unshare.stderr.read()

@@ -28,7 +28,7 @@ from tests.support.http import free_port, port_from
 from tests.support.http import http_get as get
 from tests.support.http import metric_samples as samples
 from tests.support.http import metric_value as value
-from tests.support.proc import children, fd_flags, stat, thread_count
+from tests.support.proc import children, fd_flags, stat, syscall, thread_count
 from tests.support.running import (
     HELPERS,
     PRIVATE_MOUNTS,
@@ -444,11 +444,7 @@ SLOW_READER = (
 
 
 def _writing_to_stderr(pid, calls):
-    try:
-        with open("/proc/%d/syscall" % pid) as f:
-            fields = f.read().split()
-    except OSError:
-        return False
+    fields = syscall(pid)
     return len(fields) > 1 and fields[0] in calls and int(fields[1], 16) == 2
 
 

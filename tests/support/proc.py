@@ -60,7 +60,7 @@ def processes():
     return found
 
 
-def _tids(pid):
+def tids(pid):
     """The thread IDs of `pid` (the names in /proc/PID/task), or None if it is gone."""
     try:
         return os.listdir("/proc/%d/task" % pid)
@@ -71,7 +71,7 @@ def _tids(pid):
 def children(pid):
     """PIDs of the children of every thread of `pid`, zombies included; [] if gone."""
     found = []
-    for tid in _tids(pid) or ():
+    for tid in tids(pid) or ():
         try:
             with open("/proc/%d/task/%s/children" % (pid, tid)) as f:
                 found.extend(int(c) for c in f.read().split())
@@ -154,40 +154,44 @@ def waiting_for_signals(pid):
 
 def all_threads_asleep(pid):
     """True if every thread of `pid` sleeps in a system call."""
-    tids = _tids(pid)
-    if tids is None:
-        return False
-    for tid in tids:
-        try:
-            with open("/proc/%d/task/%s/syscall" % (pid, tid)) as f:
-                if f.read().split()[0] == "running":
-                    return False
-        except (OSError, IndexError):
-            return False
-    return True
+    threads = tids(pid)
+    return threads is not None and all(
+        syscall(pid, tid)[:1] not in ([], ["running"]) for tid in threads
+    )
 
 
 # -- /proc/PID/status -----------------------------------------------------------
 
 
-def status_field(pid, key, tid=None):
-    """The words of field `key` of /proc/PID/status (of thread `tid`, if given)."""
+def status_fields(pid, tid=None):
+    """{field: value} of /proc/PID/status (of thread `tid`, if given), the
+    values as written, tabs and all. Raises OSError if it is gone."""
     path = "/proc/%d/status" % pid if tid is None else "/proc/%d/task/%s/status" % (pid, tid)
     with open(path) as f:
-        for line in f:
-            name, _, value = line.partition(":")
-            if name == key:
-                return value.split()
-    raise KeyError(key)
+        return dict(line.rstrip("\n").split(":", 1) for line in f if ":" in line)
+
+
+def status_field(pid, key, tid=None):
+    """The words of field `key` of /proc/PID/status (of thread `tid`, if given)."""
+    return status_fields(pid, tid)[key].split()
+
+
+def _signal_set(pid, key):
+    try:
+        mask = int(status_field(pid, key)[0], 16)
+    except OSError:
+        return None
+    return {n + 1 for n in range(64) if mask >> n & 1}
 
 
 def blocked_signals(pid):
     """The set of signals `pid` blocks (SigBlk of its main thread), or None if gone."""
-    try:
-        mask = int(status_field(pid, "SigBlk")[0], 16)
-    except OSError:
-        return None
-    return {n + 1 for n in range(64) if mask >> n & 1}
+    return _signal_set(pid, "SigBlk")
+
+
+def ignored_signals(pid):
+    """The set of signals `pid` ignores (SigIgn), or None if it is gone."""
+    return _signal_set(pid, "SigIgn")
 
 
 def rss_kib(pid):
@@ -204,10 +208,10 @@ def context_switches(pid):
     total = 0
     for tid in os.listdir("/proc/%d/task" % pid):
         try:
-            total += int(status_field(pid, "voluntary_ctxt_switches", tid)[0])
-            total += int(status_field(pid, "nonvoluntary_ctxt_switches", tid)[0])
+            fields = status_fields(pid, tid)
         except FileNotFoundError:
             continue  # the thread ended while we listed it
+        total += int(fields["voluntary_ctxt_switches"]) + int(fields["nonvoluntary_ctxt_switches"])
     return total
 
 
@@ -276,6 +280,36 @@ def io_counters(pid):
     """{field: int} of /proc/PID/io (rchar, wchar, read_bytes, ...)."""
     with open("/proc/%d/io" % pid) as f:
         return {k: int(v) for k, v in (line.split(": ") for line in f)}
+
+
+def cwd(pid):
+    """The working directory of `pid`."""
+    return os.readlink("/proc/%d/cwd" % pid)
+
+
+def exe(pid):
+    """The executable `pid` runs, or None if it is gone (or a zombie)."""
+    try:
+        return os.readlink("/proc/%d/exe" % pid)
+    except OSError:
+        return None
+
+
+def fd_target(pid, fd):
+    """What `pid`'s descriptor `fd` refers to ("/dev/null", "pipe:[123]", ...)."""
+    return os.readlink("/proc/%d/fd/%d" % (pid, fd))
+
+
+def syscall(pid, tid=None):
+    """The words of /proc/PID/syscall (of thread `tid`, if given): the number of
+    the system call it sleeps in and its arguments, or ["running"]; [] if it
+    is gone."""
+    path = "/proc/%d/syscall" % pid if tid is None else "/proc/%d/task/%s/syscall" % (pid, tid)
+    try:
+        with open(path) as f:
+            return f.read().split()
+    except OSError:
+        return []
 
 
 def command_lines():
