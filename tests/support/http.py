@@ -9,7 +9,8 @@ import sys
 import urllib.error
 import urllib.request
 
-#: The reason phrase of each status pypause's metrics server answers with.
+#: The reason phrase of each status pypause's metrics server answers with,
+#: written out here rather than taken from httpd: the tests hold the server to it.
 REASONS = {
     200: "OK",
     400: "Bad Request",
