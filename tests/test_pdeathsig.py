@@ -37,11 +37,11 @@ def test_pdeathsig_arrives_when_the_parent_dies(args, env):
             PYPAUSE,
             *args,
             "--",
-            *helper("signal_echo", 0),
+            *helper("signal_echo", 0, "--exit-on-term", "--no-stdin"),
         ],
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
-        env={**ENV, "ECHO_WAIT": "sleep", **env},
+        env={**ENV, **env},
     )
     first = lines(parent.stdout, 2)
     pypause = int(next(line for line in first if line.startswith("pid ")).split()[1])

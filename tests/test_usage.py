@@ -102,11 +102,11 @@ def test_options_together(init):
             "-c",
             '(sleep 0.1 &); trap "" USR2 TERM; "$@" & wait $!; exit 7',
             "sh",
-            *helper("signal_echo", 0),
+            *helper("signal_echo", 0, "--exit-on-term", "--no-stdin"),
         ],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
-        env={**ENV, "ECHO_WAIT": "sleep"},
+        env=ENV,
     )
     assert lines(p.stdout, 1) == ["ready"]
     wait_until_idle(p.pid)

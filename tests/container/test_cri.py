@@ -180,17 +180,13 @@ def namespace(pid, kind):
 
 def start_orphan_maker(node, sandbox_id, pod, image, attempt=0):
     """A container of the pod that leaves ORPHANS orphans; return (container id, PID)."""
-    config = container_config(
-        cri, pod, "app", image, ["python3", "-c", ORPHAN_MAKER, str(ORPHANS)], attempt=attempt
-    )
+    config = container_config(cri, pod, "app", image, ["python3", *ORPHAN_MAKER], attempt=attempt)
     return node.start_container(sandbox_id, pod, config)
 
 
 def start_zombie_holder(node, sandbox_id, pod, image):
     """A container of the pod whose process holds HELD zombies; return (container id, PID)."""
-    config = container_config(
-        cri, pod, "holder", image, ["python3", "-c", ZOMBIE_HOLDER, str(HELD)]
-    )
+    config = container_config(cri, pod, "holder", image, ["python3", *ZOMBIE_HOLDER])
     return node.start_container(sandbox_id, pod, config)
 
 

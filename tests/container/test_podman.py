@@ -135,9 +135,7 @@ def start_orphan_maker(podman, pod, image, user=None):
         "python3",
         *(["--user", user] if user else []),
         image,
-        "-c",
-        ORPHAN_MAKER,
-        str(ORPHANS),
+        *ORPHAN_MAKER,
     ).stdout.strip()
 
 
@@ -153,9 +151,7 @@ def start_zombie_holder(podman, pod, image):
         "--entrypoint",
         "python3",
         image,
-        "-c",
-        ZOMBIE_HOLDER,
-        str(HELD),
+        *ZOMBIE_HOLDER,
     ).stdout.strip()
     return container_id, int(podman.inspect(container_id, "{{.State.Pid}}"))
 

@@ -25,12 +25,11 @@ import signal
 import socket
 import struct
 import subprocess
-import sys
 import time
 
 import pytest
 
-from tests.stress.stress_support import ECHO_CHILD, Lines, measured, scaled
+from tests.stress.stress_support import Lines, echo_child, measured, scaled
 from tests.support.http import http_get as get
 from tests.support.http import metric_samples as samples
 from tests.support.http import metric_value as value
@@ -341,7 +340,7 @@ def threads(pid):
 class Pypause:
     def __init__(self, procs):
         self.p = procs(
-            [PYPAUSE, "--metrics-addr", "127.0.0.1:0", "--", sys.executable, ECHO_CHILD, str(CODE)],
+            [PYPAUSE, "--metrics-addr", "127.0.0.1:0", "--", *echo_child(CODE)],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,

@@ -5,18 +5,17 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import threading
 import time
 
 import pytest
 
-from tests.stress.stress_support import STORM_MAKER, Lines, measured, scaled
+from tests.stress.stress_support import Lines, measured, scaled
 from tests.support.http import http_get as get
 from tests.support.http import metric_samples as samples
 from tests.support.http import metric_value as value
 from tests.support.http import port_from
-from tests.support.running import PYPAUSE, needs_pidns, wait_for
+from tests.support.running import PYPAUSE, helper, needs_pidns, wait_for
 
 ORPHANS = scaled(1000, 5000)
 # unshare + pypause (2 threads: main, metrics server) + the storm maker + its
@@ -29,23 +28,9 @@ CODE = 3
 @needs_pidns
 @pytest.mark.timeout(scaled(120, 600))
 def test_under_a_pids_limit_pypause_keeps_reaping_and_exits_right(pids_cgroup, pidns):
+    storm = helper("orphans", ORPHANS, "--spawn", "--late", "--batch", 50, "--report", "--go")
     ns = pidns(
-        [
-            PYPAUSE,
-            "-v",
-            "--metrics-addr",
-            "127.0.0.1:0",
-            "--",
-            sys.executable,
-            STORM_MAKER,
-            str(ORPHANS),
-            "--batch",
-            "50",
-            "--late",
-            "--code",
-            str(CODE),
-            "--go",
-        ],
+        [PYPAUSE, "-v", "--metrics-addr", "127.0.0.1:0", "--", *storm, "--code", str(CODE)],
         before=pids_cgroup.enter_argv,
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,

@@ -15,13 +15,13 @@ import time
 
 import pytest
 
-from tests.stress.stress_support import ECHO_CHILD, STORM_MAKER, Lines, measured, scaled, storm
+from tests.stress.stress_support import Lines, echo_child, measured, scaled, storm
 from tests.support.http import free_port, port_from
 from tests.support.http import http_get as get
 from tests.support.http import metric_samples as samples
 from tests.support.http import metric_value as value
 from tests.support.proc import children, fd_flags, stat, thread_count
-from tests.support.running import HELPERS, PYPAUSE, needs_pidns, wait_for, wait_until_idle
+from tests.support.running import HELPERS, PYPAUSE, helper, needs_pidns, wait_for, wait_until_idle
 
 SIGNALS = scaled(2000, 10000)
 MARKER = signal.SIGRTMAX
@@ -75,7 +75,9 @@ def test_closed_stdio_neither_kills_pypause_nor_leaks_into_the_child(procs, tmp_
     os.mkfifo(fifo)
     report = tmp_path / "report.json"
     orphans = 300
-    script = '"$0" "$1" && "$0" "$2" %d --late && read x < "$3"; exit 6' % orphans
+    script = (
+        '"$0" "$1" && "$0" "$2" %d --spawn --late --batch 100 && read x < "$3"; exit 6' % orphans
+    )
     p = procs(
         [
             "sh",
@@ -92,7 +94,7 @@ def test_closed_stdio_neither_kills_pypause_nor_leaks_into_the_child(procs, tmp_
             script,
             sys.executable,
             os.path.join(HELPERS, "report.py"),
-            STORM_MAKER,
+            os.path.join(HELPERS, "orphans.py"),
             str(fifo),
         ],
         env={**os.environ, "REPORT_TO": str(report)},
@@ -159,9 +161,7 @@ def test_stderr_that_takes_nothing_never_blocks_pypause(procs, kind):
                 "--metrics-addr",
                 "127.0.0.1:%d" % port,
                 "--",
-                sys.executable,
-                ECHO_CHILD,
-                "9",
+                *echo_child(9),
             ],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
@@ -370,12 +370,7 @@ def test_read_only_root_and_no_writable_tmp(pidns):
             "--metrics-addr",
             "127.0.0.1:0",
             "--",
-            sys.executable,
-            STORM_MAKER,
-            "200",
-            "--late",
-            "--code",
-            "4",
+            *helper("orphans", 200, "--spawn", "--late", "--batch", 100, "--report", "--code", 4),
         ],
         unshare_args=("--mount", "--propagation", "private", "--mount-proc"),
         stdout=subprocess.PIPE,
