@@ -30,9 +30,14 @@ from tests.support.proc import (
     zombies_of,
 )
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-STORM_CHILD = os.path.join(HERE, "storm_child.py")
-SIGNAL_CHILD = os.path.join(HERE, "signal_child.py")
+# The children behind every init: the tests' orphan maker and signal echo.
+HELPERS = os.path.join(
+    os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "tests", "helpers"
+)
+ORPHANS = os.path.join(HELPERS, "orphans.py")
+SIGNAL_ECHO = os.path.join(HELPERS, "signal_echo.py")
+#: storm_command's kinds: orphans.py's options for each.
+STORMS = {"zombies": "--held", "exits": "--until-released", "crowd": "--crowd"}
 NO_INIT = "no init"
 
 
@@ -333,13 +338,24 @@ def _storm_once(session, argv, orphans, grace, scrape_interval=None, env=None):
 
 
 def storm_command(python, kind, orphans):
-    return [python, "-I", "-S", STORM_CHILD, kind, str(orphans)]
+    """The main child of a storm of `kind` (STORMS), which speaks orphans.py's --storm protocol."""
+    return [python, "-I", "-S", ORPHANS, str(orphans), STORMS[kind], "--storm"]
 
 
 def reap_storm(all_inits, python, orphans, repeats, grace, log_fd, results):
     """4. Init CPU per orphan reaped in two kinds of storm, and zombies left after.
 
-    See storm_child.py for the two kinds. Repeats are interleaved across
+    - "zombies": a middle process forks N children that exit at once, without
+      reaping them, then dies itself: N zombies are reparented to the init in
+      one go. Each wait() finds a zombie first in the init's child list, so the
+      CPU per orphan is the init's own cost of reaping one.
+    - "exits": N live orphans, already reparented to the init, are released at
+      the same moment and exit while the init reaps. Closer to a crashing
+      worker pool, but noisy: the kernel's wait() walks the init's list of
+      children, alive ones included, so its cost depends on how the exits and
+      the init's wake-ups interleave.
+
+    Repeats are interleaved across
     inits and kinds; the median of each figure is kept, and the worst count
     of zombies.
     """
@@ -372,7 +388,9 @@ def signal_latency(all_inits, python, samples, warmup, log_fd, results):
     time per forwarded signal is taken over the same rounds: unlike the
     latency, it hardly depends on how busy the machine is.
     """
-    child = [python, "-I", "-S", SIGNAL_CHILD]
+    # It stamps each SIGUSR1 with the CLOCK_MONOTONIC time it woke up with it:
+    # a round trip would add the harness's own wake-up to the figure.
+    child = [python, "-I", "-S", SIGNAL_ECHO, "--wait", "SIGUSR1", "--stamps", "--no-stdin"]
     with Session(log_fd) as session:
         subjects = [
             (i.name, session.start(i.init_argv(child), pipes=True, env=i.env)) for i in all_inits
@@ -455,6 +473,9 @@ def metrics_cost(script, python, scrapes, orphans, repeats, grace, log_fd, resul
             started = time.perf_counter_ns()
             _scrape(port)
             latencies.append(time.perf_counter_ns() - started)
+        crowd.send("go")
+        if crowd.readline(timeout=30) != "exited":
+            raise RuntimeError("the crowd did not exit")
         crowd.send("exit")
         if crowd.wait(timeout=30) != 0:
             raise RuntimeError("pypause did not exit 0 after the crowd")

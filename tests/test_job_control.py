@@ -36,7 +36,7 @@ def test_forwarding_sigtstp_does_not_strand_the_child(init):
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
     )
-    # signal_echo handles SIGTSTP (prints it); nothing stops
+    # signal_echo takes SIGTSTP with sigwaitinfo (prints it); nothing stops
     assert lines(p.stdout, 1) == ["ready"]
     wait_until_idle(p.pid)
     os.kill(p.pid, signal.SIGTSTP)

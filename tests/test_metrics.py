@@ -36,7 +36,7 @@ def init_with_metrics(procs):
                 "127.0.0.1:0",
                 *extra,
                 "--",
-                *helper("orphans", n, hold, "--stay"),
+                *helper("orphans", n, "--sleep", hold, "--stay"),
             ],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
@@ -192,7 +192,7 @@ def test_idle_connections_do_not_delay_reaping(pidns):
     idle = [socket.create_connection(("127.0.0.1", port)) for _ in range(20)]
     try:
         wait_until_idle(ns.pid)
-        r = ns.nsenter(helper("orphans", 200, 0), capture_output=True, timeout=20)
+        r = ns.nsenter(helper("orphans", 200), capture_output=True, timeout=20)
         assert r.returncode == 0
         wait_for(lambda: len(ns.members()) == 1, what="every orphan reaped")
         assert ns.zombies() == []
@@ -286,7 +286,7 @@ def test_healthz_answers_at_once_during_the_grace_period(pidns):
 def test_proc_of_another_namespace_is_treated_as_missing(pidns):
     # unshare without --mount-proc: /proc is the host's, whose PIDs are not ours.
     ns = pidns(
-        [PYPAUSE, "--metrics-addr", "127.0.0.1:0", "--", *helper("orphans", 20, 0, "--stay")],
+        [PYPAUSE, "--metrics-addr", "127.0.0.1:0", "--", *helper("orphans", 20, "--stay")],
         unshare_args=(),
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
@@ -319,7 +319,8 @@ def test_pause_mode_as_pid1_counts_orphans_of_a_second_container(pidns):
     ns = pidns([PYPAUSE, "--metrics-addr", "127.0.0.1:0"], stderr=subprocess.PIPE)
     port = port_from(ns.unshare.stderr)
     wait_until_idle(ns.pid)
-    assert ns.nsenter(helper("orphans", 30, 0.3), capture_output=True, timeout=20).returncode == 0
+    r = ns.nsenter(helper("orphans", 30, "--sleep", 0.3), capture_output=True, timeout=20)
+    assert r.returncode == 0
     wait_for(lambda: reaped(port, "sleep") == 30, what="30 orphans counted")
     got = samples(port)
     assert got[("pypause_info", frozenset({("mode", "pause"), ("version", _version())}))] == 1

@@ -145,7 +145,7 @@ def hold(ns, directories, comm, n):
     """A process in `directories` that holds `n` zombies, named `comm`; it
     lets them go when its stdin closes."""
     p = ns.enter(
-        entering_cgroups(directories, helper("hold_zombies", comm, n)),
+        entering_cgroups(directories, helper("orphans", n, "--zombies", "--comm", comm, "--stay")),
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         bufsize=0,
@@ -156,7 +156,7 @@ def hold(ns, directories, comm, n):
 
 def leave_orphans(ns, directories, n):
     r = ns.nsenter(
-        entering_cgroups(directories, helper("orphans", n, 0)), capture_output=True, timeout=20
+        entering_cgroups(directories, helper("orphans", n)), capture_output=True, timeout=20
     )
     assert r.returncode == 0, r.stderr
 

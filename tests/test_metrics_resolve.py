@@ -112,7 +112,7 @@ def start_init(procs, ns, addr):
                 "--metrics-addr",
                 addr,
                 "--",
-                *helper("leave_orphan", *helper("signal_echo", 3)),
+                *helper("orphans", 1, "--until-released", "--", *helper("signal_echo", 3)),
             ]
         ),
         stdin=subprocess.PIPE,
@@ -122,7 +122,7 @@ def start_init(procs, ns, addr):
     )
     deadline = time.monotonic() + 10
     first = read_line(p.stdout, deadline)
-    assert first.startswith(b"orphan "), first
+    assert first.startswith(b"orphaned "), first
     assert read_line(p.stdout, deadline) == b"ready\n"
     return p, int(first.split()[1])
 

@@ -494,7 +494,7 @@ def init_waiting_for_go(procs):
             "-c",
             'read go && exec "$@"',
             "sh",
-            *helper("orphans", N_ORPHANS, 0.1, "--stay"),
+            *helper("orphans", N_ORPHANS, "--sleep", 0.1, "--stay"),
         ],
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,

@@ -33,11 +33,11 @@ def test_pdeathsig_arrives_when_the_parent_dies(args, env):
             PYPAUSE,
             *args,
             "--",
-            *helper("signal_echo", 0),
+            *helper("signal_echo", 0, "--exit-on-term", "--no-stdin"),
         ],
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
-        env={**os.environ, "ECHO_WAIT": "sleep", **env},
+        env={**os.environ, **env},
     )
     first = lines(parent.stdout, 2)
     pypause = int(next(line for line in first if line.startswith("pid ")).split()[1])

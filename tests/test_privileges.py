@@ -84,7 +84,7 @@ def orphans_are_reaped(p, port):
     Counted by pypause's metrics, not seen in /proc: on a slow machine some
     may be reaped before the test could see all of them adopted."""
     reaped = samples(port)["pypause_zombies_reaped_total"]
-    r = p.ns.nsenter(helper("orphans", 20, 0.2), capture_output=True, timeout=20)
+    r = p.ns.nsenter(helper("orphans", 20, "--sleep", 0.2), capture_output=True, timeout=20)
     assert r.stdout == b"orphaned\n"
     wait_for(
         lambda: samples(port)["pypause_zombies_reaped_total"] == reaped + 20,
@@ -263,7 +263,7 @@ def test_where_the_user_cannot_be_taken_one_warning_and_pypause_goes_on(pidns):
     wait_until_idle(ns.pid)
     (fields,) = status(ns.pid).values()
     assert credentials(fields)["Uid"] == ["0"] * 4  # going on as it was
-    r = ns.nsenter(helper("orphans", 5, 0), capture_output=True, timeout=20)
+    r = ns.nsenter(helper("orphans", 5), capture_output=True, timeout=20)
     assert r.stdout == b"orphaned\n"
     wait_for(lambda: len(ns.members()) == 1, what="the orphans reaped")
     assert ns.zombies() == []

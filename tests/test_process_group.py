@@ -24,7 +24,7 @@ GROUP_OF_TWO = [
     "-c",
     'trap "" USR1 USR2; "$@" & a=$!; "$@" & b=$!; trap "wait $a; wait $b; exit 143" TERM; wait',
     "sh",
-    *helper("signal_echo", 0),
+    *helper("signal_echo", 0, "--exit-on-term", "--no-stdin"),
 ]
 
 
@@ -35,7 +35,7 @@ def test_pgroup_forwards_to_the_whole_group(init, flag, env):
     p = init.start(
         [PYPAUSE, *flag, "--", *GROUP_OF_TWO],
         stdout=subprocess.PIPE,
-        env={**os.environ, "ECHO_WAIT": "sleep", **env},
+        env={**os.environ, **env},
     )
     assert lines(p.stdout, 2) == ["ready", "ready"]
     wait_until_idle(p.pid)
@@ -47,11 +47,7 @@ def test_pgroup_forwards_to_the_whole_group(init, flag, env):
 
 
 def test_without_pgroup_only_the_child_gets_the_signal(init):
-    p = init.start(
-        [PYPAUSE, "--", *GROUP_OF_TWO],
-        stdout=subprocess.PIPE,
-        env={**os.environ, "ECHO_WAIT": "sleep"},
-    )
+    p = init.start([PYPAUSE, "--", *GROUP_OF_TWO], stdout=subprocess.PIPE)
     assert lines(p.stdout, 2) == ["ready", "ready"]
     wait_until_idle(p.pid)
     group = os.getpgid(children(p.pid)[0])

@@ -15,7 +15,7 @@ pytestmark = pytest.mark.timeout(60)
 
 def test_adopts_and_reaps_50_orphans(init):
     p = init.start(
-        [PYPAUSE, "--", *helper("orphans", 50, 3, "--stay")],
+        [PYPAUSE, "--", *helper("orphans", 50, "--sleep", 3, "--stay")],
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
     )
@@ -42,7 +42,7 @@ def pause_pid1(pidns):
 # to it.
 @needs_pidns
 def test_pause_mode_reaps_orphans_of_a_process_that_entered_the_namespace(pause_pid1):
-    r = pause_pid1.nsenter(helper("orphans", 50, 3), capture_output=True, timeout=20)
+    r = pause_pid1.nsenter(helper("orphans", 50, "--sleep", 3), capture_output=True, timeout=20)
     assert r.stdout == b"orphaned\n"
     wait_for(lambda: len(children_of(pause_pid1.pid, "sleep")) == 50, what="50 orphans adopted")
     wait_for(lambda: len(pause_pid1.members()) == 1, what="only PID 1 to be left")
@@ -53,7 +53,7 @@ def test_pause_mode_reaps_orphans_of_a_process_that_entered_the_namespace(pause_
 
 @needs_pidns
 def test_storm_of_3000_orphans_leaves_no_zombie(pause_pid1):
-    r = pause_pid1.nsenter(helper("orphans", 3000, 0), capture_output=True, timeout=40)
+    r = pause_pid1.nsenter(helper("orphans", 3000), capture_output=True, timeout=40)
     assert r.stdout == b"orphaned\n"
     wait_for(lambda: len(pause_pid1.members()) == 1, timeout=20, what="every orphan to be reaped")
     assert pause_pid1.zombies() == []

@@ -98,11 +98,10 @@ def test_options_together(init):
             "-c",
             '(sleep 0.1 &); trap "" USR2 TERM; "$@" & wait $!; exit 7',
             "sh",
-            *helper("signal_echo", 0),
+            *helper("signal_echo", 0, "--exit-on-term", "--no-stdin"),
         ],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
-        env={**os.environ, "ECHO_WAIT": "sleep"},
     )
     assert lines(p.stdout, 1) == ["ready"]
     wait_until_idle(p.pid)

@@ -18,7 +18,7 @@ pytestmark = pytest.mark.timeout(30)
 @pytest.mark.parametrize("args, env", [(["-w"], {}), ([], {"PYPAUSE_WARN_ON_REAP": "yes"})])
 def test_warn_on_reap_names_each_orphan(init, args, env):
     p = init.start(
-        [PYPAUSE, *args, "--", *helper("orphans", 3, 0.1, "--stay")],
+        [PYPAUSE, *args, "--", *helper("orphans", 3, "--sleep", 0.1, "--stay")],
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,

@@ -9,7 +9,7 @@ import subprocess
 
 from tests.support.http import LOOPBACK_GET, get_inside, parse_samples
 from tests.support.proc import cgroup_hierarchies, command_lines, pidns_members, stat
-from tests.support.running import wait_for
+from tests.support.running import HELPERS, wait_for
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 BASE_IMAGE = "localhost/pypause-test-base:bookworm"
@@ -87,27 +87,27 @@ def offline_build(base_image, wheel_context):
     ]
 
 
-# A second container of the pod runs this with our image's python3: a middle
-# process forks N children and exits, so the children are orphans that the
-# pod's PID 1 must adopt. They rename themselves, so that the host can tell
-# them apart, and wait until the test kills them.
-# The programs below run in the pause image too, whose standard library is only
-# what pypause imports: `_signal`, not `signal`.
-ORPHAN_MAKER = """\
-import os, sys, _signal as signal
-middle = os.fork()
-if middle == 0:
-    for _ in range(int(sys.argv[1])):
-        if os.fork() == 0:
-            with open("/proc/self/comm", "w") as f:
-                f.write("pp-orphan")
-            signal.pause()
-    os._exit(0)
-os.waitpid(middle, 0)
-signal.pause()
-"""
+# The tests' orphan maker, for a container's python3 -c: the image has no copy.
+# It runs in the pause image too, whose standard library is only what pypause
+# imports (`_signal`, not `signal`): orphans.py imports more only for options
+# that need it.
+with open(os.path.join(HELPERS, "orphans.py")) as _f:
+    ORPHANS_PY = _f.read()
 ORPHAN_COMM = "pp-orphan"
 ORPHANS = 50
+# A second container of the pod runs this with our image's python3: a middle
+# process forks ORPHANS children and exits, so the children are orphans that
+# the pod's PID 1 must adopt. They rename themselves, so that the host can tell
+# them apart, and live until the test kills them.
+ORPHAN_MAKER = [
+    "-c",
+    ORPHANS_PY,
+    str(ORPHANS),
+    "--until-killed",
+    "--comm",
+    ORPHAN_COMM,
+    "--forever",
+]
 
 
 def orphans_of(init_pid):
@@ -163,21 +163,13 @@ def wait_until_reaped(init_pid, held=0):
     wait_for(reaped, 10, "pid %d to reap the orphans" % init_pid)
 
 
+HOLDER_COMM = "pp-holder"
+HELD = 5
 # A container of the pod runs this with our image's python3: a process that
 # never waits for its children. They exit at once and stay zombies of a live
 # parent that is not the pod's PID 1, which only that parent can reap
 # (pypause_zombies_held_by_parent names it, and its container).
-ZOMBIE_HOLDER = """\
-import os, sys, _signal as signal
-with open("/proc/self/comm", "w") as f:
-    f.write("pp-holder")
-for _ in range(int(sys.argv[1])):
-    if os.fork() == 0:
-        os._exit(0)
-signal.pause()
-"""
-HOLDER_COMM = "pp-holder"
-HELD = 5
+ZOMBIE_HOLDER = ["-c", ORPHANS_PY, str(HELD), "--zombies", "--comm", HOLDER_COMM, "--forever"]
 
 
 def wait_until_holding(holder_pid, count):

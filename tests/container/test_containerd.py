@@ -150,9 +150,7 @@ def test_sandbox_reaps_orphans_of_a_container_in_its_pid_namespace(
         image,
         sandbox_id + "-worker",
         "python3",
-        "-c",
-        ORPHAN_MAKER,
-        str(ORPHANS),
+        *ORPHAN_MAKER,
     )
     adopt_then_kill_orphans(pid, ORPHANS)
     wait_until_reaped(pid)

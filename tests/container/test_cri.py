@@ -35,7 +35,6 @@ from tests.container.containerd_cri import (
     processes_mentioning,
 )
 from tests.container.runtimes import (
-    HELD,
     MEASURED,
     ORPHAN_COMM,
     ORPHAN_MAKER,
@@ -180,17 +179,13 @@ def run_sandbox(node, pod):
 
 def start_orphan_maker(node, sandbox_id, pod, image, attempt=0):
     """A container of the pod that leaves ORPHANS orphans; return (container id, PID)."""
-    config = container_config(
-        cri, pod, "app", image, ["python3", "-c", ORPHAN_MAKER, str(ORPHANS)], attempt=attempt
-    )
+    config = container_config(cri, pod, "app", image, ["python3", *ORPHAN_MAKER], attempt=attempt)
     return node.start_container(sandbox_id, pod, config)
 
 
 def start_zombie_holder(node, sandbox_id, pod, image):
     """A container of the pod whose process holds HELD zombies; return (container id, PID)."""
-    config = container_config(
-        cri, pod, "holder", image, ["python3", "-c", ZOMBIE_HOLDER, str(HELD)]
-    )
+    config = container_config(cri, pod, "holder", image, ["python3", *ZOMBIE_HOLDER])
     return node.start_container(sandbox_id, pod, config)
 
 

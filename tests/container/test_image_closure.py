@@ -10,6 +10,7 @@ import time
 
 import pytest
 
+from tests.container.runtimes import ORPHANS_PY
 from tests.support.running import wait_for
 
 pytestmark = pytest.mark.timeout(300)
@@ -27,9 +28,9 @@ sys.argv = [command] + sys.argv[1:]
 with open(command) as f:
     exec(compile(f.read(), command, "exec"), {"__name__": "__main__", "__file__": command})
 """
-# A child that leaves an orphan behind (which sleeps through SIGTERM's
-# default action: it ends it) and exits 5.
-LEAVES_ORPHAN = "import os, time\nif os.fork() == 0:\n    time.sleep(60)\nos._exit(5)"
+# A child that leaves an orphan behind (which lives until SIGTERM's default
+# action ends it) and exits 5.
+LEAVES_ORPHAN = ["-c", ORPHANS_PY, "1", "--until-killed", "--code", "5"]
 # (pypause's arguments, its expected exit status)
 RUNS = [
     (["-V"], 0),
@@ -49,8 +50,7 @@ RUNS = [
             "--",
             "python3",
             "-IS",
-            "-c",
-            LEAVES_ORPHAN,
+            *LEAVES_ORPHAN,
         ],
         5,
     ),

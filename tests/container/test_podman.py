@@ -10,7 +10,6 @@ import pytest
 
 import pypause
 from tests.container.runtimes import (
-    HELD,
     MEASURED,
     ORPHAN_MAKER,
     ORPHANS,
@@ -141,9 +140,7 @@ def start_orphan_maker(podman, pod, image, user=None):
         pod,
         pod + "-worker",
         image,
-        "-c",
-        ORPHAN_MAKER,
-        str(ORPHANS),
+        *ORPHAN_MAKER,
         options=["--user", user] if user else [],
     )
 
@@ -155,9 +152,7 @@ def start_zombie_holder(podman, pod, image):
         pod,
         pod + "-holder",
         image,
-        "-c",
-        ZOMBIE_HOLDER,
-        str(HELD),
+        *ZOMBIE_HOLDER,
     )
     return container_id, int(podman.inspect(container_id, "{{.State.Pid}}"))
 

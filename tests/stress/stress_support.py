@@ -12,18 +12,12 @@ the run (tests/stress/conftest.py), in a "stress figures" section.
 import json
 import os
 import subprocess
-import sys
 import threading
 import time
 
-from tests.support.running import PYPAUSE, stop
+from tests.support.running import PYPAUSE, helper, stop
 
-HERE = os.path.dirname(os.path.abspath(__file__))
 STRESS = os.environ.get("PYPAUSE_STRESS", "").strip().lower() not in ("", "0", "no", "false", "off")
-STORM_MAKER = os.path.join(HERE, "storm_maker.py")
-ECHO_CHILD = os.path.join(HERE, "echo_child.py")
-LEFTOVERS = os.path.join(HERE, "leftovers.py")
-TRICKLE = os.path.join(HERE, "trickle.py")
 
 #: {figure: value} measured by the tests, printed after the run.
 MEASURED = {}
@@ -38,22 +32,19 @@ def measured(key, figure):
     MEASURED["%s (%s)" % (key, "long" if STRESS else "short")] = figure
 
 
+def echo_child(code):
+    """argv of a main child that prints the number of each signal it gets (each
+    real-time one once per sending) and exits with `code` on SIGTERM or EOF on stdin."""
+    return helper("signal_echo", code, "--numbers", "--exit-on-term")
+
+
 # -- storms in a namespace ------------------------------------------------------
 
 
 def pypause_running_storm_maker(*args):
     """argv: pypause -v (a line for each reap) serving metrics on a port of its
-    own, whose main child is a storm maker run with `args`."""
-    return [
-        PYPAUSE,
-        "-v",
-        "--metrics-addr",
-        "127.0.0.1:0",
-        "--",
-        sys.executable,
-        STORM_MAKER,
-        *args,
-    ]
+    own, whose main child makes orphans: tests/helpers/orphans.py with `args`."""
+    return [PYPAUSE, "-v", "--metrics-addr", "127.0.0.1:0", "--", *helper("orphans", *args)]
 
 
 def storm(ns, total, makers, batch=100, late=True, timeout=600):
@@ -65,7 +56,7 @@ def storm(ns, total, makers, batch=100, late=True, timeout=600):
     t0 = time.monotonic()
     started = [
         ns.enter(
-            [sys.executable, STORM_MAKER, str(n), "--batch", str(batch)]
+            helper("orphans", n, "--spawn", "--report", "--batch", batch)
             + (["--late"] if late else []),
             stdout=subprocess.PIPE,
         )

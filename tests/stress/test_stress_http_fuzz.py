@@ -1,7 +1,7 @@
 """Black-box fuzz of the metrics server of a running pypause (issue 19).
 
 pypause runs in init mode with --metrics-addr 127.0.0.1:0 and a child that
-echoes the signals it gets (echo_child.py). Each round, seeded (the seed is in
+echoes the signals it gets (helpers/signal_echo.py). Each round, seeded (the seed is in
 every message), is a bounded number of random clients within a bounded time:
 random bytes and random valid or invalid requests, sent in random pieces, ending
 every way (read to the end, close, RST, half-close, never read, a tiny receive
@@ -25,12 +25,11 @@ import signal
 import socket
 import struct
 import subprocess
-import sys
 import time
 
 import pytest
 
-from tests.stress.stress_support import ECHO_CHILD, Lines, measured, scaled
+from tests.stress.stress_support import Lines, echo_child, measured, scaled
 from tests.support.http import REASONS, port_from
 from tests.support.http import http_get as get
 from tests.support.http import metric_samples as samples
@@ -326,7 +325,7 @@ def counted_errors_seen(clients):
 class Pypause:
     def __init__(self, procs):
         self.p = procs(
-            [PYPAUSE, "--metrics-addr", "127.0.0.1:0", "--", sys.executable, ECHO_CHILD, str(CODE)],
+            [PYPAUSE, "--metrics-addr", "127.0.0.1:0", "--", *echo_child(CODE)],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,

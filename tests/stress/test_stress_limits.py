@@ -31,7 +31,7 @@ CODE = 3
 def test_under_a_pids_limit_pypause_keeps_reaping_and_exits_right(pids_cgroup, pidns):
     ns = pidns(
         pypause_running_storm_maker(
-            str(ORPHANS), "--batch", "50", "--late", "--code", str(CODE), "--go"
+            ORPHANS, "--spawn", "--late", "--batch", 50, "--report", "--go", "--code", CODE
         ),
         before=pids_cgroup.enter_argv,
         stdin=subprocess.PIPE,

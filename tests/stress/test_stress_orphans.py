@@ -4,14 +4,13 @@ exiting while hundreds of others live on."""
 import os
 import signal
 import subprocess
-import sys
 import time
 
 import pytest
 
-from tests.stress.stress_support import LEFTOVERS, measured, scaled, storm
+from tests.stress.stress_support import measured, scaled, storm
 from tests.support.proc import children, cpu_ns, rss_kib
-from tests.support.running import PYPAUSE, needs_pidns, wait_for, wait_until_idle
+from tests.support.running import PYPAUSE, helper, needs_pidns, wait_for, wait_until_idle
 
 TOTAL = scaled(3000, 20000)
 MAKERS = 4
@@ -71,21 +70,24 @@ def _children_left(ns):
 # -- the main child exits while the rest live on -------------------------------
 
 LEFT = 200  # half of them ignore SIGTERM
+# A main child that leaves LEFT orphans behind, alive, and exits 5. Each holds
+# the fd given with --term-fd, so EOF on its read end means all LEFT are gone.
+LEFTOVERS = helper("orphans", LEFT, "--until-killed", "--code", 5)
 
 
 def _leftovers_run(pidns, *pypause_args):
-    """pypause -v [args] -- leftovers.py; return (exit status, seconds from the
+    """pypause -v [args] -- LEFT leftovers; return (exit status, seconds from the
     child's exit to pypause's, SIGTERM handlers that ran, stderr)."""
     r, w = os.pipe()
     ns = pidns(
-        [PYPAUSE, "-v", *pypause_args, "--", sys.executable, LEFTOVERS, str(LEFT), "5", str(w)],
+        [PYPAUSE, "-v", *pypause_args, "--", *LEFTOVERS, "--term-fd", str(w)],
         pass_fds=(w,),
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
     )
     os.close(w)
     try:
-        assert ns.unshare.stdout.readline() == b"ready\n"
+        assert ns.unshare.stdout.readline().startswith(b"orphaned ")
         t0 = time.monotonic()
         out, err = ns.unshare.communicate(timeout=30)
         took = time.monotonic() - t0

@@ -6,13 +6,12 @@ import os
 import random
 import signal
 import subprocess
-import sys
 import time
 
 import pytest
 
 from pypause import signals
-from tests.stress.stress_support import ECHO_CHILD, Lines, measured, scaled
+from tests.stress.stress_support import Lines, echo_child, measured, scaled
 from tests.support.http import http_get as get
 from tests.support.http import metric_samples as samples
 from tests.support.http import metric_value as value
@@ -55,7 +54,7 @@ MIX = [
 def test_signal_storm_is_survived_forwarded_and_sigterm_still_ends_it(procs):
     rng = random.Random(SEED)
     p = procs(
-        [PYPAUSE, "--metrics-addr", "127.0.0.1:0", "--", sys.executable, ECHO_CHILD, str(CODE)],
+        [PYPAUSE, "--metrics-addr", "127.0.0.1:0", "--", *echo_child(CODE)],
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,

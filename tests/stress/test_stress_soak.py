@@ -5,12 +5,11 @@ does not wake up at all."""
 import os
 import signal
 import subprocess
-import sys
 import time
 
 import pytest
 
-from tests.stress.stress_support import TRICKLE, Lines, measured, scaled
+from tests.stress.stress_support import Lines, measured, scaled
 from tests.support.http import metric_samples as samples
 from tests.support.http import metric_value as value
 from tests.support.http import port_from
@@ -22,7 +21,7 @@ from tests.support.proc import (
     rss_kib,
     thread_count,
 )
-from tests.support.running import PYPAUSE, needs_pidns, stop, wait_for, wait_until_idle
+from tests.support.running import PYPAUSE, helper, needs_pidns, stop, wait_for, wait_until_idle
 
 DURATION = scaled(30, 600)  # seconds of trickle and scrapes
 WARM_UP = scaled(5, 60)  # RSS is compared with its value at this point
@@ -37,7 +36,9 @@ def test_soak_with_a_trickle_of_orphans_and_scrapes(pidns):
     ns = pidns([PYPAUSE, "--metrics-addr", "127.0.0.1:0"], stderr=subprocess.PIPE)
     port = port_from(ns.unshare.stderr)
     trickle = ns.enter(
-        [sys.executable, TRICKLE, str(INTERVAL)], stdin=subprocess.PIPE, stdout=subprocess.PIPE
+        helper("orphans", 1, "--spawn", "--every", INTERVAL),
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
     )
     try:
         _soak(ns, port, trickle)

@@ -16,9 +16,8 @@ import time
 import pytest
 
 from tests.stress.stress_support import (
-    ECHO_CHILD,
-    STORM_MAKER,
     Lines,
+    echo_child,
     measured,
     pypause_running_storm_maker,
     scaled,
@@ -91,7 +90,9 @@ def test_closed_stdio_neither_kills_pypause_nor_leaks_into_the_child(procs, tmp_
     os.mkfifo(fifo)
     report = tmp_path / "report.json"
     orphans = 300
-    script = '"$0" "$1" && "$0" "$2" %d --late && read x < "$3"; exit 6' % orphans
+    script = (
+        '"$0" "$1" && "$0" "$2" %d --spawn --late --batch 100 && read x < "$3"; exit 6' % orphans
+    )
     p = procs(
         [
             "sh",
@@ -108,7 +109,7 @@ def test_closed_stdio_neither_kills_pypause_nor_leaks_into_the_child(procs, tmp_
             script,
             sys.executable,
             os.path.join(HELPERS, "report.py"),
-            STORM_MAKER,
+            os.path.join(HELPERS, "orphans.py"),
             str(fifo),
         ],
         env={**os.environ, "REPORT_TO": str(report)},
@@ -175,9 +176,7 @@ def test_stderr_that_takes_nothing_never_blocks_pypause(procs, kind):
                 "--metrics-addr",
                 "127.0.0.1:%d" % port,
                 "--",
-                sys.executable,
-                ECHO_CHILD,
-                "9",
+                *echo_child(9),
             ],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
@@ -367,7 +366,15 @@ exec "$@"
 @pytest.mark.timeout(60)
 def test_read_only_root_and_no_writable_tmp(pidns):
     ns = pidns(
-        ["sh", "-c", READ_ONLY, "sh", *pypause_running_storm_maker("200", "--late", "--code", "4")],
+        [
+            "sh",
+            "-c",
+            READ_ONLY,
+            "sh",
+            *pypause_running_storm_maker(
+                200, "--spawn", "--late", "--batch", 100, "--report", "--code", 4
+            ),
+        ],
         unshare_args=(*PRIVATE_MOUNTS, "--mount-proc"),
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
