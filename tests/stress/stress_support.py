@@ -47,6 +47,11 @@ def pypause_running_storm_maker(*args):
     return [PYPAUSE, "-v", "--metrics-addr", "127.0.0.1:0", "--", *helper("orphans", *args)]
 
 
+def reaps_logged(lines):
+    """How many of pypause's -v `lines` (None: EOF) say it reaped a zombie."""
+    return sum("reaped zombie" in line for line in lines if line)
+
+
 def storm(ns, total, makers, batch=100, late=True, timeout=600):
     """`makers` storm makers entered into `ns` at once, `total` orphans between them.
 

@@ -10,7 +10,13 @@ import time
 
 import pytest
 
-from tests.stress.stress_support import Lines, measured, pypause_running_storm_maker, scaled
+from tests.stress.stress_support import (
+    Lines,
+    measured,
+    pypause_running_storm_maker,
+    reaps_logged,
+    scaled,
+)
 from tests.support.http import http_get as get
 from tests.support.http import metric_samples as samples
 from tests.support.http import metric_value as value
@@ -31,7 +37,16 @@ CODE = 3
 def test_under_a_pids_limit_pypause_keeps_reaping_and_exits_right(pids_cgroup, pidns):
     ns = pidns(
         pypause_running_storm_maker(
-            ORPHANS, "--spawn", "--late", "--batch", 50, "--report", "--go", "--code", CODE
+            ORPHANS,
+            "--spawn",
+            "--late",
+            "--batch",
+            50,
+            "--report",
+            "--go",
+            "--stay",
+            "--code",
+            CODE,
         ),
         before=pids_cgroup.enter_argv,
         stdin=subprocess.PIPE,
@@ -45,7 +60,7 @@ def test_under_a_pids_limit_pypause_keeps_reaping_and_exits_right(pids_cgroup, p
     assert get(port, "/healthz")[0] == 200
     pids_cgroup.set_max(LIMIT)
     ns.unshare.stdin.write(b"go\n")
-    ns.unshare.stdin.close()
+    ns.unshare.stdin.flush()
     t0 = time.monotonic()
 
     # Scrape now and then while forks fail: a scrape needs a thread, hence a
@@ -64,12 +79,18 @@ def test_under_a_pids_limit_pypause_keeps_reaping_and_exits_right(pids_cgroup, p
     scraper = threading.Thread(target=scrape)
     scraper.start()
     try:
-        out = ns.unshare.stdout.read()  # not communicate(): Lines reads stderr
-        ns.unshare.wait(timeout=10)
+        out = ns.unshare.stdout.readline()  # the report; then it stays until stdin closes
+        # Every orphan reaped by pypause (-v logs each one) before the child ends:
+        # ended first, it would take PID 1 and the last late orphans with it, unreaped.
+        err.wait(
+            lambda lines: reaps_logged(lines) >= ORPHANS or None in lines, what="the orphans reaped"
+        )
     finally:
         done.set()
         scraper.join()
     took = time.monotonic() - t0
+    ns.unshare.stdin.close()
+    ns.unshare.wait(timeout=10)
     err.wait(lambda lines: None in lines, what="pypause's stderr to close")
     assert out, "the storm maker said nothing; stderr: %r" % err.lines[-10:]
     report = json.loads(out)
@@ -78,8 +99,7 @@ def test_under_a_pids_limit_pypause_keeps_reaping_and_exits_right(pids_cgroup, p
     assert report["orphans"] == ORPHANS
     assert report["eagain"] > 0, "the limit never bit: forks did not fail"
     assert pids_cgroup.max_events() > 0
-    # Every orphan was reaped by pypause (-v logs each one), none by the kernel at exit.
-    assert sum("reaped zombie" in line for line in err.lines if line) == ORPHANS
+    assert reaps_logged(err.lines) == ORPHANS
     assert not any("unexpected error" in line for line in err.lines if line)
     wait_for(lambda: pids_cgroup.current() == 0, what="every pid of the cgroup to be freed")
     measured(

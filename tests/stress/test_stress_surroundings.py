@@ -20,6 +20,7 @@ from tests.stress.stress_support import (
     echo_child,
     measured,
     pypause_running_storm_maker,
+    reaps_logged,
     scaled,
     storm,
 )
@@ -331,9 +332,11 @@ def test_without_proc_reaping_works_and_metrics_report_what_they_can(pidns):
     # Counted under "unknown": the command name comes from /proc.
     assert value(got, "pypause_zombies_reaped_by_comm_total", comm="unknown") == orphans
     # Logging needs no /proc either: each line is written or counted as dropped.
-    written = lambda: sum("reaped zombie" in line for line in err.lines if line)
     wait_for(
-        lambda: written() + value(samples(port), "pypause_log_lines_dropped_total") == orphans,
+        lambda: (
+            reaps_logged(err.lines) + value(samples(port), "pypause_log_lines_dropped_total")
+            == orphans
+        ),
         what="a log line per orphan, written or dropped",
     )
     for needs_proc in ("pypause_zombies", "pypause_processes", "process_resident_memory_bytes"):
@@ -372,10 +375,11 @@ def test_read_only_root_and_no_writable_tmp(pidns):
             READ_ONLY,
             "sh",
             *pypause_running_storm_maker(
-                200, "--spawn", "--late", "--batch", 100, "--report", "--code", 4
+                200, "--spawn", "--late", "--batch", 100, "--report", "--stay", "--code", 4
             ),
         ],
         unshare_args=(*PRIVATE_MOUNTS, "--mount-proc"),
+        stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
     )
@@ -384,9 +388,13 @@ def test_read_only_root_and_no_writable_tmp(pidns):
         assert _healthy(port)
         assert json.loads(ns.unshare.stdout.readline())["orphans"] == 200
         err = Lines(ns.unshare.stderr)
+        # The child stays until stdin closes: ended before the late orphans
+        # exit, it would take PID 1 and them with it, unreaped.
+        err.wait(lambda lines: reaps_logged(lines) == 200, what="200 orphans reaped")
+        ns.unshare.stdin.close()
         assert ns.unshare.wait(20) == 4
         err.wait(lambda lines: None in lines, what="stderr to close")
-        assert sum("reaped zombie" in l for l in err.lines if l) == 200
+        assert reaps_logged(err.lines) == 200
         assert not any("Traceback" in l for l in err.lines if l)
     finally:
         # Only the namespace's copy of / was made read-only; ours is as it was.
