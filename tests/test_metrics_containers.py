@@ -234,6 +234,8 @@ def test_reap_warnings_name_the_container(cgroups, pidns, log_format):
 # Makes `argv[1]` parents with comm h0, h1, ..., each holding one zombie,
 # and, for each cgroup directory after it, a process in that cgroup that
 # leaves one orphan there. Prints "ready" and waits for stdin to close.
+# Not helpers/orphans.py: 70 names and 70 cgroups from one process, where
+# orphans.py (one name, the cgroup it started in) would take 140 starts of it.
 MANY = """
 import os, sys
 n, directories = int(sys.argv[1]), sys.argv[2:]
