@@ -24,14 +24,31 @@ pytestmark = pytest.mark.timeout(30)
 
 # -- --grace-period / PYPAUSE_GRACE_PERIOD ------------------------------------
 
-# Started in the background by a main child's script: a process that, on
-# SIGTERM, touches the file named by %s and exits 0.
-CLEANS_UP = '(trap "touch %s; exit 0" TERM; sleep 30 & wait) & '
+
+def cleans_up(flag):
+    """For a main child's script: a process in the background that, on SIGTERM,
+    touches `flag` and exits 0. It touches FLAG.set once its trap is in place."""
+    return '(trap "touch %s; exit 0" TERM; touch %s.set; sleep 30 & wait) & ' % (flag, flag)
+
+
+def ignores_term(marker, command="sleep 30"):
+    """For a main child's script: `command` in the background, ignoring SIGTERM;
+    `marker` is touched once the trap is in place."""
+    return '(trap "" TERM; touch %s; %s) & ' % (marker, command)
+
+
+def exit_once_set(code, *markers):
+    """The end of a main child's script: exit `code` once every one of `markers`
+    exists, i.e. the traps of the processes left behind are in place (a SIGTERM
+    before that would end them at once)."""
+    return "".join("until [ -e %s ]; do sleep 0.01; done; " % m for m in markers) + (
+        "exit %d" % code
+    )
 
 
 def test_without_grace_period_pypause_exits_at_once(init, tmp_path):
     flag, pidfile = tmp_path / "cleaned-up", tmp_path / "left"
-    script = CLEANS_UP % flag + "echo $$ $! > %s; sleep 0.3; exit 3" % pidfile
+    script = cleans_up(flag) + "echo $$ $! > %s; " % pidfile + exit_once_set(3, "%s.set" % flag)
     t0 = time.monotonic()
     r = init.run([PYPAUSE, "--", "sh", "-c", script])
     assert r.returncode == 3
@@ -60,7 +77,7 @@ def _scope(init):
 )
 def test_grace_period_lets_the_rest_clean_up(init, tmp_path, args, env):
     flag = tmp_path / "cleaned-up"
-    script = CLEANS_UP % flag + "sleep 0.3; exit 3"
+    script = cleans_up(flag) + exit_once_set(3, "%s.set" % flag)
     t0 = time.monotonic()
     r = init.run(
         [PYPAUSE, *args, "--", "sh", "-c", script],
@@ -73,7 +90,8 @@ def test_grace_period_lets_the_rest_clean_up(init, tmp_path, args, env):
     assert b"sent SIGTERM to " + _scope(init) in r.stderr
 
 
-def test_grace_period_ends_with_sigkill(init):
+def test_grace_period_ends_with_sigkill(init, tmp_path):
+    ignoring = tmp_path / "ignoring"
     t0 = time.monotonic()
     r = init.run(
         [
@@ -83,7 +101,7 @@ def test_grace_period_ends_with_sigkill(init):
             "--",
             "sh",
             "-c",
-            '(trap "" TERM; sleep 30) & sleep 0.3; exit 3',
+            ignores_term(ignoring) + exit_once_set(3, ignoring),
         ],
         stderr=subprocess.PIPE,
     )
@@ -94,7 +112,12 @@ def test_grace_period_ends_with_sigkill(init):
 
 def test_grace_period_covers_the_rest_then_sigkills_it(init, tmp_path):
     flag = tmp_path / "cleaned-up"
-    script = CLEANS_UP % flag + '(trap "" TERM; exec sleep 31) & sleep 0.3; exit 3'
+    ignoring = tmp_path / "ignoring"
+    script = (
+        cleans_up(flag)
+        + ignores_term(ignoring, "exec sleep 31")
+        + exit_once_set(3, "%s.set" % flag, ignoring)
+    )
     t0 = time.monotonic()
     r = init.run([PYPAUSE, "--grace-period", "1", "--", "sh", "-c", script], capture_output=True)
     assert r.returncode == 3
