@@ -4,10 +4,13 @@ that listens on it.
 What may be written and what can be listened on are one subject, so they
 live here together. They run at different times: parse() when the command
 line is read, before the child is started (cli imports this module only for
-a `--metrics-addr`), listen() in the metrics thread. So each function
-imports what it needs when it runs: parse() and is_numeric() the C module
-`_socket`, listen() `socket`, which imports enum and selectors.
+a `--metrics-addr`), listen() in the metrics thread. So this module needs
+only the C module `_socket`; listen() imports `socket`, which imports enum and
+selectors, when it runs.
 """
+
+import _socket
+import errno
 
 #: typing-only imports without importing typing at run time (mypy: always_true).
 TYPE_CHECKING = False
@@ -25,8 +28,6 @@ def parse(text: str) -> "tuple[str | None, int]":
     over-long label) is refused here, before the child is started, rather
     than failing at bind time. Raises ValueError.
     """
-    import _socket
-
     host: str | None
     if text.startswith("["):  # IPv6: [::]:PORT
         host, sep, port = text[1:].partition("]:")
@@ -44,8 +45,6 @@ def parse(text: str) -> "tuple[str | None, int]":
 
 
 def _is_ipv6(text: str) -> bool:
-    import _socket
-
     address, percent, zone = text.partition("%")
     if percent and not (0 < len(zone) < 16 and _is_name(zone.replace(".", "-"))):
         return False
@@ -53,8 +52,6 @@ def _is_ipv6(text: str) -> bool:
 
 
 def _is_address(family: int, text: str) -> bool:
-    import _socket
-
     try:
         _socket.inet_pton(family, text)
     except (OSError, ValueError):  # ValueError: an embedded NUL
@@ -82,8 +79,6 @@ def _is_name(text: str) -> bool:
 def is_numeric(host: str) -> bool:
     """True if `host` is an IP address (a zone too): listening on it asks no
     name server."""
-    import _socket
-
     try:
         _socket.getaddrinfo(host, None, 0, 0, 0, _socket.AI_NUMERICHOST)
     except (OSError, UnicodeError):
@@ -98,7 +93,6 @@ def listen(host: "str | None", port: int) -> "tuple[socket.socket, str]":
     IPV6_V6ONLY off), or IPv4 alone (`0.0.0.0`) where the kernel has no IPv6.
     Raises OSError (and UnicodeError for a name IDNA cannot encode).
     """
-    import errno
     import socket
 
     if host is None:
